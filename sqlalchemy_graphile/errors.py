@@ -1,0 +1,115 @@
+"""The exceptions raised by sqlalchemy-graphile.
+
+Every error we raise derives from :class:`GraphileWorkerError`, so one ``except`` clause
+catches them all. Errors about bad input also derive from the matching built-in
+(``ValueError`` or ``TypeError``) and are raised before any SQL is sent.
+
+::
+
+    GraphileWorkerError
+    ├── InvalidIdentifierError (ValueError)      a schema name that is not a safe identifier
+    ├── InvalidTaskError (TypeError)             a Task class that breaks the task contract
+    ├── InvalidPayloadError (ValueError)         a payload that cannot be stored as JSON
+    │   └── PayloadNotSerializableError (TypeError)
+    ├── InvalidJobSpecError (ValueError)         a job spec the database would refuse
+    ├── ConfigurationError (ValueError)          bad worker / utils options
+    ├── SchemaError                              the database schema is missing or incompatible
+    │   ├── SchemaNotInstalledError
+    │   ├── SchemaTooOldError
+    │   └── SchemaTooNewError                    a newer *breaking* migration (CLI exit code 57)
+    ├── PayloadValidationError (ValueError)      a stored payload does not fit the task model
+    └── BatchJobError                            a batch task reported failed items
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class GraphileWorkerError(Exception):
+    """Base class of every exception raised by sqlalchemy-graphile."""
+
+
+class InvalidIdentifierError(GraphileWorkerError, ValueError):
+    """A schema name was rejected because it is not a safe SQL identifier."""
+
+
+class InvalidTaskError(GraphileWorkerError, TypeError):
+    """A task class does not follow the task contract (e.g. a bad ``IDENTIFIER``)."""
+
+
+class InvalidPayloadError(GraphileWorkerError, ValueError):
+    """A payload cannot be stored: not JSON, too large, NaN, NUL characters, ..."""
+
+
+class PayloadNotSerializableError(InvalidPayloadError, TypeError):
+    """A raw payload holds a value that has no JSON form (a set, an object, ...)."""
+
+
+class InvalidJobSpecError(GraphileWorkerError, ValueError):
+    """A job spec or call argument would be refused by the database."""
+
+
+class ConfigurationError(GraphileWorkerError, ValueError):
+    """Options given to a worker, the CLI or ``WorkerUtils`` are not valid."""
+
+
+class SchemaError(GraphileWorkerError):
+    """The ``graphile_worker`` schema is missing or not compatible with this version."""
+
+
+class SchemaNotInstalledError(SchemaError):
+    """The schema has not been installed; run ``alembic upgrade head`` (or ``migrate()``)."""
+
+
+class SchemaTooOldError(SchemaError):
+    """The schema was installed by an old Graphile Worker (ledger below revision 19)."""
+
+
+class SchemaTooNewError(SchemaError):
+    """The schema contains a breaking migration newer than this version understands.
+
+    The command line interface exits with status 57 on this error, like Graphile Worker.
+    """
+
+    exit_code = 57
+
+    def __init__(self, message: str, *, latest_breaking: int, supported: int) -> None:
+        super().__init__(message)
+        self.latest_breaking = latest_breaking
+        self.supported = supported
+
+
+class PayloadValidationError(GraphileWorkerError, ValueError):
+    """A stored payload did not validate against the task's model when the job ran."""
+
+
+class BatchJobError(GraphileWorkerError):
+    """Raised internally when some items of a batch job failed; ``errors`` has them."""
+
+    def __init__(self, errors: Sequence[BaseException | str]) -> None:
+        lines = [str(e) if isinstance(e, str) else _describe(e) for e in errors]
+        super().__init__("Batch failures:\n" + "\n".join(lines))
+        self.errors = list(errors)
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error)
+    return text if text else type(error).__name__
+
+
+__all__ = [
+    "BatchJobError",
+    "ConfigurationError",
+    "GraphileWorkerError",
+    "InvalidIdentifierError",
+    "InvalidJobSpecError",
+    "InvalidPayloadError",
+    "InvalidTaskError",
+    "PayloadNotSerializableError",
+    "PayloadValidationError",
+    "SchemaError",
+    "SchemaNotInstalledError",
+    "SchemaTooNewError",
+    "SchemaTooOldError",
+]
