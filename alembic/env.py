@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 from logging.config import fileConfig
 
+from alembic import context
 from sqlalchemy import Connection, pool, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from alembic import context
 from sqlalchemy_graphile._urls import async_url, database_url_from_env, prefers_async, sync_url
 from sqlalchemy_graphile.errors import ConfigurationError
 from sqlalchemy_graphile.migrations import alembic_schema

@@ -50,9 +50,7 @@ def read_ledger(connection: Connection, schema: str) -> LedgerState:
         latest = connection.execute(text(f"select max(id) from {quoted}.migrations")).scalar()
         return LedgerState(exists=True, latest=latest)
     latest, latest_breaking = connection.execute(
-        text(
-            f"select max(id), max(id) filter (where breaking) from {quoted}.migrations"
-        )
+        text(f"select max(id), max(id) filter (where breaking) from {quoted}.migrations")
     ).one()
     return LedgerState(True, True, latest, latest_breaking)
 

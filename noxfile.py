@@ -1,0 +1,53 @@
+"""Developer sessions: `nox -s tests lint typecheck compat bench chaos docs`."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+PYTHON = "3.11"
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """The test suite (unit, integration, acceptance, compat) against real PostgreSQL."""
+    session.install("-e", ".[test]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def compat(session: nox.Session) -> None:
+    """Only the tests that drive Node graphile-worker 0.17 against our schema."""
+    session.install("-e", ".[test]")
+    session.run("pytest", "tests/compat", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def chaos(session: nox.Session) -> None:
+    """Opt-in fault injection; restarts PostgreSQL, so it needs SG_ALLOW_PG_RESTART=1."""
+    session.install("-e", ".[test]")
+    session.run("pytest", "-m", "chaos", "-p", "no:xdist", "tests/chaos", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check."""
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=PYTHON)
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict over the package, tests, examples and benchmarks."""
+    session.install("-e", ".[dev]")
+    session.run("mypy")
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Throughput and latency against Node graphile-worker 0.17 on the same database."""
+    session.install("-e", ".[test,uvloop]")
+    session.run("python", "-m", "benchmarks", *session.posargs)

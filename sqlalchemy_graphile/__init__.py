@@ -1,0 +1,57 @@
+"""sqlalchemy-graphile: a PostgreSQL job queue for SQLAlchemy, schema-compatible with
+Graphile Worker (Node) and its Rust port.
+
+Define tasks as pydantic models, add jobs inside your own SQLAlchemy transactions with
+:class:`JobHelpers` / :class:`AsyncJobHelpers`, and run them with :class:`Worker`.
+"""
+
+from __future__ import annotations
+
+from ._identifiers import DEFAULT_SCHEMA, quote_identifier, validate_schema_name
+from .errors import (
+    BatchJobError,
+    ConfigurationError,
+    GraphileWorkerError,
+    InvalidIdentifierError,
+    InvalidJobSpecError,
+    InvalidPayloadError,
+    InvalidTaskError,
+    PayloadNotSerializableError,
+    PayloadValidationError,
+    SchemaError,
+    SchemaNotInstalledError,
+    SchemaTooNewError,
+    SchemaTooOldError,
+)
+from .job import Job
+from .job_spec import JobKeyMode, JobSpec, RawJobSpec
+from .tasks import BatchTask, BatchTaskResult, Task
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_SCHEMA",
+    "BatchJobError",
+    "BatchTask",
+    "BatchTaskResult",
+    "ConfigurationError",
+    "GraphileWorkerError",
+    "InvalidIdentifierError",
+    "InvalidJobSpecError",
+    "InvalidPayloadError",
+    "InvalidTaskError",
+    "Job",
+    "JobKeyMode",
+    "JobSpec",
+    "PayloadNotSerializableError",
+    "PayloadValidationError",
+    "RawJobSpec",
+    "SchemaError",
+    "SchemaNotInstalledError",
+    "SchemaTooNewError",
+    "SchemaTooOldError",
+    "Task",
+    "__version__",
+    "quote_identifier",
+    "validate_schema_name",
+]

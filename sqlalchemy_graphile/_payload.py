@@ -1,0 +1,52 @@
+"""Encoding payloads to the JSON text we store, with the checks PostgreSQL would fail late."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from .errors import InvalidPayloadError, PayloadNotSerializableError
+
+#: The largest payload we accept, in bytes of UTF-8 JSON text.
+MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
+
+# A JSON "\u0000" escape: an odd number of backslashes followed by u0000.
+_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def encode_payload(value: Any) -> str:
+    """Encode a JSON-compatible value (dicts, lists, str, int, float, bool, None) to text.
+
+    Raises :class:`PayloadNotSerializableError` for values with no JSON form and
+    :class:`InvalidPayloadError` for NaN / Infinity, NUL characters, lone surrogates, nesting
+    too deep to encode, or text over :data:`MAX_PAYLOAD_BYTES`.
+    """
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except TypeError as error:
+        raise PayloadNotSerializableError(f"payload is not JSON-serialisable: {error}") from error
+    except ValueError as error:
+        raise InvalidPayloadError(f"payload is not valid JSON: {error}") from error
+    except RecursionError as error:
+        raise InvalidPayloadError("payload is nested too deeply to encode") from error
+    return check_payload_text(text)
+
+
+def check_payload_text(text: str) -> str:
+    """Check JSON text that is about to be stored; return it unchanged."""
+    if _NUL_ESCAPE.search(text):
+        raise InvalidPayloadError(
+            "payload contains a NUL character (\\u0000), which PostgreSQL refuses"
+        )
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError as error:
+        raise InvalidPayloadError(
+            "payload contains a lone surrogate character that is not valid UTF-8"
+        ) from error
+    if size > MAX_PAYLOAD_BYTES:
+        raise InvalidPayloadError(
+            f"payload is {size} bytes, more than the limit of {MAX_PAYLOAD_BYTES} bytes"
+        )
+    return text
