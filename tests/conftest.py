@@ -3,6 +3,7 @@ installed), and a fresh clone of it per test."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 
 import psycopg
@@ -15,9 +16,11 @@ from sqlalchemy_graphile.testing import database_url, load_schema
 
 # The no-process fixtures point at a running server (see [tool.pytest.ini_options]):
 # pytest-postgresql must not spawn its own, since initdb refuses to run as root.
-postgresql_noproc = factories.postgresql_noproc(load=[load_schema])
+# Database names carry the pid so that concurrent test runs on one server do not collide.
+_RUN = f"sg_tests_{os.getpid()}"
+postgresql_noproc = factories.postgresql_noproc(dbname=_RUN, load=[load_schema])
 postgresql = factories.postgresql("postgresql_noproc")
-postgresql_noproc_empty = factories.postgresql_noproc(dbname="sg_tests_empty")
+postgresql_noproc_empty = factories.postgresql_noproc(dbname=f"{_RUN}_empty")
 postgresql_empty = factories.postgresql("postgresql_noproc_empty")
 
 
