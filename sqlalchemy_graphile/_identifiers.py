@@ -25,9 +25,10 @@ def validate_schema_name(name: object) -> str:
     """Return ``name`` if it is a safe schema name, else raise :class:`InvalidIdentifierError`.
 
     A safe name is a non-empty ``str`` of at most 63 characters made of ASCII letters, digits,
-    ``_`` and ``$``, not starting with a digit or ``$``, and not starting with ``pg_`` (reserved
-    by PostgreSQL). Upper-case letters are allowed; the name is always quoted, so it is used
-    exactly as given.
+    ``_`` and ``$``, not starting with a digit or ``$``, with at most one ``$`` (two could
+    spell a dollar-quote tag that ends a function body early), and not starting with ``pg_``
+    (reserved by PostgreSQL). Upper-case letters are allowed; the name is always quoted, so it
+    is used exactly as given.
     """
     if not isinstance(name, str):
         raise InvalidIdentifierError(f"schema name must be a str, not {type(name).__name__}")
@@ -42,6 +43,11 @@ def validate_schema_name(name: object) -> str:
         raise InvalidIdentifierError(
             f"schema name {name!r} is not a safe identifier: use letters, digits, '_' "
             "and '$', not starting with a digit"
+        )
+    if name.count("$") > 1:
+        raise InvalidIdentifierError(
+            f"schema name {name!r} contains more than one '$': it could end a dollar-quoted "
+            "function body early"
         )
     if name.lower().startswith("pg_"):
         raise InvalidIdentifierError(f"schema name {name!r} is reserved: it starts with 'pg_'")
