@@ -23,14 +23,17 @@ from .errors import (
     SchemaTooNewError,
     SchemaTooOldError,
 )
+from .helpers import AsyncJobHelpers, JobHelpers
 from .job import Job
 from .job_spec import JobKeyMode, JobSpec, RawJobSpec
 from .tasks import BatchTask, BatchTaskResult, Task
+from .utils import WorkerUtils
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_SCHEMA",
+    "AsyncJobHelpers",
     "BatchJobError",
     "BatchTask",
     "BatchTaskResult",
@@ -41,6 +44,7 @@ __all__ = [
     "InvalidPayloadError",
     "InvalidTaskError",
     "Job",
+    "JobHelpers",
     "JobKeyMode",
     "JobSpec",
     "PayloadNotSerializableError",
@@ -51,6 +55,7 @@ __all__ = [
     "SchemaTooNewError",
     "SchemaTooOldError",
     "Task",
+    "WorkerUtils",
     "__version__",
     "quote_identifier",
     "validate_schema_name",

@@ -1,0 +1,123 @@
+"""The add and admin operations, shared by :class:`JobHelpers`, :class:`AsyncJobHelpers` and
+:class:`WorkerUtils`.
+
+Each method of :class:`JobOperations` validates its arguments at once (raising our typed
+errors before any SQL) and returns an :data:`Operation`: a function that does the work on a
+synchronous SQLAlchemy ``Connection``. The sync helpers call it on ``session.connection()``;
+the async ones hand it to ``run_sync``, so the logic exists once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection
+
+from . import _job_input, _sql_jobs
+from ._identifiers import resolve_schema
+from .errors import ConfigurationError
+from .job import Job
+from .job_spec import JobSpec, RawJobSpec
+from .tasks import BatchTask, Task
+
+T = TypeVar("T")
+
+#: Work to run on a synchronous connection, inside the transaction open on it.
+Operation = Callable[[Connection], T]
+
+
+class JobOperations:
+    """Validated operations on the job queue in one schema (validated at construction)."""
+
+    __slots__ = ("schema",)
+
+    def __init__(self, schema: str | None = None) -> None:
+        self.schema = resolve_schema(schema)
+
+    def add_job(self, task: Task, spec: JobSpec | None) -> Operation[Job]:
+        job = _job_input.from_task(task, spec)
+        return lambda connection: _sql_jobs.add_job(connection, self.schema, job)
+
+    def add_jobs(self, jobs: Sequence[tuple[Task, JobSpec | None]]) -> Operation[list[Job]]:
+        return self._bulk(_job_input.from_tasks(jobs))
+
+    def add_raw_job(self, identifier: str, payload: Any, spec: JobSpec | None) -> Operation[Job]:
+        job = _job_input.from_raw(identifier, payload, spec)
+        return lambda connection: _sql_jobs.add_job(connection, self.schema, job)
+
+    def add_raw_jobs(self, jobs: Sequence[RawJobSpec]) -> Operation[list[Job]]:
+        return self._bulk(_job_input.from_raw_specs(jobs))
+
+    def add_batch_job(self, items: Sequence[BatchTask], spec: JobSpec | None) -> Operation[Job]:
+        job = _job_input.from_batch(items, spec)
+        return lambda connection: _sql_jobs.add_job(connection, self.schema, job)
+
+    def _bulk(self, jobs: list[_job_input.NewJob]) -> Operation[list[Job]]:
+        preserve_run_at = _job_input.bulk_preserve_run_at(jobs)
+        if not jobs:
+            return lambda connection: []
+        return lambda connection: _sql_jobs.add_jobs(connection, self.schema, jobs, preserve_run_at)
+
+    def remove_job(self, job_key: str) -> Operation[Job | None]:
+        key = _job_input.job_key(job_key)
+        return lambda connection: _sql_jobs.remove_job(connection, self.schema, key)
+
+    def complete_jobs(self, ids: Iterable[int]) -> Operation[list[Job]]:
+        job_ids = _job_input.job_ids(ids)
+        return lambda connection: _sql_jobs.complete_jobs(connection, self.schema, job_ids)
+
+    def permanently_fail_jobs(self, ids: Iterable[int], reason: str | None) -> Operation[list[Job]]:
+        job_ids = _job_input.job_ids(ids)
+        message = _job_input.optional_text(reason, "reason")
+        return lambda connection: _sql_jobs.permanently_fail_jobs(
+            connection, self.schema, job_ids, message
+        )
+
+    def reschedule_jobs(
+        self,
+        ids: Iterable[int],
+        *,
+        run_at: Any,
+        priority: Any,
+        attempts: Any,
+        max_attempts: Any,
+    ) -> Operation[list[Job]]:
+        job_ids = _job_input.job_ids(ids)
+        new_run_at = _job_input.optional_aware_datetime(run_at, "run_at")
+        new_priority = _job_input.optional_smallint(priority, "priority")
+        new_attempts = _job_input.optional_smallint(attempts, "attempts", minimum=0)
+        new_max_attempts = _job_input.optional_smallint(max_attempts, "max_attempts", minimum=1)
+        return lambda connection: _sql_jobs.reschedule_jobs(
+            connection,
+            self.schema,
+            job_ids,
+            run_at=new_run_at,
+            priority=new_priority,
+            attempts=new_attempts,
+            max_attempts=new_max_attempts,
+        )
+
+    def force_unlock_workers(self, worker_ids: Iterable[str]) -> Operation[None]:
+        ids = _job_input.text_list(worker_ids, "worker ids")
+        return lambda connection: _sql_jobs.force_unlock_workers(connection, self.schema, ids)
+
+    def cleanup(
+        self, tasks: Iterable[str], task_identifiers_to_keep: Iterable[str]
+    ) -> Operation[dict[str, int]]:
+        names = _cleanup_names(tasks)
+        keep = _job_input.text_list(task_identifiers_to_keep, "task_identifiers_to_keep")
+        return lambda connection: _sql_jobs.cleanup(connection, self.schema, names, keep)
+
+
+def _cleanup_names(tasks: Iterable[str]) -> frozenset[str]:
+    allowed = ", ".join(_sql_jobs.CLEANUP_TASKS)
+    if isinstance(tasks, str | bytes) or not isinstance(tasks, Iterable):
+        raise ConfigurationError(f"cleanup tasks must be a list of names from: {allowed}")
+    names = list(tasks)
+    unknown = [name for name in names if name not in _sql_jobs.CLEANUP_TASKS]
+    if unknown:
+        raise ConfigurationError(
+            f"unknown cleanup task(s) {', '.join(map(repr, unknown))}; allowed: {allowed}"
+        )
+    return frozenset(names)

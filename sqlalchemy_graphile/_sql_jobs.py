@@ -1,0 +1,467 @@
+"""The SQL behind adding and administering jobs, run on a synchronous SQLAlchemy ``Connection``.
+
+Statements are built from the constants below and the schema name, validated and quoted by
+:func:`~sqlalchemy_graphile._identifiers.quote_identifier`; every value travels as a bound
+parameter. Parameters are wrapped in ``CAST(:name AS type)`` and given explicit SQLAlchemy
+types so that asyncpg, psycopg 3 and psycopg2 all bind them the same way.
+
+Each function joins the transaction open on the connection (SQLAlchemy begins one on first
+use) and never commits. The async callers run them through ``run_sync``, so this is the one
+implementation of the add and admin logic.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Boolean, Connection, DateTime, Integer, Row, Text, bindparam
+from sqlalchemy.sql.elements import TextClause
+from sqlalchemy.sql.expression import text
+from sqlalchemy.types import ARRAY
+
+from ._identifiers import quote_identifier
+from ._job_input import NewJob
+from .errors import GraphileWorkerError
+from .job import Job
+from .job_spec import JobKeyMode
+
+#: How many times one add is re-run, in the same transaction, when its key was taken by a
+#: job that got locked in the middle of the call (the database then returns no row).
+MAX_ADD_ATTEMPTS = 50
+
+#: The cleanup tasks, in the order they always run.
+CLEANUP_TASKS = ("DELETE_PERMAFAILED_JOBS", "GC_TASK_IDENTIFIERS", "GC_JOB_QUEUES")
+
+# Every statement that returns jobs selects these columns from a row set aliased `jobs`,
+# resolving the task identifier and queue name with the two joins below.
+_JOB_COLUMNS = """
+  jobs.id, jobs.job_queue_id, jobs.task_id, cast(jobs.payload as text) as payload_json,
+  jobs.priority, jobs.run_at, jobs.attempts, jobs.max_attempts, jobs.last_error,
+  jobs.created_at, jobs.updated_at, jobs.key, jobs.locked_at, jobs.locked_by,
+  jobs.revision, cast(jobs.flags as text) as flags_json,
+  tasks.identifier as task_identifier, job_queues.queue_name
+"""
+_NAME_JOINS = """
+  left join {s}._private_tasks as tasks on tasks.id = jobs.task_id
+  left join {s}._private_job_queues as job_queues on job_queues.id = jobs.job_queue_id
+"""
+
+_ADD_JOB = (
+    "select"
+    + _JOB_COLUMNS
+    + """
+from {s}.add_job(
+  identifier => cast(:identifier as text),
+  payload => cast(:payload as json),
+  queue_name => cast(:queue_name as text),
+  run_at => cast(:run_at as timestamptz),
+  max_attempts => cast(:max_attempts as integer),
+  job_key => cast(:job_key as text),
+  priority => cast(:priority as integer),
+  flags => cast(:flags as text[]),
+  job_key_mode => cast(:job_key_mode as text)
+) as jobs
+"""
+    + _NAME_JOINS
+)
+
+# The specs travel as one JSON array, turned into job_spec values in input order; the
+# function returns its rows in that order too, numbered by `with ordinality`.
+_ADD_JOBS = (
+    "select"
+    + _JOB_COLUMNS
+    + """
+from {s}.add_jobs(
+  array(
+    select cast(row(spec.identifier, spec.payload, spec.queue_name, spec.run_at,
+                    spec.max_attempts, spec.job_key, spec.priority, spec.flags) as {s}.job_spec)
+      from json_populate_recordset(cast(null as {s}.job_spec), cast(:specs as json))
+           with ordinality as spec (identifier, payload, queue_name, run_at, max_attempts,
+                                    job_key, priority, flags, position)
+     order by spec.position
+  ),
+  cast(:preserve_run_at as boolean)
+) with ordinality as jobs
+"""
+    + _NAME_JOINS
+    + "order by jobs.ordinality"
+)
+
+_REMOVE_JOB = (
+    "select" + _JOB_COLUMNS + "from {s}.remove_job(cast(:job_key as text)) as jobs" + _NAME_JOINS
+)
+
+_COMPLETE_JOBS = (
+    "select"
+    + _JOB_COLUMNS
+    + "from {s}.complete_jobs(cast(:job_ids as bigint[])) as jobs"
+    + _NAME_JOINS
+    + "order by jobs.id"
+)
+
+_PERMANENTLY_FAIL_JOBS = (
+    "select"
+    + _JOB_COLUMNS
+    + """
+from {s}.permanently_fail_jobs(cast(:job_ids as bigint[]), cast(:error_message as text)) as jobs
+"""
+    + _NAME_JOINS
+    + "order by jobs.id"
+)
+
+_RESCHEDULE_JOBS = (
+    "select"
+    + _JOB_COLUMNS
+    + """
+from {s}.reschedule_jobs(
+  cast(:job_ids as bigint[]),
+  run_at => cast(:run_at as timestamptz),
+  priority => cast(:priority as integer),
+  attempts => cast(:attempts as integer),
+  max_attempts => cast(:max_attempts as integer)
+) as jobs
+"""
+    + _NAME_JOINS
+    + "order by jobs.id"
+)
+
+_FORCE_UNLOCK_WORKERS = "select {s}.force_unlock_workers(cast(:worker_ids as text[]))"
+
+_CLEANUP = {
+    "DELETE_PERMAFAILED_JOBS": """
+delete from {s}._private_jobs as jobs
+ where jobs.attempts = jobs.max_attempts
+   and jobs.locked_at is null
+""",
+    "GC_TASK_IDENTIFIERS": """
+delete from {s}._private_tasks as tasks
+ where not exists (select 1 from {s}._private_jobs as jobs where jobs.task_id = tasks.id)
+   and tasks.identifier <> all(cast(:keep as text[]))
+""",
+    "GC_JOB_QUEUES": """
+delete from {s}._private_job_queues as job_queues
+ where job_queues.locked_at is null
+   and not exists (
+     select 1 from {s}._private_jobs as jobs where jobs.job_queue_id = job_queues.id
+   )
+""",
+}
+
+_TASK_NAMES = (
+    "select id, identifier from {s}._private_tasks where id = any(cast(:ids as integer[]))"
+)
+_QUEUE_NAMES = (
+    "select id, queue_name from {s}._private_job_queues where id = any(cast(:ids as integer[]))"
+)
+
+# A bound parameter in a template: `:name` not preceded by another colon or a word character.
+_PARAMETER = re.compile(r"(?<![:\w]):(\w+)")
+_TZ = DateTime(timezone=True)
+_TYPES: Mapping[str, Any] = {
+    "identifier": Text(),
+    "payload": Text(),
+    "queue_name": Text(),
+    "run_at": _TZ,
+    "max_attempts": Integer(),
+    "job_key": Text(),
+    "priority": Integer(),
+    "flags": ARRAY(Text()),
+    "job_key_mode": Text(),
+    "specs": Text(),
+    "preserve_run_at": Boolean(),
+    "job_ids": ARRAY(BigInteger()),
+    "error_message": Text(),
+    "attempts": Integer(),
+    "worker_ids": ARRAY(Text()),
+    "keep": ARRAY(Text()),
+    "ids": ARRAY(Integer()),
+}
+
+
+@functools.lru_cache(maxsize=256)
+def _statement(template: str, schema: str) -> TextClause:
+    statement = text(template.format(s=quote_identifier(schema)))
+    names = dict.fromkeys(_PARAMETER.findall(template))
+    return statement.bindparams(*(bindparam(name, type_=_TYPES[name]) for name in names))
+
+
+# --- rows to Job ---------------------------------------------------------------------------
+
+
+def _job(row: Row[Any], identifier: str, queue_name: str | None) -> Job:
+    return Job(
+        id=row.id,
+        task_identifier=identifier,
+        queue_name=queue_name,
+        payload_json=row.payload_json,
+        priority=row.priority,
+        run_at=row.run_at,
+        attempts=row.attempts,
+        max_attempts=row.max_attempts,
+        last_error=row.last_error,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        key=row.key,
+        locked_at=row.locked_at,
+        locked_by=row.locked_by,
+        revision=row.revision,
+        flags=None if row.flags_json is None else json.loads(row.flags_json),
+    )
+
+
+def _to_jobs(
+    connection: Connection,
+    schema: str,
+    rows: Sequence[Row[Any]],
+    known: Sequence[tuple[str, str | None] | None] | None = None,
+) -> list[Job]:
+    """Build :class:`Job` objects, with names from the joins, else from ``known``.
+
+    A task or queue row created during the statement (by the SQL function itself, or by a
+    transaction that committed while the statement waited) is not visible to the statement's
+    joins. ``known[i]`` gives the names row ``i`` is certain to carry (the ones it was added
+    with); names still missing after that are read by one more statement, which sees them.
+    """
+    identifiers: list[str | None] = []
+    queue_names: list[str | None] = []
+    for row, certain in zip(rows, known or [None] * len(rows), strict=True):
+        identifier, queue_name = row.task_identifier, row.queue_name
+        if certain is not None:
+            if identifier is None:
+                identifier = certain[0]
+            if queue_name is None and row.job_queue_id is not None:
+                queue_name = certain[1]
+        identifiers.append(identifier)
+        queue_names.append(queue_name)
+    tasks = _lookup(
+        connection,
+        schema,
+        _TASK_NAMES,
+        [row.task_id for row, name in zip(rows, identifiers, strict=True) if name is None],
+    )
+    queues = _lookup(
+        connection,
+        schema,
+        _QUEUE_NAMES,
+        [
+            row.job_queue_id
+            for row, name in zip(rows, queue_names, strict=True)
+            if name is None and row.job_queue_id is not None
+        ],
+    )
+    jobs = []
+    for row, identifier, queue_name in zip(rows, identifiers, queue_names, strict=True):
+        if identifier is None:
+            identifier = _name(tasks, row.task_id, row.id, "task")
+        if queue_name is None and row.job_queue_id is not None:
+            queue_name = _name(queues, row.job_queue_id, row.id, "queue")
+        jobs.append(_job(row, identifier, queue_name))
+    return jobs
+
+
+def _name(names: dict[int, str], name_id: int, job_id: int, what: str) -> str:
+    if name_id not in names:
+        raise GraphileWorkerError(
+            f"job {job_id} refers to {what} id {name_id}, which does not exist; was a cleanup "
+            "(GC_TASK_IDENTIFIERS / GC_JOB_QUEUES) running at the same time?"
+        )
+    return names[name_id]
+
+
+def _lookup(connection: Connection, schema: str, template: str, ids: list[int]) -> dict[int, str]:
+    if not ids:
+        return {}
+    result = connection.execute(_statement(template, schema), {"ids": sorted(set(ids))})
+    return {row[0]: row[1] for row in result}
+
+
+# --- adding jobs ---------------------------------------------------------------------------
+
+
+def _add_job_params(job: NewJob) -> dict[str, Any]:
+    spec = job.spec
+    return {
+        "identifier": job.identifier,
+        "payload": job.payload_json,
+        "queue_name": spec.queue_name,
+        "run_at": spec.run_at,
+        "max_attempts": spec.max_attempts,
+        "job_key": spec.job_key,
+        "priority": spec.priority,
+        "flags": job.flags,
+        "job_key_mode": None if spec.job_key_mode is None else spec.job_key_mode.value,
+    }
+
+
+def add_job(connection: Connection, schema: str, job: NewJob) -> Job:
+    """Add one job with the ``add_job`` SQL function; return the inserted or updated row.
+
+    When the job's key belongs to a job that a worker locks in the middle of the call, the
+    function returns no row (Graphile Worker's documented race); the call is then repeated
+    in the same transaction, where it retires the locked job and inserts a new one.
+    """
+    statement = _statement(_ADD_JOB, schema)
+    params = _add_job_params(job)
+    for _ in range(MAX_ADD_ATTEMPTS):
+        row = connection.execute(statement, params).one()
+        if row.id is not None:
+            # unsafe_dedupe may return an older job of another task; revision 0 means ours.
+            ours = job.spec.job_key_mode is not JobKeyMode.UNSAFE_DEDUPE or row.revision == 0
+            known = (job.identifier, job.spec.queue_name) if ours else None
+            return _to_jobs(connection, schema, [row], [known])[0]
+    raise _contention(job.spec.job_key)
+
+
+def _spec_json(job: NewJob) -> str:
+    spec = job.spec
+    run_at = None if spec.run_at is None else spec.run_at.astimezone(UTC).isoformat()
+    fields = {
+        "identifier": job.identifier,
+        "queue_name": spec.queue_name,
+        "run_at": run_at,
+        "max_attempts": spec.max_attempts,
+        "job_key": spec.job_key,
+        "priority": spec.priority,
+        "flags": job.flags,
+    }
+    head = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
+    # The payload is inserted as the exact text we encoded, so it is stored byte for byte.
+    return head[:-1] + ',"payload":' + job.payload_json + "}"
+
+
+def add_jobs(
+    connection: Connection, schema: str, jobs: Sequence[NewJob], preserve_run_at: bool
+) -> list[Job]:
+    """Add several jobs with one ``add_jobs`` call; return their rows in input order.
+
+    Jobs whose key was taken by a job locked in the middle of the call come back without a
+    row; they alone are added again, in the same transaction (see :func:`add_job`).
+    """
+    results: list[Job | None] = [None] * len(jobs)
+    pending = list(range(len(jobs)))
+    statement = _statement(_ADD_JOBS, schema)
+    for _ in range(MAX_ADD_ATTEMPTS):
+        if not pending:
+            break
+        batch = [jobs[i] for i in pending]
+        specs = "[" + ",".join(_spec_json(job) for job in batch) + "]"
+        rows = connection.execute(
+            statement, {"specs": specs, "preserve_run_at": preserve_run_at}
+        ).all()
+        paired = list(_pair(rows, batch))
+        found = [(i, row) for i, row in zip(pending, paired, strict=True) if row is not None]
+        converted = _to_jobs(
+            connection,
+            schema,
+            [row for _, row in found],
+            [(jobs[i].identifier, jobs[i].spec.queue_name) for i, _ in found],
+        )
+        for (i, _), job in zip(found, converted, strict=True):
+            results[i] = job
+        pending = [i for i, row in zip(pending, paired, strict=True) if row is None]
+    if pending:
+        raise _contention(jobs[pending[0]].spec.job_key)
+    return [job for job in results if job is not None]
+
+
+def _pair(rows: Sequence[Row[Any]], jobs: Sequence[NewJob]) -> Iterator[Row[Any] | None]:
+    """Match returned rows (in input order, some possibly missing) to the jobs sent.
+
+    Only a keyed job can be missing, and keys are unique within one call, so a row belongs
+    to the next job whose key equals the row's key (``None`` for unkeyed jobs).
+    """
+    position = 0
+    for job in jobs:
+        if position < len(rows) and rows[position].key == job.spec.job_key:
+            yield rows[position]
+            position += 1
+        else:
+            yield None
+    if position != len(rows):
+        raise GraphileWorkerError("add_jobs returned rows that do not match the jobs sent")
+
+
+def _contention(key: str | None) -> GraphileWorkerError:
+    return GraphileWorkerError(
+        f"could not add the job with key {key!r}: its key was taken by a job that got locked "
+        f"during each of {MAX_ADD_ATTEMPTS} attempts"
+    )
+
+
+# --- administration ------------------------------------------------------------------------
+
+
+def remove_job(connection: Connection, schema: str, job_key: str) -> Job | None:
+    """Remove the job with ``job_key`` (``remove_job`` SQL function).
+
+    A job nobody runs is deleted; a locked job loses its key and will not be retried. Returns
+    that job, or ``None`` when no job has the key.
+    """
+    row = connection.execute(_statement(_REMOVE_JOB, schema), {"job_key": job_key}).one()
+    if row.id is None:
+        return None
+    return _to_jobs(connection, schema, [row])[0]
+
+
+def complete_jobs(connection: Connection, schema: str, job_ids: list[int]) -> list[Job]:
+    """Delete the listed jobs that are not locked; return the deleted rows (by id)."""
+    rows = connection.execute(_statement(_COMPLETE_JOBS, schema), {"job_ids": job_ids}).all()
+    return _to_jobs(connection, schema, rows)
+
+
+def permanently_fail_jobs(
+    connection: Connection, schema: str, job_ids: list[int], reason: str | None
+) -> list[Job]:
+    """Mark the listed unlocked jobs as permanently failed; return the updated rows."""
+    rows = connection.execute(
+        _statement(_PERMANENTLY_FAIL_JOBS, schema),
+        {"job_ids": job_ids, "error_message": reason},
+    ).all()
+    return _to_jobs(connection, schema, rows)
+
+
+def reschedule_jobs(
+    connection: Connection,
+    schema: str,
+    job_ids: list[int],
+    *,
+    run_at: datetime | None,
+    priority: int | None,
+    attempts: int | None,
+    max_attempts: int | None,
+) -> list[Job]:
+    """Overwrite the given fields of the listed unlocked jobs; return the updated rows."""
+    rows = connection.execute(
+        _statement(_RESCHEDULE_JOBS, schema),
+        {
+            "job_ids": job_ids,
+            "run_at": run_at,
+            "priority": priority,
+            "attempts": attempts,
+            "max_attempts": max_attempts,
+        },
+    ).all()
+    return _to_jobs(connection, schema, rows)
+
+
+def force_unlock_workers(connection: Connection, schema: str, worker_ids: list[str]) -> None:
+    """Unlock every job and queue locked by one of ``worker_ids``."""
+    connection.execute(_statement(_FORCE_UNLOCK_WORKERS, schema), {"worker_ids": worker_ids})
+
+
+def cleanup(
+    connection: Connection, schema: str, tasks: frozenset[str], keep: list[str]
+) -> dict[str, int]:
+    """Run the named cleanup tasks in :data:`CLEANUP_TASKS` order; return rows deleted by each."""
+    counts = {}
+    for name in CLEANUP_TASKS:
+        if name in tasks:
+            params = {"keep": keep} if name == "GC_TASK_IDENTIFIERS" else {}
+            result = connection.execute(_statement(_CLEANUP[name], schema), params)
+            counts[name] = result.rowcount
+    return counts

@@ -1,0 +1,155 @@
+"""Adding jobs inside the caller's own SQLAlchemy transaction.
+
+:class:`JobHelpers` wraps a :class:`~sqlalchemy.orm.Session`, :class:`AsyncJobHelpers` an
+:class:`~sqlalchemy.ext.asyncio.AsyncSession`. Both run on ``session.connection()``: they
+join the transaction the session has open (or the one SQLAlchemy begins on first use),
+never commit and never open a transaction of their own. The job therefore becomes visible,
+and listening workers are woken (``NOTIFY "jobs:insert"`` is delivered at commit), exactly
+when the caller commits; a rollback, also of a savepoint, leaves no job and wakes no one.
+
+Every argument is validated before any SQL is sent; bad input raises one of the errors in
+:mod:`sqlalchemy_graphile.errors`. Errors from the database itself (a lost connection, a
+serialisation failure under ``REPEATABLE READ`` or ``SERIALIZABLE``) propagate as SQLAlchemy
+exceptions and leave the transaction for the caller to roll back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+
+from ._operations import JobOperations, Operation
+from .job import Job
+from .job_spec import JobSpec, RawJobSpec
+from .tasks import BatchTask, Task
+
+T = TypeVar("T")
+
+
+class JobHelpers:
+    """Add and remove jobs in the transaction of a synchronous ``Session``.
+
+    ``schema`` defaults to ``$GRAPHILE_WORKER_SCHEMA`` or ``graphile_worker``; it is
+    validated here (:class:`~sqlalchemy_graphile.errors.InvalidIdentifierError`).
+
+    ::
+
+        with Session(engine) as session, session.begin():
+            session.add(User(email=email))
+            JobHelpers(session).add_job(SendEmail(to=email), JobSpec(queue_name="mail"))
+    """
+
+    __slots__ = ("_operations", "session")
+
+    def __init__(self, session: Session, schema: str | None = None) -> None:
+        self.session = session
+        self._operations = JobOperations(schema)
+
+    @property
+    def schema(self) -> str:
+        """The schema holding the job queue."""
+        return self._operations.schema
+
+    def _run(self, operation: Operation[T]) -> T:
+        return operation(self.session.connection())
+
+    def add_job(self, task: Task, spec: JobSpec | None = None) -> Job:
+        """Add one job for ``task`` (its fields are the payload) and return its row.
+
+        With a ``job_key`` the job may update an existing one (see :class:`JobKeyMode`).
+        Raises :class:`InvalidTaskError`, :class:`InvalidPayloadError` or
+        :class:`InvalidJobSpecError` before any SQL.
+        """
+        return self._run(self._operations.add_job(task, spec))
+
+    def add_jobs(self, jobs: Sequence[tuple[Task, JobSpec | None]]) -> list[Job]:
+        """Add several jobs of one task type in one round trip; rows in input order.
+
+        Each pair carries its own spec (or ``None``). Keyed jobs must share their
+        ``job_key_mode`` and may not use ``UNSAFE_DEDUPE``; a key may appear once. Tasks of
+        different types raise :class:`InvalidTaskError` (use :meth:`add_raw_jobs`).
+        """
+        return self._run(self._operations.add_jobs(jobs))
+
+    def add_raw_job(self, identifier: str, payload: Any = None, spec: JobSpec | None = None) -> Job:
+        """Add one job by task identifier and JSON-compatible payload (``None`` means ``{}``).
+
+        A payload with no JSON form raises :class:`PayloadNotSerializableError`.
+        """
+        return self._run(self._operations.add_raw_job(identifier, payload, spec))
+
+    def add_raw_jobs(self, jobs: Sequence[RawJobSpec]) -> list[Job]:
+        """Add jobs of any task identifiers in one round trip; rows in input order."""
+        return self._run(self._operations.add_raw_jobs(jobs))
+
+    def add_batch_job(self, items: Sequence[BatchTask], spec: JobSpec | None = None) -> Job:
+        """Add one batch job whose payload is the JSON array of ``items`` (one type).
+
+        With a ``job_key`` whose pending job also holds an array, the items are appended to
+        it, so jobs accumulate until a worker takes them.
+        """
+        return self._run(self._operations.add_batch_job(items, spec))
+
+    def remove_job(self, job_key: str) -> Job | None:
+        """Remove the job with ``job_key``; return it, or ``None`` if no job has the key.
+
+        A job that is running is not deleted: it loses its key and will not be retried.
+        """
+        return self._run(self._operations.remove_job(job_key))
+
+
+class AsyncJobHelpers:
+    """Add and remove jobs in the transaction of an ``AsyncSession``.
+
+    The same methods as :class:`JobHelpers`, as coroutines; they run the same code through
+    ``AsyncSession.run_sync``. Works with asyncpg and psycopg 3 async engines.
+
+    ::
+
+        async with AsyncSession(engine) as session, session.begin():
+            await AsyncJobHelpers(session).add_job(SendEmail(to=email))
+    """
+
+    __slots__ = ("_operations", "session")
+
+    def __init__(self, session: AsyncSession, schema: str | None = None) -> None:
+        self.session = session
+        self._operations = JobOperations(schema)
+
+    @property
+    def schema(self) -> str:
+        """The schema holding the job queue."""
+        return self._operations.schema
+
+    async def _run(self, operation: Operation[T]) -> T:
+        return await self.session.run_sync(lambda session: operation(session.connection()))
+
+    async def add_job(self, task: Task, spec: JobSpec | None = None) -> Job:
+        """Add one job for ``task``; see :meth:`JobHelpers.add_job`."""
+        return await self._run(self._operations.add_job(task, spec))
+
+    async def add_jobs(self, jobs: Sequence[tuple[Task, JobSpec | None]]) -> list[Job]:
+        """Add several jobs of one task type in one round trip; see :meth:`JobHelpers.add_jobs`."""
+        return await self._run(self._operations.add_jobs(jobs))
+
+    async def add_raw_job(
+        self, identifier: str, payload: Any = None, spec: JobSpec | None = None
+    ) -> Job:
+        """Add one job by identifier and payload; see :meth:`JobHelpers.add_raw_job`."""
+        return await self._run(self._operations.add_raw_job(identifier, payload, spec))
+
+    async def add_raw_jobs(self, jobs: Sequence[RawJobSpec]) -> list[Job]:
+        """Add jobs of any task identifiers in one round trip; see
+        :meth:`JobHelpers.add_raw_jobs`."""
+        return await self._run(self._operations.add_raw_jobs(jobs))
+
+    async def add_batch_job(self, items: Sequence[BatchTask], spec: JobSpec | None = None) -> Job:
+        """Add one batch job holding ``items``; see :meth:`JobHelpers.add_batch_job`."""
+        return await self._run(self._operations.add_batch_job(items, spec))
+
+    async def remove_job(self, job_key: str) -> Job | None:
+        """Remove the job with ``job_key``; see :meth:`JobHelpers.remove_job`."""
+        return await self._run(self._operations.remove_job(job_key))

@@ -1,0 +1,212 @@
+""":class:`WorkerUtils`: manage the job queue from outside any transaction of yours.
+
+Each method runs in its own transaction on an async engine and has committed when it
+returns (Graphile Worker's ``makeWorkerUtils``). To add jobs atomically with your own writes,
+use :class:`~sqlalchemy_graphile.JobHelpers` / :class:`~sqlalchemy_graphile.AsyncJobHelpers`
+instead; both run the same code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+from sqlalchemy import URL
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from . import migrations
+from ._operations import JobOperations, Operation
+from ._sql_jobs import CLEANUP_TASKS
+from ._urls import async_url, database_url_from_env
+from .errors import ConfigurationError
+from .job import Job
+from .job_spec import JobSpec, RawJobSpec
+from .tasks import BatchTask, Task
+
+T = TypeVar("T")
+
+__all__ = ["CLEANUP_TASKS", "WorkerUtils"]
+
+
+class WorkerUtils:
+    """Administer the job queue: install the schema, add, remove, complete, fail,
+    reschedule and unlock jobs, and clean up.
+
+    ``database`` is a URL (``str`` or :class:`sqlalchemy.URL`; a plain ``postgresql://`` URL
+    uses asyncpg), an :class:`~sqlalchemy.ext.asyncio.AsyncEngine`, or ``None`` for
+    ``$DATABASE_URL``. An engine we create is disposed by :meth:`close`; an engine you pass
+    is left to you. ``schema`` defaults to ``$GRAPHILE_WORKER_SCHEMA`` or
+    ``graphile_worker``. Raises :class:`ConfigurationError` or
+    :class:`InvalidIdentifierError` for bad options; no connection is made until a method
+    runs.
+
+    ::
+
+        async with WorkerUtils("postgresql://app@db/app") as utils:
+            await utils.migrate()
+            await utils.add_job(SendEmail(to="a@example.com"))
+    """
+
+    __slots__ = ("_engine", "_operations", "_owns_engine")
+
+    def __init__(
+        self, database: str | URL | AsyncEngine | None = None, *, schema: str | None = None
+    ) -> None:
+        self._operations = JobOperations(schema)
+        if isinstance(database, AsyncEngine):
+            self._engine = database
+            self._owns_engine = False
+            return
+        if database is None:
+            database = database_url_from_env()
+        if not isinstance(database, str | URL):
+            raise ConfigurationError(
+                "database must be a URL or an AsyncEngine (create one with "
+                f"sqlalchemy.ext.asyncio.create_async_engine), not {type(database).__name__}"
+            )
+        self._engine = create_async_engine(async_url(database))
+        self._owns_engine = True
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The async engine the methods use (yours, or the one made from the URL)."""
+        return self._engine
+
+    @property
+    def schema(self) -> str:
+        """The schema holding the job queue."""
+        return self._operations.schema
+
+    async def close(self) -> None:
+        """Dispose the engine if it was created from a URL; an engine you gave is kept."""
+        if self._owns_engine:
+            await self._engine.dispose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def _run(self, operation: Operation[T]) -> T:
+        async with self._engine.begin() as connection:
+            return await connection.run_sync(operation)
+
+    # --- schema --------------------------------------------------------------------------
+
+    async def migrate(self) -> bool:
+        """Install the schema, or adopt one Graphile Worker installed, in one transaction.
+
+        Returns ``True`` when objects were created. Safe to run from several processes at
+        once. Raises :class:`SchemaTooOldError` / :class:`SchemaTooNewError` for a schema this
+        version cannot adopt.
+        """
+        schema = self.schema
+        return await self._run(lambda connection: migrations.install(connection, schema))
+
+    async def check_schema(self) -> None:
+        """Raise unless workers of this version can run on the installed schema.
+
+        Raises :class:`SchemaNotInstalledError`, :class:`SchemaTooOldError` or
+        :class:`SchemaTooNewError`; a newer, non-breaking revision only logs a warning.
+        """
+        schema = self.schema
+        state = await self._run(lambda connection: migrations.read_ledger(connection, schema))
+        migrations.check_compatible(state, schema)
+
+    # --- adding jobs (each in its own committed transaction) ------------------------------
+
+    async def add_job(self, task: Task, spec: JobSpec | None = None) -> Job:
+        """Add one job for ``task`` and commit; see :meth:`JobHelpers.add_job`."""
+        return await self._run(self._operations.add_job(task, spec))
+
+    async def add_jobs(self, jobs: Sequence[tuple[Task, JobSpec | None]]) -> list[Job]:
+        """Add jobs of one task type in one round trip and commit; rows in input order."""
+        return await self._run(self._operations.add_jobs(jobs))
+
+    async def add_raw_job(
+        self, identifier: str, payload: Any = None, spec: JobSpec | None = None
+    ) -> Job:
+        """Add one job by task identifier and JSON-compatible payload, and commit."""
+        return await self._run(self._operations.add_raw_job(identifier, payload, spec))
+
+    async def add_raw_jobs(self, jobs: Sequence[RawJobSpec]) -> list[Job]:
+        """Add jobs of any task identifiers in one round trip and commit."""
+        return await self._run(self._operations.add_raw_jobs(jobs))
+
+    async def add_batch_job(self, items: Sequence[BatchTask], spec: JobSpec | None = None) -> Job:
+        """Add one batch job holding ``items`` (appended to a pending keyed batch) and commit."""
+        return await self._run(self._operations.add_batch_job(items, spec))
+
+    # --- administration -------------------------------------------------------------------
+
+    async def remove_job(self, job_key: str) -> Job | None:
+        """Remove the job with ``job_key``; see :meth:`JobHelpers.remove_job`."""
+        return await self._run(self._operations.remove_job(job_key))
+
+    async def complete_jobs(self, ids: Iterable[int]) -> list[Job]:
+        """Delete the listed jobs as if they had succeeded; return the deleted rows.
+
+        Jobs locked by a worker (less than four hours ago) are skipped. Permanently failed
+        jobs can be completed.
+        """
+        return await self._run(self._operations.complete_jobs(ids))
+
+    async def permanently_fail_jobs(
+        self, ids: Iterable[int], reason: str | None = None
+    ) -> list[Job]:
+        """Mark the listed unlocked jobs as permanently failed (``attempts = max_attempts``,
+        ``last_error = reason`` or ``"Manually marked as failed"``); return those rows."""
+        return await self._run(self._operations.permanently_fail_jobs(ids, reason))
+
+    async def reschedule_jobs(
+        self,
+        ids: Iterable[int],
+        *,
+        run_at: datetime | None = None,
+        priority: int | None = None,
+        attempts: int | None = None,
+        max_attempts: int | None = None,
+    ) -> list[Job]:
+        """Overwrite ``run_at`` / ``priority`` / ``attempts`` / ``max_attempts`` of the
+        listed unlocked jobs; return those rows.
+
+        ``None`` leaves a field alone; ``0`` is a value (``attempts=0`` revives a job).
+        ``run_at`` must be timezone-aware. Bad values raise :class:`InvalidJobSpecError`.
+        """
+        return await self._run(
+            self._operations.reschedule_jobs(
+                ids, run_at=run_at, priority=priority, attempts=attempts, max_attempts=max_attempts
+            )
+        )
+
+    async def force_unlock_workers(self, worker_ids: Iterable[str]) -> None:
+        """Unlock every job and queue locked by these worker (pool) ids.
+
+        Use it only for workers known to be dead: their interrupted attempt still counts.
+        """
+        await self._run(self._operations.force_unlock_workers(worker_ids))
+
+    async def cleanup(
+        self,
+        tasks: Iterable[str] = ("GC_JOB_QUEUES",),
+        task_identifiers_to_keep: Iterable[str] = (),
+    ) -> dict[str, int]:
+        """Run cleanup tasks; return how many rows each deleted.
+
+        * ``DELETE_PERMAFAILED_JOBS``: delete unlocked jobs that used all their attempts.
+        * ``GC_TASK_IDENTIFIERS``: delete task identifiers no job uses, except
+          ``task_identifiers_to_keep``. Not safe while workers run (they cache the ids).
+        * ``GC_JOB_QUEUES``: delete unlocked queues no job uses.
+
+        They run in that order whatever the order given. Unknown names raise
+        :class:`ConfigurationError` listing the allowed ones.
+        """
+        return await self._run(self._operations.cleanup(tasks, task_identifiers_to_keep))
