@@ -1,0 +1,256 @@
+"""Read-only commands: ``list``, ``show``, ``stats``, ``queues`` and ``workers``.
+
+They read the ``jobs`` view and the private tables through :mod:`sqlalchemy_graphile.models`
+in one read-only transaction of their own, and never lock anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, func, select, true
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from .. import models
+from .._identifiers import DEFAULT_SCHEMA
+from ..errors import ConfigurationError
+from ._common import CLI_APPLICATION_NAME, database_url, emit, open_engine, schema_name, table
+
+_SHOWN_COLUMNS = (
+    "payload",
+    "priority",
+    "run_at",
+    "attempts",
+    "max_attempts",
+    "last_error",
+    "created_at",
+    "updated_at",
+    "key",
+    "locked_at",
+    "locked_by",
+    "revision",
+    "flags",
+)
+_COUNTED_STATES = ("ready", "scheduled", "locked", "failed")
+
+
+@asynccontextmanager
+async def _reading(args: argparse.Namespace) -> AsyncIterator[AsyncConnection]:
+    schema = schema_name(args)
+    async with open_engine(database_url(args), CLI_APPLICATION_NAME) as engine:
+        translated = engine.execution_options(schema_translate_map={DEFAULT_SCHEMA: schema})
+        async with translated.connect() as connection:
+            await connection.exec_driver_sql("set transaction read only")
+            yield connection
+
+
+def _state_filter(state: str, now: ColumnElement[Any]) -> ColumnElement[bool]:
+    job = models.Job
+    unlocked = job.locked_at.is_(None)
+    if state == "ready":
+        return and_(unlocked, job.attempts < job.max_attempts, job.run_at <= now)
+    if state == "scheduled":
+        return and_(unlocked, job.attempts < job.max_attempts, job.run_at > now)
+    if state == "locked":
+        return job.locked_at.is_not(None)
+    if state == "failed":
+        return and_(unlocked, job.attempts >= job.max_attempts)
+    return true()
+
+
+def _state_of(row: Any, now: Any) -> str:
+    if row.locked_at is not None:
+        return "locked"
+    if row.attempts >= row.max_attempts:
+        return "failed"
+    return "ready" if row.run_at <= now else "scheduled"
+
+
+async def list_jobs(args: argparse.Namespace) -> int:
+    """``list``: jobs in run order (priority, run_at, id), filtered by state, task and queue."""
+    job = models.Job
+    view = job.__table__
+    query = select(view, func.now().label("db_now")).where(_state_filter(args.state, func.now()))
+    if args.identifier is not None:
+        query = query.where(job.task_identifier == args.identifier)
+    if args.queue is not None:
+        query = query.where(job.queue_name == args.queue)
+    query = query.order_by(job.priority, job.run_at, job.id).limit(args.limit).offset(args.offset)
+    async with _reading(args) as connection:
+        rows = (await connection.execute(query)).all()
+    jobs = [
+        {**{c.name: getattr(r, c.name) for c in view.columns}, "state": _state_of(r, r.db_now)}
+        for r in rows
+    ]
+    headers = ["id", "task", "queue", "state", "pri", "run_at", "attempts", "key", "last_error"]
+
+    def text() -> str:
+        if not jobs:
+            return "No jobs."
+        return table(headers, [_list_row(j) for j in jobs])
+
+    emit(args, jobs, text)
+    return 0
+
+
+def _list_row(job: dict[str, Any]) -> list[Any]:
+    attempts = f"{job['attempts']}/{job['max_attempts']}"
+    return [
+        *(job[c] for c in ("id", "task_identifier", "queue_name", "state", "priority", "run_at")),
+        attempts,
+        job["key"],
+        _shorten(job["last_error"]),
+    ]
+
+
+def _shorten(text: str | None, limit: int = 60) -> str | None:
+    if text is None or len(text) <= limit:
+        return text
+    return text[: limit - 1] + "…"
+
+
+async def show(args: argparse.Namespace) -> int:
+    """``show ID``: every column of one job, its payload and state included."""
+    private = models.PrivateJob
+    query = (
+        select(
+            private.__table__,
+            models.TaskIdentifier.identifier.label("task_identifier"),
+            models.JobQueue.queue_name,
+            func.now().label("db_now"),
+        )
+        .join(models.TaskIdentifier, models.TaskIdentifier.id == private.task_id)
+        .outerjoin(models.JobQueue, models.JobQueue.id == private.job_queue_id)
+        .where(private.id == args.job_id)
+    )
+    async with _reading(args) as connection:
+        row = (await connection.execute(query)).one_or_none()
+    if row is None:
+        raise ConfigurationError(f"there is no job with id {args.job_id}")
+    job = {
+        "id": row.id,
+        "task_identifier": row.task_identifier,
+        "queue_name": row.queue_name,
+        "state": _state_of(row, row.db_now),
+        **{c: getattr(row, c) for c in _SHOWN_COLUMNS},
+    }
+
+    def text() -> str:
+        width = max(len(k) for k in job)
+        lines = []
+        for name, value in job.items():
+            shown = json.dumps(value, ensure_ascii=False) if name in ("payload", "flags") else value
+            lines.append(f"{name.ljust(width)}  {'-' if value is None else shown}")
+        return "\n".join(lines)
+
+    emit(args, job, text)
+    return 0
+
+
+async def stats(args: argparse.Namespace) -> int:
+    """``stats``: job counts by state, overall and per queue."""
+    job = models.Job
+    now = func.now()
+    counts = [
+        func.count().filter(_state_filter(state, now)).label(state) for state in _COUNTED_STATES
+    ]
+    totals_query = select(func.count().label("total"), *counts)
+    per_queue_query = (
+        select(job.queue_name, func.count().label("total"), *counts)
+        .where(job.queue_name.is_not(None))
+        .group_by(job.queue_name)
+        .order_by(job.queue_name)
+    )
+    async with _reading(args) as connection:
+        totals = (await connection.execute(totals_query.select_from(job))).one()._asdict()
+        per_queue = [r._asdict() for r in (await connection.execute(per_queue_query)).all()]
+    result = {"jobs": totals, "queues": per_queue}
+
+    def text() -> str:
+        lines = ["Jobs: " + ", ".join(f"{k} {v}" for k, v in totals.items())]
+        if per_queue:
+            lines += [
+                "",
+                table(["queue", "total", *_COUNTED_STATES], [list(q.values()) for q in per_queue]),
+            ]
+        return "\n".join(lines)
+
+    emit(args, result, text)
+    return 0
+
+
+async def queues(args: argparse.Namespace) -> int:
+    """``queues``: every named queue with its lock and how many jobs it holds."""
+    queue, private = models.JobQueue, models.PrivateJob
+    query = (
+        select(
+            queue.queue_name,
+            queue.locked_by,
+            queue.locked_at,
+            func.count(private.id).label("jobs"),
+        )
+        .outerjoin(private, private.job_queue_id == queue.id)
+        .group_by(queue.id)
+        .order_by(queue.queue_name)
+    )
+    async with _reading(args) as connection:
+        rows = [r._asdict() for r in (await connection.execute(query)).all()]
+
+    def text() -> str:
+        if not rows:
+            return "No named queues."
+        return table(
+            ["queue", "jobs", "locked_by", "locked_at"],
+            [[r["queue_name"], r["jobs"], r["locked_by"], r["locked_at"]] for r in rows],
+        )
+
+    emit(args, rows, text)
+    return 0
+
+
+async def workers(args: argparse.Namespace) -> int:
+    """``workers``: the lock owners of jobs and queues, with counts and their oldest lock."""
+    private, queue = models.PrivateJob, models.JobQueue
+    jobs = (
+        select(
+            private.locked_by.label("worker_id"),
+            func.count().label("locked_jobs"),
+            func.min(private.locked_at).label("oldest_lock"),
+        )
+        .where(private.locked_by.is_not(None))
+        .group_by(private.locked_by)
+        .subquery()
+    )
+    queues_ = (
+        select(queue.locked_by.label("worker_id"), func.count().label("locked_queues"))
+        .where(queue.locked_by.is_not(None))
+        .group_by(queue.locked_by)
+        .subquery()
+    )
+    query = (
+        select(
+            func.coalesce(jobs.c.worker_id, queues_.c.worker_id).label("worker_id"),
+            func.coalesce(jobs.c.locked_jobs, 0).label("locked_jobs"),
+            func.coalesce(queues_.c.locked_queues, 0).label("locked_queues"),
+            jobs.c.oldest_lock,
+        )
+        .select_from(jobs.join(queues_, jobs.c.worker_id == queues_.c.worker_id, full=True))
+        .order_by("worker_id")
+    )
+    async with _reading(args) as connection:
+        rows = [r._asdict() for r in (await connection.execute(query)).all()]
+
+    def text() -> str:
+        if not rows:
+            return "No worker holds a lock."
+        return table(
+            ["worker_id", "locked_jobs", "locked_queues", "oldest_lock"],
+            [list(r.values()) for r in rows],
+        )
+
+    emit(args, rows, text)
+    return 0

@@ -1,0 +1,94 @@
+"""The entry point: parse, set up logging, run the command, turn errors into exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import sys
+import traceback
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+import pydantic
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from ..errors import GraphileWorkerError, SchemaTooNewError
+from ._parser import PROG, parse_args
+
+#: Exit statuses.
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_SCHEMA_TOO_NEW = SchemaTooNewError.exit_code  # 57, as Graphile Worker
+EXIT_INTERRUPTED = 130
+
+# Commands whose progress is the point of running them log at INFO; the rest stay quiet.
+_CHATTY_COMMANDS = frozenset({"run", "demo"})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``) and return the exit status:
+    0 ok, 1 error (a one-line message; the traceback too with ``-v``), 2 usage error,
+    57 the schema has a breaking migration newer than this version, 130 interrupted."""
+    try:
+        args = parse_args(list(sys.argv[1:] if argv is None else argv))
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
+    verbose: bool = args.verbose
+    _configure_logging(verbose, args.command in _CHATTY_COMMANDS)
+    try:
+        status: int = asyncio.run(_handler(args.handler)(args))
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except SchemaTooNewError as error:
+        _report(error, verbose)
+        return EXIT_SCHEMA_TOO_NEW
+    except Exception as error:
+        _report(error, verbose)
+        return EXIT_ERROR
+    return status
+
+
+def _handler(name: str) -> Callable[[argparse.Namespace], Coroutine[Any, Any, int]]:
+    module_name, _, function = name.partition(".")
+    module = importlib.import_module(f"{__package__}._{module_name}")
+    handler: Callable[[argparse.Namespace], Coroutine[Any, Any, int]] = getattr(module, function)
+    return handler
+
+
+def _configure_logging(verbose: bool, chatty: bool) -> None:
+    level = logging.DEBUG if verbose else logging.INFO if chatty else logging.WARNING
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", force=True
+    )
+    if not verbose:
+        # SQLAlchemy and asyncpg are noisy at INFO; our own loggers carry the story.
+        for name in ("sqlalchemy", "asyncpg"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _report(error: BaseException, verbose: bool) -> None:
+    if verbose:
+        traceback.print_exception(error, file=sys.stderr)
+    print(f"{PROG}: error: {_describe(error)}", file=sys.stderr)
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, GraphileWorkerError):
+        return str(error)
+    if isinstance(error, pydantic.ValidationError):
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in error.errors()
+        )
+        return f"invalid {error.title}: {problems}"
+    if isinstance(error, OperationalError | DBAPIError) and error.orig is not None:
+        return f"database error: {_one_line(str(error.orig))}"
+    if isinstance(error, OSError):
+        return f"cannot connect to the database: {_one_line(str(error))}"
+    return f"{type(error).__name__}: {_one_line(str(error))}"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
