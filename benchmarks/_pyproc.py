@@ -1,0 +1,175 @@
+"""What runs inside the Python side's child processes.
+
+``python -m benchmarks._pyproc COMMAND ...``, one command per measurement:
+
+* ``enqueue URL N``: add N ``log_if_999`` jobs with one ``WorkerUtils.add_jobs`` call on a
+  connection opened beforehand; prints ``{"call_s": ...}``.
+* ``once URL CONCURRENCY MODE``: run a worker until no job is runnable, then exit.
+* ``latency URL CONCURRENCY SAMPLES WARMUP MODE``: one worker (LISTEN on) and, on a
+  dedicated connection, one job added at a time; each sample is the time from the start of
+  the add call to the start of the task. Prints ``{"samples_ms": [...]}``.
+* ``serve URL CONCURRENCY MODE``: run a worker until SIGINT / SIGTERM (the soak run).
+
+Results go to stdout as one JSON line; logs go to stderr at WARNING level, so that neither
+worker pays for a log line per job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from sqlalchemy_graphile import Worker, WorkerUtils
+
+from ._modes import MODES, PYTHON_OPTIONS
+from .tasks import Latency, LatencyProbe, LogIf999
+
+#: How long one latency sample may take before the run is declared broken.
+SAMPLE_TIMEOUT_S = 30.0
+
+
+def _engine(url: str) -> AsyncEngine:
+    """An asyncpg engine holding a single connection: the dedicated adding connection."""
+    return create_async_engine(
+        make_url(url).set(drivername="postgresql+asyncpg"), pool_size=1, max_overflow=0
+    )
+
+
+async def enqueue(url: str, count: int) -> dict[str, Any]:
+    jobs = [(LogIf999(id=i), None) for i in range(count)]
+    engine = _engine(url)
+    try:
+        async with engine.connect():
+            pass  # open the connection before the clock starts, as makeWorkerUtils does
+        utils = WorkerUtils(engine)
+        started = time.perf_counter()
+        added = await utils.add_jobs(jobs)
+        seconds = time.perf_counter() - started
+    finally:
+        await engine.dispose()
+    if len(added) != count:
+        raise RuntimeError(f"add_jobs returned {len(added)} jobs, expected {count}")
+    return {"call_s": seconds, "jobs": len(added)}
+
+
+async def once(url: str, concurrency: int, mode: str) -> dict[str, Any]:
+    worker = Worker(
+        url,
+        tasks=[LogIf999],
+        concurrency=concurrency,
+        handle_signals=False,
+        **PYTHON_OPTIONS[mode],
+    )
+    await worker.run_once()
+    return {}
+
+
+async def latency(
+    url: str, concurrency: int, samples: int, warmup: int, mode: str
+) -> dict[str, Any]:
+    probe = LatencyProbe()
+    worker = Worker(
+        url,
+        tasks=[Latency],
+        concurrency=concurrency,
+        handle_signals=False,
+        extensions=[probe],
+        **PYTHON_OPTIONS[mode],
+    )
+    engine = _engine(url)
+    running = asyncio.create_task(worker.run())
+    measured: list[float] = []
+    try:
+        utils = WorkerUtils(engine)
+        for job_id in range(warmup + samples):
+            started = probe.expect(job_id)
+            added_at = time.perf_counter_ns()
+            await utils.add_job(Latency(id=job_id))
+            started_at = await _start_of(started, running)
+            if job_id >= warmup:
+                measured.append((started_at - added_at) / 1e6)
+    finally:
+        await worker.stop()
+        await running
+        await engine.dispose()
+    return {"samples_ms": measured}
+
+
+async def _start_of(started: asyncio.Future[int], running: asyncio.Task[None]) -> int:
+    """Wait for the job's start time; fail fast if the worker stops or the job never runs."""
+    either: set[asyncio.Future[Any]] = {started, running}
+    done, _ = await asyncio.wait(
+        either, timeout=SAMPLE_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED
+    )
+    if started in done:
+        return started.result()
+    if running in done:
+        running.result()  # raises the worker's error, if it had one
+        raise RuntimeError("the worker stopped before the job started")
+    raise TimeoutError(f"the job did not start within {SAMPLE_TIMEOUT_S:.0f} s")
+
+
+async def serve(url: str, concurrency: int, mode: str) -> dict[str, Any]:
+    worker = Worker(url, tasks=[LogIf999], concurrency=concurrency, **PYTHON_OPTIONS[mode])
+    await worker.run()
+    return {}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks._pyproc")
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
+    commands = parser.add_subparsers(dest="command", required=True)
+    command = commands.add_parser("enqueue")
+    command.add_argument("url")
+    command.add_argument("count", type=int)
+    for name in ("once", "serve"):
+        command = commands.add_parser(name)
+        command.add_argument("url")
+        command.add_argument("concurrency", type=int)
+        command.add_argument("mode", choices=MODES)
+    command = commands.add_parser("latency")
+    command.add_argument("url")
+    command.add_argument("concurrency", type=int)
+    command.add_argument("samples", type=int)
+    command.add_argument("warmup", type=int)
+    command.add_argument("mode", choices=MODES)
+    return parser
+
+
+def _coroutine(args: argparse.Namespace) -> Coroutine[Any, Any, dict[str, Any]]:
+    if args.command == "enqueue":
+        return enqueue(args.url, args.count)
+    if args.command == "once":
+        return once(args.url, args.concurrency, args.mode)
+    if args.command == "latency":
+        return latency(args.url, args.concurrency, args.samples, args.warmup, args.mode)
+    return serve(args.url, args.concurrency, args.mode)
+
+
+def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    if name == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop
+    return None
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    with asyncio.Runner(loop_factory=_loop_factory(args.loop)) as runner:
+        result = runner.run(_coroutine(args))
+    if result:
+        print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()

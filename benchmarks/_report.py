@@ -1,0 +1,208 @@
+"""The comparison table and its JSON form: pure functions over measured values."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ._stats import advantage
+
+#: The two columns of the table, in order: our worker and Node graphile-worker.
+SIDES = ("ours", "node")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One row of the table: a stable ``key``, a label, a unit and which way is better."""
+
+    key: str
+    label: str
+    unit: str
+    higher_is_better: bool
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A measurement that was attempted and failed; ``message`` says why."""
+
+    message: str
+
+
+#: What a side measured for a metric key. A key that is absent was not measured.
+Value = float | Failure
+
+
+def plan_metrics(
+    *,
+    jobs: int,
+    processes: Sequence[int],
+    concurrency: int,
+    modes: Sequence[str],
+    latency_samples: int,
+) -> list[Metric]:
+    """The rows of a comparison run, in display order."""
+    metrics = [
+        Metric("startup_ms", "start-up + shut-down, empty queue", "ms", False),
+        Metric("enqueue_rate", f"enqueue {jobs} jobs, one call", "jobs/s", True),
+    ]
+    for mode in modes:
+        for count in processes:
+            metrics.append(
+                Metric(
+                    f"throughput.{mode}.p{count}",
+                    f"{mode}: run {jobs} jobs, {count} proc x {concurrency}",
+                    "jobs/s",
+                    True,
+                )
+            )
+            metrics.append(
+                Metric(
+                    f"peak_rss.{mode}.p{count}",
+                    f"{mode}: peak RSS per process, {count} proc",
+                    "MiB",
+                    False,
+                )
+            )
+        for stat in ("p50", "p99", "max"):
+            metrics.append(
+                Metric(
+                    f"latency.{mode}.{stat}",
+                    f"{mode}: add->start latency {stat} (n={latency_samples})",
+                    "ms",
+                    False,
+                )
+            )
+    return metrics
+
+
+_FORMATS = {"jobs/s": "{:,.0f}", "ms": "{:,.2f}", "MiB": "{:,.1f}", "%": "{:+.1f}"}
+
+
+def format_value(value: Value | None, unit: str) -> str:
+    """A table cell: the number in the unit's format, ``failed`` or ``-`` (not measured)."""
+    if value is None:
+        return "-"
+    if isinstance(value, Failure):
+        return "failed"
+    return _FORMATS.get(unit, "{:,.3g}").format(value)
+
+
+def format_ratio(ratio: float | None) -> str:
+    """A ratio cell such as ``1.25x``; ``-`` when there is none."""
+    return "-" if ratio is None else f"{ratio:.2f}x"
+
+
+def _number(value: Value | None) -> float | None:
+    return value if isinstance(value, float | int) else None
+
+
+def _error(value: Value | None) -> str | None:
+    return value.message if isinstance(value, Failure) else None
+
+
+def build_rows(
+    metrics: Sequence[Metric], ours: Mapping[str, Value], node: Mapping[str, Value]
+) -> list[dict[str, Any]]:
+    """One JSON-ready dict per metric with both values, the ratio and any failure."""
+    rows = []
+    for metric in metrics:
+        mine, theirs = ours.get(metric.key), node.get(metric.key)
+        rows.append(
+            {
+                "key": metric.key,
+                "metric": metric.label,
+                "unit": metric.unit,
+                "better": "higher" if metric.higher_is_better else "lower",
+                "ours": _number(mine),
+                "node": _number(theirs),
+                "ours_vs_node": advantage(
+                    _number(mine), _number(theirs), higher_is_better=metric.higher_is_better
+                ),
+                "ours_error": _error(mine),
+                "node_error": _error(theirs),
+            }
+        )
+    return rows
+
+
+RATIO_NOTE = (
+    "ours vs Node = ours/Node for rates (jobs/s), Node/ours for times (ms) and memory (MiB): "
+    "above 1x means ours is better."
+)
+
+
+def format_table(
+    metrics: Sequence[Metric], ours: Mapping[str, Value], node: Mapping[str, Value]
+) -> str:
+    """The comparison as a plain-text table, followed by the note on the ratio column."""
+    header = ("metric", "unit", "ours", "Node", "ours vs Node")
+    lines = [header]
+    for metric in metrics:
+        mine, theirs = ours.get(metric.key), node.get(metric.key)
+        ratio = advantage(_number(mine), _number(theirs), higher_is_better=metric.higher_is_better)
+        lines.append(
+            (
+                metric.label,
+                metric.unit,
+                format_value(mine, metric.unit),
+                format_value(theirs, metric.unit),
+                format_ratio(ratio),
+            )
+        )
+    return _align(lines) + "\n" + RATIO_NOTE
+
+
+def format_markdown(
+    metrics: Sequence[Metric], ours: Mapping[str, Value], node: Mapping[str, Value]
+) -> str:
+    """The same table as GitHub-flavoured Markdown, for docs/performance.md."""
+    out = ["| metric | unit | ours | Node | ours vs Node |", "| --- | --- | ---: | ---: | ---: |"]
+    for row in build_rows(metrics, ours, node):
+        mine, theirs = ours.get(row["key"]), node.get(row["key"])
+        out.append(
+            f"| {row['metric']} | {row['unit']} | {format_value(mine, row['unit'])} | "
+            f"{format_value(theirs, row['unit'])} | {format_ratio(row['ours_vs_node'])} |"
+        )
+    return "\n".join(out)
+
+
+def _align(lines: Sequence[tuple[str, ...]]) -> str:
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    rule = tuple("-" * width for width in widths)
+    rendered = []
+    for line in [lines[0], rule, *lines[1:]]:
+        cells = [line[0].ljust(widths[0]), line[1].ljust(widths[1])]
+        cells += [cell.rjust(width) for cell, width in zip(line[2:], widths[2:], strict=True)]
+        rendered.append("  ".join(cells).rstrip())
+    return "\n".join(rendered)
+
+
+def failures(ours: Mapping[str, Value], node: Mapping[str, Value]) -> list[dict[str, str]]:
+    """Every failed measurement as ``{"side", "key", "error"}``, ours first."""
+    found = []
+    for side, values in zip(SIDES, (ours, node), strict=True):
+        for key, value in values.items():
+            if isinstance(value, Failure):
+                found.append({"side": side, "key": key, "error": value.message})
+    return found
+
+
+def json_document(
+    *,
+    config: Mapping[str, Any],
+    machine: Mapping[str, Any],
+    metrics: Sequence[Metric],
+    ours: Mapping[str, Value],
+    node: Mapping[str, Value],
+    details: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The whole run as one JSON-ready document (no NaN, no infinities)."""
+    return {
+        "config": dict(config),
+        "machine": dict(machine),
+        "rows": build_rows(metrics, ours, node),
+        "ratio_note": RATIO_NOTE,
+        "failures": failures(ours, node),
+        "details": dict(details),
+    }
