@@ -90,7 +90,7 @@ def _as_task_list(value: object, reference: str) -> list[AnyTaskType]:
         return [check_task_type(value)]
     if isinstance(value, str | bytes) or not isinstance(value, Iterable):
         raise ConfigurationError(
-            f"--tasks {reference!r} gave a {type(value).__name__!r} object; expected a task class, a "
-            "list of task classes, or a function returning one"
+            f"--tasks {reference!r} gave a {type(value).__name__!r} object; expected a task "
+            "class, a list of task classes, or a function returning one"
         )
     return [check_task_type(item) for item in value]
