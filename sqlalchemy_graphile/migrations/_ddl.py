@@ -162,7 +162,7 @@ begin
   -- turn into updates); an empty call sends an empty payload.
   perform pg_notify(
     'jobs:insert',
-    '{{"r":' || random()::text || ',"count":' || cardinality(nullif(specs, '{{}}'))::text || '}}'
+    '{{"r":' || random()::text || ',"count":' || nullif(cardinality(specs), 0)::text || '}}'
   );
 
   return query
