@@ -106,7 +106,8 @@ def run_together(
         )
         if returncode != 0:
             raise MeasurementError(
-                f"{_name(child.argv)} exited with status {returncode}:\n{tail(child.stderr)}"
+                f"{_name(child.argv)} exited with status {returncode} "
+                f"({_last_line(child.stderr)}):\n{tail(child.stderr)}"
             )
         children.append(child)
     return Batch(seconds=max(c.seconds for c in children), children=tuple(children))
@@ -156,7 +157,14 @@ def tail(text: str, lines: int = 25) -> str:
 
 
 def _name(argv: Sequence[str]) -> str:
-    return " ".join(Path(argv[0]).name if i == 0 else a for i, a in enumerate(argv[:4]))
+    """The program and its first short arguments, leaving out URLs and JSON."""
+    shown = [a for a in argv[1:] if "://" not in a and not a.startswith("{")][:4]
+    return " ".join([Path(argv[0]).name, *shown])
+
+
+def _last_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[-1].strip() if lines else "no output"
 
 
 def stop(process: subprocess.Popen[bytes], *, timeout: float) -> tuple[int, int]:

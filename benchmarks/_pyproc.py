@@ -5,6 +5,8 @@
 * ``enqueue URL N``: add N ``log_if_999`` jobs with one ``WorkerUtils.add_jobs`` call on a
   connection opened beforehand; prints ``{"call_s": ...}``.
 * ``once URL CONCURRENCY MODE``: run a worker until no job is runnable, then exit.
+
+Like Node's ``maxPoolSize: C + 1``, every worker gets ``max_pool_size=concurrency + 1``.
 * ``latency URL CONCURRENCY SAMPLES WARMUP MODE``: one worker (LISTEN on) and, on a
   dedicated connection, one job added at a time; each sample is the time from the start of
   the add call to the start of the task. Prints ``{"samples_ms": [...]}``.
@@ -65,6 +67,7 @@ async def once(url: str, concurrency: int, mode: str) -> dict[str, Any]:
         url,
         tasks=[LogIf999],
         concurrency=concurrency,
+        max_pool_size=concurrency + 1,
         handle_signals=False,
         **PYTHON_OPTIONS[mode],
     )
@@ -80,6 +83,7 @@ async def latency(
         url,
         tasks=[Latency],
         concurrency=concurrency,
+        max_pool_size=concurrency + 1,
         handle_signals=False,
         extensions=[probe],
         **PYTHON_OPTIONS[mode],
@@ -118,7 +122,13 @@ async def _start_of(started: asyncio.Future[int], running: asyncio.Task[None]) -
 
 
 async def serve(url: str, concurrency: int, mode: str) -> dict[str, Any]:
-    worker = Worker(url, tasks=[LogIf999], concurrency=concurrency, **PYTHON_OPTIONS[mode])
+    worker = Worker(
+        url,
+        tasks=[LogIf999],
+        concurrency=concurrency,
+        max_pool_size=concurrency + 1,
+        **PYTHON_OPTIONS[mode],
+    )
     await worker.run()
     return {}
 
