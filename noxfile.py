@@ -51,3 +51,10 @@ def bench(session: nox.Session) -> None:
     """Throughput and latency against Node graphile-worker 0.17 on the same database."""
     session.install("-e", ".[test,uvloop]")
     session.run("python", "-m", "benchmarks", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def docs(session: nox.Session) -> None:
+    """Build the documentation site with warnings as errors (mkdocs build --strict)."""
+    session.install("-e", ".[dev]")
+    session.run("mkdocs", "build", "--strict", *session.posargs)
