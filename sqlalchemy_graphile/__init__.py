@@ -23,11 +23,23 @@ from .errors import (
     SchemaTooNewError,
     SchemaTooOldError,
 )
+from .events import (
+    JobEvent,
+    ListenEvent,
+    PoolErrorEvent,
+    PoolEvent,
+    ResetLockedEvent,
+    SignalEvent,
+    SlotEvent,
+    WorkerEvent,
+    WorkerEvents,
+)
 from .helpers import AsyncJobHelpers, JobHelpers
 from .job import Job
 from .job_spec import JobKeyMode, JobSpec, RawJobSpec
 from .tasks import BatchTask, BatchTaskResult, Task
 from .utils import WorkerUtils
+from .worker import Worker
 
 __version__ = "0.1.0"
 
@@ -44,17 +56,27 @@ __all__ = [
     "InvalidPayloadError",
     "InvalidTaskError",
     "Job",
+    "JobEvent",
     "JobHelpers",
     "JobKeyMode",
     "JobSpec",
+    "ListenEvent",
     "PayloadNotSerializableError",
     "PayloadValidationError",
+    "PoolErrorEvent",
+    "PoolEvent",
     "RawJobSpec",
+    "ResetLockedEvent",
     "SchemaError",
     "SchemaNotInstalledError",
     "SchemaTooNewError",
     "SchemaTooOldError",
+    "SignalEvent",
+    "SlotEvent",
     "Task",
+    "Worker",
+    "WorkerEvent",
+    "WorkerEvents",
     "WorkerUtils",
     "__version__",
     "quote_identifier",

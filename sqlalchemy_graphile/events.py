@@ -1,0 +1,241 @@
+"""Worker events: what a running :class:`~sqlalchemy_graphile.Worker` reports, and how to
+subscribe.
+
+Event names are Graphile Worker's (``job:start``, ``pool:listen:error``, ...), so dashboards
+and habits carry over. Each event is a small frozen dataclass; its class depends on what the
+event is about::
+
+    from sqlalchemy_graphile import JobEvent, Worker, WorkerEvents
+
+    events = WorkerEvents()
+
+    def on_failed(event: JobEvent) -> None:
+        alert(f"job {event.job.id} failed for good: {event.error}")
+
+    events.on("job:failed", on_failed)
+    worker = Worker(url, tasks=[...], events=events)
+
+A callback may be a plain function (called at once, on the event loop's thread) or an
+``async def`` (scheduled as a task). A callback that raises is logged and never affects the
+worker. Keep callbacks short: they run on the worker's event loop. Pass your own
+:class:`WorkerEvents` to see the events emitted while the worker starts (``pool:create``,
+``worker:create``, ...); otherwise subscribe on ``worker.events``.
+
+Per job the order is ``worker:getJob:start``, ``job:start``, then ``job:success`` or
+``job:error`` (followed by ``job:failed`` when no attempt is left), then ``job:complete``
+once the outcome has been written to the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar, overload
+
+from .job import Job
+
+logger = logging.getLogger("sqlalchemy_graphile.events")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerEvent:
+    """Base of every event: its ``name`` and the lock owner id (``pool_id``) of the worker."""
+
+    name: str
+    pool_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PoolEvent(WorkerEvent):
+    """The worker as a whole started, stopped or began a shutdown (``message`` says why)."""
+
+    message: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PoolErrorEvent(WorkerEvent):
+    """A shutdown step failed, or a batched write failed (``action`` names which)."""
+
+    error: BaseException
+    action: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListenEvent(WorkerEvent):
+    """The LISTEN connection: connecting (``attempts``), connected, notified (``channel``,
+    ``payload``), failed (``error``) or released."""
+
+    attempts: int | None = None
+    error: BaseException | None = None
+    channel: str | None = None
+    payload: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResetLockedEvent(WorkerEvent):
+    """The stale-lock sweep started, succeeded or failed. ``delay`` is the number of seconds
+    until the next sweep, ``None`` when the worker is stopping."""
+
+    delay: float | None = None
+    error: BaseException | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SlotEvent(WorkerEvent):
+    """One of the worker's ``concurrency`` slots (``worker_id``) changed state.
+
+    ``job`` and ``job_error`` are set on ``worker:fatalError`` (the job whose outcome could
+    not be written, and the task's own error if it failed) and on
+    ``pool:gracefulShutdown:workerError``.
+    """
+
+    worker_id: str
+    error: BaseException | None = None
+    job: Job | None = None
+    job_error: BaseException | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobEvent(WorkerEvent):
+    """A job started or finished in slot ``worker_id``. ``error`` is the task's exception on
+    failure; ``batch_errors`` holds the failed items' errors of a batch job."""
+
+    worker_id: str
+    job: Job
+    error: BaseException | None = None
+    batch_errors: tuple[BaseException | str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SignalEvent(WorkerEvent):
+    """The process received a termination signal (``SIGTERM``, ...)."""
+
+    signal: str
+
+
+PoolEventName = Literal[
+    "pool:create",
+    "pool:release",
+    "pool:gracefulShutdown",
+    "pool:gracefulShutdown:complete",
+    "pool:forcefulShutdown",
+    "pool:forcefulShutdown:complete",
+    "stop",
+]
+PoolErrorEventName = Literal[
+    "pool:gracefulShutdown:error",
+    "pool:forcefulShutdown:error",
+    "pool:fatalError",
+]
+ListenEventName = Literal[
+    "pool:listen:connecting",
+    "pool:listen:success",
+    "pool:listen:error",
+    "pool:listen:notification",
+    "pool:listen:release",
+]
+ResetLockedEventName = Literal["resetLocked:started", "resetLocked:success", "resetLocked:failure"]
+SlotEventName = Literal[
+    "worker:create",
+    "worker:release",
+    "worker:stop",
+    "worker:getJob:start",
+    "worker:getJob:empty",
+    "worker:getJob:error",
+    "worker:fatalError",
+    "pool:gracefulShutdown:workerError",
+]
+JobEventName = Literal["job:start", "job:success", "job:error", "job:failed", "job:complete"]
+SignalEventName = Literal["gracefulShutdown", "forcefulShutdown"]
+
+E = TypeVar("E", bound=WorkerEvent)
+#: A subscriber: a function or coroutine function taking the event.
+Callback = Callable[[E], Awaitable[None] | None]
+
+
+class WorkerEvents:
+    """Subscriptions to a worker's events. Create one and pass it as ``Worker(events=...)``,
+    or use the one on ``worker.events``."""
+
+    def __init__(self) -> None:
+        self._callbacks: dict[str, list[Callable[[Any], Any]]] = {}
+        self._any: list[Callable[[Any], Any]] = []
+        self._pending: set[asyncio.Task[Any]] = set()
+
+    @overload
+    def on(self, name: PoolEventName, callback: Callback[PoolEvent]) -> None: ...
+    @overload
+    def on(self, name: PoolErrorEventName, callback: Callback[PoolErrorEvent]) -> None: ...
+    @overload
+    def on(self, name: ListenEventName, callback: Callback[ListenEvent]) -> None: ...
+    @overload
+    def on(self, name: ResetLockedEventName, callback: Callback[ResetLockedEvent]) -> None: ...
+    @overload
+    def on(self, name: SlotEventName, callback: Callback[SlotEvent]) -> None: ...
+    @overload
+    def on(self, name: JobEventName, callback: Callback[JobEvent]) -> None: ...
+    @overload
+    def on(self, name: SignalEventName, callback: Callback[SignalEvent]) -> None: ...
+    def on(self, name: str, callback: Callable[[Any], Any]) -> None:
+        """Call ``callback(event)`` for every event called ``name``."""
+        if not callable(callback):
+            raise TypeError("callback must be callable")
+        self._callbacks.setdefault(name, []).append(callback)
+
+    def on_any(self, callback: Callback[WorkerEvent]) -> None:
+        """Call ``callback(event)`` for every event, whatever its name."""
+        if not callable(callback):
+            raise TypeError("callback must be callable")
+        self._any.append(callback)
+
+    def off(self, name: str, callback: Callable[[Any], Any]) -> None:
+        """Remove a callback added with :meth:`on` (no error if it is not subscribed)."""
+        callbacks = self._callbacks.get(name, [])
+        if callback in callbacks:
+            callbacks.remove(callback)
+
+    def emit(self, event: WorkerEvent) -> None:
+        """Deliver ``event`` to its subscribers. Used by the worker's components; never
+        raises."""
+        for callback in (*self._callbacks.get(event.name, ()), *self._any):
+            try:
+                result = callback(event)
+                if inspect.isawaitable(result):
+                    task = asyncio.ensure_future(result)
+                    self._pending.add(task)
+                    task.add_done_callback(self._async_done)
+            except Exception:
+                logger.exception("a callback for worker event %r raised", event.name)
+
+    def _async_done(self, task: asyncio.Task[Any]) -> None:
+        self._pending.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("an async callback for a worker event raised", exc_info=task.exception())
+
+    async def drain(self, seconds: float) -> None:
+        """Wait up to ``seconds`` for async callbacks still running, then cancel
+        the rest. The worker calls this when it stops."""
+        pending = set(self._pending)
+        if not pending:
+            return
+        _done, late = await asyncio.wait(pending, timeout=seconds)
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait(late)
+
+
+__all__ = [
+    "JobEvent",
+    "ListenEvent",
+    "PoolErrorEvent",
+    "PoolEvent",
+    "ResetLockedEvent",
+    "SignalEvent",
+    "SlotEvent",
+    "WorkerEvent",
+    "WorkerEvents",
+]

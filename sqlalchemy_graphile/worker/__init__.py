@@ -1,0 +1,21 @@
+"""The worker engine: :class:`Worker` fetches, runs and releases jobs with Graphile Worker's
+semantics, on asyncpg.
+
+Its parts, one private module each:
+
+* ``_worker``: :class:`Worker`, the public face (options, run / run_once / stop);
+* ``_options``: option validation; ``_connect``: URL or engine to asyncpg arguments;
+* ``_pool``: one run (slots, wake-ups, graceful and forceful shutdown);
+* ``_slot``: the per-slot loop (fetch, run, release);
+* ``_fetch``: job sources (the direct fetch of one job); ``_release``: releasers (one
+  statement per outcome); ``_runner``: running a task or batch task;
+* ``_sql``: every hot-path statement; ``_task_ids``: task identifier registration;
+* ``_listener``: LISTEN/NOTIFY; ``_reset_locked``: the stale-lock sweep;
+* ``_signals``: termination signals; ``_retry``: retry and backoff policies.
+"""
+
+from __future__ import annotations
+
+from ._worker import Worker
+
+__all__ = ["Worker"]

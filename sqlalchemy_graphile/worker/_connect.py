@@ -1,0 +1,143 @@
+"""Where the worker connects: a URL or a caller's ``AsyncEngine``, turned into the keyword
+arguments of ``asyncpg.connect`` for the worker's own asyncpg pool and LISTEN connection.
+
+A caller's engine is only read (its URL and ``connect_args``); the worker never disposes it.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from .._urls import async_url, database_url_from_env
+from ..errors import ConfigurationError
+
+#: ``application_name`` of the worker's connections unless the URL or engine sets one.
+DEFAULT_APPLICATION_NAME = "sg-worker"
+#: Suffix of the LISTEN connection's ``application_name``.
+LISTEN_SUFFIX = "-listen"
+_MAX_APPLICATION_NAME = 63
+
+# Query options SQLAlchemy's asyncpg dialect consumes itself; asyncpg never sees them.
+_SQLALCHEMY_ONLY = frozenset(
+    {"prepared_statement_cache_size", "prepared_statement_name_func", "async_creator_fn"}
+)
+_ASYNCPG_OPTIONS = frozenset(inspect.signature(asyncpg.connect).parameters) - {"dsn", "loop"}
+# Options the worker sets itself.
+_RESERVED = frozenset({"statement_cache_size", "connection_class", "record_class"})
+
+
+@dataclass(frozen=True)
+class Database:
+    """The resolved connection target."""
+
+    url: URL
+    engine: AsyncEngine | None
+    connect_kwargs: Mapping[str, Any]
+    application_name: str = DEFAULT_APPLICATION_NAME
+    server_settings: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def listen_application_name(self) -> str:
+        """``application_name`` of the LISTEN connection: the worker's name + ``-listen``."""
+        return self.application_name[: _MAX_APPLICATION_NAME - len(LISTEN_SUFFIX)] + LISTEN_SUFFIX
+
+    def make_engine(self) -> AsyncEngine:
+        """The caller's engine, or a new asyncpg engine for :attr:`url` with the same
+        connection options (the caller of this method then owns it)."""
+        if self.engine is not None:
+            return self.engine
+        query = {k: v for k, v in self.url.query.items() if k in _SQLALCHEMY_ONLY}
+        return create_async_engine(
+            self.url.set(query=query),
+            connect_args=self.asyncpg_kwargs(
+                application_name=self.application_name, prepared_statements=True
+            ),
+        )
+
+    def asyncpg_kwargs(self, *, application_name: str, prepared_statements: bool) -> dict[str, Any]:
+        """Keyword arguments for ``asyncpg.connect`` / ``asyncpg.create_pool``."""
+        kwargs = dict(self.connect_kwargs)
+        kwargs["server_settings"] = {**self.server_settings, "application_name": application_name}
+        if not prepared_statements:
+            kwargs["statement_cache_size"] = 0
+        return kwargs
+
+
+def resolve_database(database: object) -> Database:
+    """Resolve the ``database`` argument of :class:`Worker`: ``None`` (``$DATABASE_URL``), a
+    URL string or :class:`sqlalchemy.engine.URL`, or an :class:`AsyncEngine`.
+
+    Raises :class:`ConfigurationError` for anything else, for a non-PostgreSQL URL and for
+    connection options asyncpg does not understand.
+    """
+    if database is None:
+        database = database_url_from_env()
+    if isinstance(database, AsyncEngine):
+        return _from_engine(database)
+    if isinstance(database, str | URL):
+        try:
+            url = async_url(database)
+        except ArgumentError as error:
+            raise ConfigurationError(f"not a database URL: {error}") from None
+        return _from_options(url, None, _url_options(url))
+    raise ConfigurationError(
+        "database must be a URL (str or sqlalchemy.engine.URL) or an AsyncEngine, "
+        f"not {type(database).__name__}"
+    )
+
+
+def _url_options(url: URL) -> dict[str, Any]:
+    dialect_class: Any = PGDialect_asyncpg
+    dialect = dialect_class()
+    _args, options = dialect.create_connect_args(url)
+    return dict(options)
+
+
+def _from_engine(engine: AsyncEngine) -> Database:
+    url = async_url(engine.url)
+    if engine.dialect.driver != "asyncpg":
+        return _from_options(url, engine, _url_options(url))
+    options = _url_options(url)
+    # create_async_engine(connect_args=...) keeps them only in its connection factory.
+    creator = getattr(engine.sync_engine.pool, "_creator", None)
+    if creator is not None:
+        captured = inspect.getclosurevars(creator).nonlocals.get("cparams")
+        if isinstance(captured, Mapping):
+            options = dict(captured)
+    return _from_options(url, engine, options)
+
+
+def _from_options(url: URL, engine: AsyncEngine | None, options: dict[str, Any]) -> Database:
+    for key in _SQLALCHEMY_ONLY:
+        options.pop(key, None)
+    settings = dict(options.pop("server_settings", None) or {})
+    if "application_name" in options:
+        settings["application_name"] = str(options.pop("application_name"))
+    if "sslmode" in options:
+        options["ssl"] = options.pop("sslmode")
+    unknown = sorted(set(options) - _ASYNCPG_OPTIONS)
+    if unknown:
+        raise ConfigurationError(
+            f"connection options not understood by asyncpg: {', '.join(unknown)}"
+        )
+    reserved = sorted(set(options) & _RESERVED)
+    if reserved:
+        raise ConfigurationError(
+            f"connection options set by the worker itself: {', '.join(reserved)} "
+            "(use prepared_statements=False to turn off statement caching)"
+        )
+    name = settings.pop("application_name", None) or DEFAULT_APPLICATION_NAME
+    if len(name) > _MAX_APPLICATION_NAME:
+        raise ConfigurationError(
+            f"application_name is longer than {_MAX_APPLICATION_NAME} characters: {name!r}"
+        )
+    return Database(url, engine, options, name, settings)

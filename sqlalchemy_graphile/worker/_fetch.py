@@ -1,0 +1,84 @@
+"""Job sources: where a worker slot gets its next job.
+
+:class:`JobSource` is the seam: the slot loop only calls :meth:`~JobSource.get_job`, and the
+pool forwards wake-ups to :meth:`~JobSource.pulse` and calls :meth:`~JobSource.release` when
+it stops. :class:`DirectJobSource` fetches and locks one job per call (spec §2.3); a source
+that prefetches batches into a local queue can take its place without touching the loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import asyncpg
+
+from ._jobs import FetchedJob, fetched_job
+from ._retry import with_retries
+from ._sql import Statements
+from ._task_ids import TaskIdentifiers
+
+
+class JobSource(Protocol):
+    """What a worker slot fetches jobs from."""
+
+    async def get_job(self, forbidden_flags: Sequence[str] | None) -> FetchedJob | None:
+        """The next job, locked by this pool, or ``None`` when nothing is runnable (or the
+        source is released). Database errors propagate."""
+
+    def pulse(self, count: int) -> int:
+        """``count`` jobs were announced. Return how many of them idle slots should still be
+        woken for (a direct source leaves them all to the slots)."""
+
+    async def release(self) -> None:
+        """Stop handing out jobs (and give back any held but not started)."""
+
+
+class DirectJobSource:
+    """Fetches exactly one job per call with the fetch statement, on the pool's asyncpg
+    connections, retrying transient errors (:func:`with_retries`). With ``use_local_time``
+    the application's ``clock`` decides which jobs are due, not the database's."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        statements: Statements,
+        task_ids: TaskIdentifiers,
+        pool_id: str,
+        *,
+        use_local_time: bool,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._pool = pool
+        self._statements = statements
+        self._task_ids = task_ids
+        self._pool_id = pool_id
+        self._use_local_time = use_local_time
+        self._clock = clock
+        self._released = False
+
+    async def get_job(self, forbidden_flags: Sequence[str] | None) -> FetchedJob | None:
+        if self._released:
+            return None
+        ids = await self._task_ids.resolve(self._pool)
+        if not ids.ids:
+            return None
+        with_flags = bool(forbidden_flags)
+        query = self._statements.fetch(1, with_flags=with_flags, app_time=self._use_local_time)
+        args: list[Any] = [self._pool_id, ids.ids]
+        if with_flags:
+            args.append(list(forbidden_flags or ()))
+        if self._use_local_time:
+            args.append(self._clock())
+        rows = await with_retries(lambda: self._pool.fetch(query, *args))
+        if not rows:
+            return None
+        row = rows[0]
+        return fetched_job(row, ids.identifier_by_id[row["task_id"]])
+
+    def pulse(self, count: int) -> int:
+        return count
+
+    async def release(self) -> None:
+        self._released = True

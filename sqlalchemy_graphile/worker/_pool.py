@@ -1,0 +1,363 @@
+"""One run of a worker: its slots, wake-ups, maintenance and shutdown (spec §5.2, §5.4).
+
+A :class:`WorkerPool` lives from ``Worker.run()`` (or ``run_once()``) to its return. It has
+one lock owner id, ``concurrency`` slots sharing a job source and a releaser, and in
+continuous mode the LISTEN connection and the stale-lock sweep.
+
+Graceful shutdown: stop fetching (source, listener and sweep are released), let running jobs
+finish and record their outcome, set ``abort_signal`` after
+``graceful_shutdown_abort_timeout`` seconds, then flush the releaser. Forceful shutdown:
+also fail every job whose task is still running with the shutdown message (the attempt
+counts and the normal backoff applies) and cancel those tasks. Either way no lock of this
+pool is left behind, unless the database cannot be reached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import asyncpg
+
+from ..context import JobAdder
+from ..events import PoolErrorEvent, PoolEvent, SlotEvent, WorkerEvents
+from ._fetch import DirectJobSource, JobSource
+from ._listener import Listener
+from ._options import WorkerOptions, resolve_forbidden_flags
+from ._release import DirectReleaser, JobReleaser, fail_jobs_with_message
+from ._reset_locked import ResetLockedSweeper
+from ._runner import TaskRunner, describe_error
+from ._slot import FetchHealth, Slot
+from ._sql import Statements
+from ._task_ids import TaskIdentifiers
+
+logger = logging.getLogger("sqlalchemy_graphile.worker")
+
+#: Exit code recorded when a breaking migration is announced while running.
+EXIT_SCHEMA_TOO_NEW = 57
+#: Longest wait, in seconds, for each step of a forceful shutdown.
+FORCEFUL_STEP_TIMEOUT = 5.0
+
+
+class WorkerPool:
+    """The running state of one worker run. Call :meth:`start`, then await
+    :meth:`wait_closed`; shut down with :meth:`graceful_shutdown` or
+    :meth:`forceful_shutdown`."""
+
+    def __init__(
+        self,
+        *,
+        options: WorkerOptions,
+        pool_id: str,
+        continuous: bool,
+        db: asyncpg.Pool,
+        statements: Statements,
+        events: WorkerEvents,
+        adder: JobAdder,
+        connect_listener: Callable[[], Awaitable[asyncpg.Connection]] | None,
+    ) -> None:
+        self.id = pool_id
+        self.continuous = continuous
+        #: Set after ``graceful_shutdown_abort_timeout`` once a shutdown has begun.
+        self.abort_signal = asyncio.Event()
+        #: 0, or 57 when a breaking migration was announced.
+        self.exit_code = 0
+        #: Errors that ended the run (a slot's fatal error, a failed shutdown step).
+        self.errors: list[Exception] = []
+        self._options = options
+        self._db = db
+        self._statements = statements
+        self._events = events
+        self._executor = ThreadPoolExecutor(
+            max_workers=options.concurrency, thread_name_prefix="sg-task"
+        )
+        task_ids = TaskIdentifiers(statements, list(options.tasks))
+        self._source: JobSource = DirectJobSource(
+            db, statements, task_ids, pool_id, use_local_time=options.use_local_time
+        )
+        self._releaser: JobReleaser = DirectReleaser(db, statements, pool_id)
+        self._runner = TaskRunner(
+            options.tasks,
+            extensions=options.extensions,
+            pool_id=pool_id,
+            abort_signal=self.abort_signal,
+            adder=adder,
+            executor=self._executor,
+        )
+        self._health = FetchHealth()
+        self._slots: dict[Slot, asyncio.Task[None]] = {}
+        self._live: set[Slot] = set()
+        self._listener: Listener | None = None
+        if continuous and options.listen and connect_listener is not None:
+            self._listener = Listener(
+                connect=connect_listener,
+                events=events,
+                pool_id=pool_id,
+                on_jobs=self.nudge,
+                on_breaking_migration=self._breaking_migration,
+                on_reconnected=lambda: self.nudge(options.concurrency),
+                is_shutting_down=lambda: self.shutting_down,
+            )
+        self._sweeper: ResetLockedSweeper | None = None
+        if continuous:
+            self._sweeper = ResetLockedSweeper(
+                pool=db,
+                statements=statements,
+                events=events,
+                pool_id=pool_id,
+                min_interval=options.min_reset_locked_interval,
+                max_interval=options.max_reset_locked_interval,
+                use_local_time=options.use_local_time,
+            )
+        self.active = True
+        self.shutting_down = False
+        self._forcing = False
+        self._stopping = asyncio.Event()
+        self._deactivation: asyncio.Future[list[Exception]] | None = None
+        self._graceful: asyncio.Task[None] | None = None
+        self._forceful: asyncio.Task[None] | None = None
+        self._terminated = False
+        self._abort_timer: asyncio.TimerHandle | None = None
+
+    # -- life ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the slots, the LISTEN connection and the sweep."""
+        self._emit("pool:create")
+        if self._listener is not None:
+            self._listener.start()
+        if self._sweeper is not None:
+            self._sweeper.start()
+        for _ in range(self._options.concurrency):
+            slot = Slot(
+                pool_id=self.id,
+                continuous=self.continuous,
+                poll_interval=self._options.poll_interval,
+                source=self._source,
+                releaser=self._releaser,
+                runner=self._runner,
+                events=self._events,
+                forbidden_flags=self._forbidden_flags,
+                health=self._health,
+            )
+            self._events.emit(
+                SlotEvent(name="worker:create", pool_id=self.id, worker_id=slot.worker_id)
+            )
+            task = asyncio.create_task(slot.run(), name=slot.worker_id)
+            self._slots[slot] = task
+            self._live.add(slot)
+            task.add_done_callback(lambda _task, slot=slot: self._slot_exited(slot))  # type: ignore[misc]
+
+    async def wait_closed(self) -> None:
+        """Wait until a shutdown has begun and every shutdown in progress has finished."""
+        await self._stopping.wait()
+        while True:
+            phases = [t for t in (self._graceful, self._forceful) if t is not None]
+            await asyncio.wait(phases)
+            if all(t.done() for t in (self._graceful, self._forceful) if t is not None):
+                break
+        # A sync task abandoned by a forceful shutdown keeps its thread until it returns.
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def nudge(self, count: int) -> None:
+        """Wake up to ``count`` idle slots (after the job source had its say)."""
+        if not self.active:
+            return
+        remaining = self._source.pulse(count)
+        for slot in list(self._live):
+            if remaining <= 0:
+                break
+            if slot.nudge():
+                remaining -= 1
+
+    def graceful_shutdown(self, message: str) -> asyncio.Task[None]:
+        """Begin (or join) a graceful shutdown."""
+        if self._forceful is not None:
+            return self._forceful
+        if self._graceful is None:
+            self.shutting_down = True
+            self._graceful = asyncio.create_task(self._graceful_shutdown(message))
+            self._stopping.set()
+        return self._graceful
+
+    def forceful_shutdown(self, message: str) -> asyncio.Task[None]:
+        """Begin (or join) a forceful shutdown."""
+        if self._forceful is None:
+            self.shutting_down = True
+            self._forcing = True
+            self._forceful = asyncio.create_task(self._forceful_shutdown(message))
+            self._stopping.set()
+        return self._forceful
+
+    # -- callbacks -------------------------------------------------------------------
+
+    async def _forbidden_flags(self) -> list[str] | None:
+        return await resolve_forbidden_flags(self._options.forbidden_flags)
+
+    def _breaking_migration(self, number: int | None) -> None:
+        logger.warning(
+            "a breaking migration (revision %s) was applied to the database schema; this "
+            "worker cannot safely continue and shuts down (exit code %d)",
+            number,
+            EXIT_SCHEMA_TOO_NEW,
+        )
+        self.exit_code = EXIT_SCHEMA_TOO_NEW
+        self.graceful_shutdown(f"breaking migration {number} applied to the schema")
+
+    def _slot_exited(self, slot: Slot) -> None:
+        self._live.discard(slot)
+        task = self._slots[slot]
+        raised = None if task.cancelled() else task.exception()
+        error = raised if isinstance(raised, Exception) else None
+        if error is not None:
+            logger.error("worker slot %s stopped with an error: %s", slot.worker_id, error)
+        if self.shutting_down:
+            return
+        if self.continuous and self.active:
+            self.errors.append(
+                error or RuntimeError(f"worker slot {slot.worker_id} stopped unexpectedly")
+            )
+            self.graceful_shutdown("a worker slot stopped unexpectedly")
+        elif error is not None:
+            self.errors.append(error)
+        if not self._live:
+            self.graceful_shutdown(
+                "no runnable jobs are left" if not self.continuous else "no worker slots left"
+            )
+
+    # -- shutdown --------------------------------------------------------------------
+
+    def _deactivate(self) -> asyncio.Future[list[Exception]]:
+        """Stop fetching and sweeping (once); resolves to the errors met meanwhile."""
+        if self._deactivation is None:
+            self.active = False
+            for slot in self._slots:
+                slot.release()
+            self._deactivation = asyncio.ensure_future(self._release_fetching())
+        return self._deactivation
+
+    async def _release_fetching(self) -> list[Exception]:
+        errors: list[Exception] = []
+        for release in (
+            self._source.release,
+            self._listener.stop if self._listener is not None else None,
+            self._sweeper.stop if self._sweeper is not None else None,
+        ):
+            if release is None:
+                continue
+            try:
+                await release()
+            except Exception as error:
+                logger.error("stopping the worker's fetching or sweeping failed: %s", error)
+                errors.append(error)
+        return errors
+
+    async def _graceful_shutdown(self, message: str) -> None:
+        self._emit("pool:gracefulShutdown", message=message)
+        loop = asyncio.get_running_loop()
+        self._abort_timer = loop.call_later(
+            self._options.graceful_shutdown_abort_timeout, self.abort_signal.set
+        )
+        try:
+            errors = list(await asyncio.shield(self._deactivate()))
+            if self._slots:
+                await asyncio.wait(self._slots.values())
+            held = self._held_jobs()
+            if held and not self._forcing:
+                try:
+                    await fail_jobs_with_message(self._db, self._statements, self.id, held, message)
+                except Exception as error:
+                    errors.append(error)
+            if self._forcing:
+                errors.append(RuntimeError("a forceful shutdown began during the graceful one"))
+            else:
+                errors.extend(await self._terminate())
+            if errors:
+                raise _combine(errors, "errors during graceful shutdown")
+            self._emit("pool:gracefulShutdown:complete")
+        except Exception as error:
+            self._events.emit(
+                PoolErrorEvent(name="pool:gracefulShutdown:error", pool_id=self.id, error=error)
+            )
+            if not self._forcing:
+                logger.error("graceful shutdown failed (%s); shutting down forcefully", error)
+                self.errors.append(error)
+            await self.forceful_shutdown(describe_error(error))
+        finally:
+            self._abort_timer.cancel()
+
+    async def _forceful_shutdown(self, message: str) -> None:
+        self._emit("pool:forcefulShutdown", message=message)
+        self.abort_signal.set()
+        errors: list[Exception] = []
+        try:
+            deactivation = self._deactivate()
+            try:
+                async with asyncio.timeout(FORCEFUL_STEP_TIMEOUT):
+                    errors.extend(await asyncio.shield(deactivation))
+            except TimeoutError as error:
+                errors.append(error)
+            running = [s for s in self._slots if s.job is not None and s.running]
+            for slot in running:
+                slot.abandoned = True
+                self._slots[slot].cancel()
+            jobs = [s.job.id for s in running if s.job is not None]
+            jobs += self._held_jobs()
+            if jobs:
+                try:
+                    failed = await fail_jobs_with_message(
+                        self._db, self._statements, self.id, jobs, message
+                    )
+                    logger.warning("failed %d running job(s): %s", len(failed), message)
+                except Exception as error:
+                    errors.append(error)
+            pending = [t for t in self._slots.values() if not t.done()]
+            if pending:
+                _done, late = await asyncio.wait(pending, timeout=FORCEFUL_STEP_TIMEOUT)
+                for task in late:
+                    task.cancel()
+                if late:
+                    await asyncio.wait(late)
+            errors.extend(await self._terminate())
+            if errors:
+                raise _combine(errors, "errors during forceful shutdown")
+            self._emit("pool:forcefulShutdown:complete")
+        except Exception as error:
+            self._events.emit(
+                PoolErrorEvent(name="pool:forcefulShutdown:error", pool_id=self.id, error=error)
+            )
+            logger.error("forceful shutdown failed: %s", error)
+            self.errors.append(error)
+
+    def _held_jobs(self) -> list[int]:
+        """Ids of jobs still held by slots that stopped because writing an outcome failed."""
+        return [
+            slot.job.id
+            for slot, task in self._slots.items()
+            if slot.job is not None
+            and not slot.abandoned
+            and task.done()
+            and not task.cancelled()
+            and task.exception() is not None
+        ]
+
+    async def _terminate(self) -> list[Exception]:
+        """Write what the releaser still holds (once)."""
+        if self._terminated:
+            return []
+        self._terminated = True
+        try:
+            await self._releaser.release()
+        except Exception as error:
+            logger.error("writing the last job outcomes failed: %s", error)
+            return [error]
+        return []
+
+    def _emit(self, name: str, *, message: str | None = None) -> None:
+        self._events.emit(PoolEvent(name=name, pool_id=self.id, message=message))
+
+
+def _combine(errors: list[Exception], message: str) -> Exception:
+    return errors[0] if len(errors) == 1 else ExceptionGroup(message, errors)

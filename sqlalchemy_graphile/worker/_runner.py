@@ -1,0 +1,258 @@
+"""Running one job's task and turning what happened into an :class:`Outcome`.
+
+No database access happens here: the slot loop gives the outcome to its releaser.
+
+* A :class:`Task` payload is validated straight from the stored JSON text
+  (``model_validate_json``); ``run`` is awaited on the event loop when it is ``async def``
+  and called in the worker's thread pool otherwise.
+* A :class:`BatchTask` payload must be a JSON array. Its items are cut out of the stored
+  text as they are, validated one by one, and run together by ``run_batch``; failed items
+  are kept with their original JSON text, so a retry sees exactly what was stored.
+* Every exception from task code becomes a failure whose message (the future
+  ``last_error``) is ``"ExcType: message"``; a batch with failed items gives
+  ``"Batch failures:"`` followed by one line per failed item.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import logging
+import re
+from collections.abc import Callable, Mapping
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..context import JobAdder, WorkerContext
+from ..errors import BatchJobError, InvalidTaskError, PayloadValidationError
+from ..job import Job
+from ..tasks import AnyTaskType, BatchTask, BatchTaskResult, Task, is_batch_task
+from ._jobs import FetchedJob
+
+logger = logging.getLogger("sqlalchemy_graphile.worker")
+task_logger = logging.getLogger("sqlalchemy_graphile.task")
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What running a job came to. ``error`` is ``None`` on success; on failure ``message``
+    is the text to store as ``last_error`` and ``replacement_payload`` (JSON text) the
+    payload to keep for the retry, when it differs from the stored one. A ``permanent``
+    failure (a stored payload that does not fit the task) uses up the job's attempts: no
+    retry could succeed until the job is rescheduled."""
+
+    error: BaseException | None = None
+    message: str | None = None
+    replacement_payload: str | None = None
+    batch_errors: tuple[BaseException | str, ...] | None = None
+    permanent: bool = False
+
+    @property
+    def succeeded(self) -> bool:
+        return self.error is None
+
+
+SUCCESS = Outcome()
+
+
+def failure(error: BaseException, **extra: Any) -> Outcome:
+    """The failed outcome for ``error``."""
+    return Outcome(error=error, message=describe_error(error), **extra)
+
+
+def describe_error(error: BaseException) -> str:
+    """The ``last_error`` text for ``error``: ``"ExcType: message"`` (or just ``ExcType``),
+    and the batch summary unchanged for :class:`BatchJobError`. Never empty; characters
+    PostgreSQL cannot store in text are escaped."""
+    try:
+        text = str(error)
+    except Exception:
+        text = ""
+    if not isinstance(error, BatchJobError):
+        name = type(error).__name__
+        text = f"{name}: {text}" if text else name
+    text = text.replace("\x00", "\\x00")
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+class TaskRunner:
+    """Runs jobs for the task types of one worker."""
+
+    def __init__(
+        self,
+        tasks: Mapping[str, AnyTaskType],
+        *,
+        extensions: Mapping[type, object],
+        pool_id: str,
+        abort_signal: asyncio.Event,
+        adder: JobAdder,
+        executor: Executor,
+    ) -> None:
+        self._tasks = tasks
+        self._extensions = extensions
+        self._pool_id = pool_id
+        self._abort_signal = abort_signal
+        self._adder = adder
+        self._executor = executor
+
+    async def run(self, fetched: FetchedJob) -> Outcome:
+        """Run ``fetched``'s task and return the outcome. Exceptions from task code become
+        failures; cancellation propagates."""
+        job = fetched.job
+        task_type = self._tasks.get(job.task_identifier)
+        if task_type is None:
+            return failure(InvalidTaskError(f"unsupported task {job.task_identifier!r}"))
+        ctx = self._context(job)
+        if is_batch_task(task_type):
+            return await self._run_batch(task_type, job, ctx)  # type: ignore[arg-type]
+        try:
+            task = task_type.model_validate_json(job.payload_json)
+        except ValidationError as error:
+            what = f"the payload of job {job.id}"
+            return failure(_payload_error(what, task_type, error), permanent=True)
+        try:
+            await self._call(task.run, ctx)  # type: ignore[union-attr]
+        except Exception as error:
+            return failure(error)
+        return SUCCESS
+
+    def _context(self, job: Job) -> WorkerContext:
+        extra = {"task": job.task_identifier, "job_id": job.id, "attempt": job.attempts}
+        return WorkerContext(
+            job=job,
+            worker_id=self._pool_id,
+            extensions=self._extensions,
+            logger=logging.LoggerAdapter(task_logger, extra),
+            abort_signal=self._abort_signal,
+            adder=self._adder,
+        )
+
+    async def _call(self, function: Callable[..., Any], *args: Any) -> Any:
+        """Await ``function(*args)`` if it is a coroutine function, else run it in the
+        thread pool (with the caller's context variables)."""
+        if inspect.iscoroutinefunction(function):
+            return await function(*args)
+        loop = asyncio.get_running_loop()
+        context = contextvars.copy_context()
+        result = await loop.run_in_executor(self._executor, context.run, function, *args)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+    async def _run_batch(self, task_type: type[BatchTask], job: Job, ctx: WorkerContext) -> Outcome:
+        try:
+            raw_items = split_json_array(job.payload_json)
+        except ValueError as error:
+            return failure(
+                PayloadValidationError(
+                    f"the payload of batch job {job.id} must be a JSON array of "
+                    f"{task_type.__qualname__} items, not {error}"
+                ),
+                permanent=True,
+            )
+        items = []
+        for index, raw in enumerate(raw_items):
+            try:
+                items.append(task_type.model_validate_json(raw))
+            except ValidationError as error:
+                what = f"item {index} of the payload of batch job {job.id}"
+                return failure(_payload_error(what, task_type, error), permanent=True)
+        try:
+            result = await self._call(task_type.run_batch, items, ctx)
+        except Exception as error:
+            return failure(error)
+        try:
+            failed = _failed_items(result, len(items), task_type)
+        except InvalidTaskError as error:
+            return failure(error)
+        if not failed:
+            return SUCCESS
+        errors = tuple(failed[i] for i in sorted(failed))
+        replacement = "[" + ",".join(raw_items[i] for i in sorted(failed)) + "]"
+        return failure(BatchJobError(errors), replacement_payload=replacement, batch_errors=errors)
+
+
+def _failed_items(result: object, count: int, task_type: type[BatchTask]) -> dict[int, Any]:
+    """The failed item indexes of a ``run_batch`` result, with their errors; raises
+    :class:`InvalidTaskError` for a result that breaks the contract."""
+    name = f"{task_type.__qualname__}.run_batch"
+    if result is None:
+        return {}
+    if isinstance(result, BatchTaskResult):
+        bad = sorted(i for i in result.failed if i >= count)
+        if bad:
+            raise InvalidTaskError(
+                f"{name} reported failed item {bad[0]}, but the batch has {count} items; "
+                "the whole batch is kept for a retry"
+            )
+        return dict(result.failed)
+    if isinstance(result, list | tuple):
+        if len(result) != count:
+            raise InvalidTaskError(
+                f"{name} returned {len(result)} outcomes for {count} items; the whole batch "
+                "is kept for a retry"
+            )
+        failed: dict[int, Any] = {}
+        for index, outcome in enumerate(result):
+            if isinstance(outcome, BaseException | str):
+                failed[index] = outcome
+            elif outcome is not None:
+                raise InvalidTaskError(
+                    f"{name} returned {type(outcome).__name__} as the outcome of item {index}; "
+                    "use None for success and an exception or a string for failure"
+                )
+        return failed
+    raise InvalidTaskError(
+        f"{name} returned {type(result).__name__}; return None, a list with one outcome per "
+        "item, or a BatchTaskResult"
+    )
+
+
+def _payload_error(
+    what: str, task_type: type[Task] | type[BatchTask], error: ValidationError
+) -> PayloadValidationError:
+    problems = []
+    for detail in error.errors(include_url=False, include_input=False):
+        location = ".".join(str(part) for part in detail["loc"]) or "(payload)"
+        problems.append(f"{location}: {detail['msg']}")
+    return PayloadValidationError(
+        f"{what} does not fit {task_type.__qualname__}: {'; '.join(problems)}"
+    )
+
+
+# A JSON string (with escapes) or one of the structural characters.
+_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{},]')
+_KINDS = {"{": "an object", '"': "a string", "t": "a boolean", "f": "a boolean", "n": "null"}
+
+
+def split_json_array(text: str) -> list[str]:
+    """The texts of the elements of the JSON array ``text``, exactly as written (surrounding
+    whitespace removed). ``text`` must be valid JSON, as PostgreSQL guarantees for a ``json``
+    column; a value that is not an array raises ``ValueError`` naming its kind."""
+    start = len(text) - len(text.lstrip())
+    if text[start : start + 1] != "[":
+        raise ValueError(_KINDS.get(text[start : start + 1], "a number"))
+    items: list[str] = []
+    depth = 0
+    item_start = start + 1
+    for match in _TOKENS.finditer(text, start):
+        token = match.group()
+        if token[0] == '"':
+            continue
+        if token in "[{":
+            depth += 1
+        elif token in "]}":
+            depth -= 1
+            if depth == 0:
+                last = text[item_start : match.start()].strip()
+                if last or items:
+                    items.append(last)
+                break
+        elif depth == 1:  # a comma between elements
+            items.append(text[item_start : match.start()].strip())
+            item_start = match.end()
+    return items

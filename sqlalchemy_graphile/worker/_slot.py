@@ -1,0 +1,254 @@
+"""One worker slot: the loop that fetches a job, runs it and records its outcome.
+
+A worker with ``concurrency=N`` runs N slots side by side (Graphile Worker calls each one a
+"worker"). Each slot loops: work out the forbidden flags, fetch one job from the
+:class:`JobSource`, run it with the :class:`TaskRunner`, hand the outcome to the
+:class:`JobReleaser`, and go again at once. With nothing to do it waits ``poll_interval``
+seconds or until it is nudged. Fetch errors never end a continuous slot: it waits (with a
+capped backoff) and tries again. In run-once mode a slot ends when nothing is runnable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+
+from ..events import JobEvent, SlotEvent, WorkerEvents
+from ._fetch import JobSource
+from ._jobs import FetchedJob
+from ._release import JobReleaser
+from ._retry import FETCH_ERROR_BACKOFF
+from ._runner import Outcome, TaskRunner
+
+logger = logging.getLogger("sqlalchemy_graphile.worker")
+
+
+class FetchHealth:
+    """Logs fetch failures once per outage (shared by a pool's slots), and the recovery."""
+
+    def __init__(self) -> None:
+        self._failing = False
+
+    def failed(self, error: BaseException) -> None:
+        if self._failing:
+            logger.debug("fetching jobs failed again: %s", error)
+            return
+        self._failing = True
+        logger.error("fetching jobs failed; retrying with backoff: %s", error, exc_info=error)
+
+    def succeeded(self) -> None:
+        if self._failing:
+            self._failing = False
+            logger.warning("fetching jobs works again")
+
+
+class Slot:
+    """One slot's loop and state. :meth:`run` is the slot's task."""
+
+    def __init__(
+        self,
+        *,
+        pool_id: str,
+        continuous: bool,
+        poll_interval: float,
+        source: JobSource,
+        releaser: JobReleaser,
+        runner: TaskRunner,
+        events: WorkerEvents,
+        forbidden_flags: Callable[[], Awaitable[list[str] | None]],
+        health: FetchHealth,
+    ) -> None:
+        self.worker_id = f"sgworker-{secrets.token_hex(9)}"
+        self.pool_id = pool_id
+        self._continuous = continuous
+        self._poll_interval = poll_interval
+        self._source = source
+        self._releaser = releaser
+        self._runner = runner
+        self._events = events
+        self._forbidden_flags = forbidden_flags
+        self._health = health
+        self._active = True
+        self._waiting = False
+        self._again = False
+        self._wake = asyncio.Event()
+        #: The job this slot holds (from fetch until its outcome is written).
+        self.job: FetchedJob | None = None
+        #: Whether the held job's task is running (as opposed to being released).
+        self.running = False
+        #: Set by a forceful shutdown that failed the held job itself.
+        self.abandoned = False
+
+    # -- called by the pool ----------------------------------------------------------
+
+    def nudge(self) -> bool:
+        """Fetch now if idle (returns ``True``); if busy, fetch again at once should the
+        current fetch come back empty (returns ``False``)."""
+        if self._waiting:
+            self._wake.set()
+            return True
+        self._again = True
+        return False
+
+    def release(self) -> None:
+        """Stop after the current job (at once if idle)."""
+        if self._active:
+            self._active = False
+            self._emit("worker:release")
+            self._wake.set()
+
+    # -- the loop --------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """The slot's task: loop until released (or, in run-once mode, out of jobs).
+        Raises the error of a fetch in run-once mode, or of a write of an outcome."""
+        error: BaseException | None = None
+        try:
+            await self._loop()
+        except Exception as caught:
+            error = caught
+            raise
+        finally:
+            self._active = False
+            self._emit("worker:stop", error=error)
+
+    async def _loop(self) -> None:
+        fetch_failures = 0
+        while self._active:
+            self._again = False
+            try:
+                flags = await self._forbidden_flags()
+                self._emit("worker:getJob:start")
+                fetched = await self._source.get_job(flags)
+            except Exception as error:
+                self._emit("worker:getJob:error", error=error)
+                if not self._continuous:
+                    raise
+                self._health.failed(error)
+                delay = min(FETCH_ERROR_BACKOFF.delay(fetch_failures), self._poll_interval)
+                fetch_failures += 1
+                await self._idle(delay)
+                continue
+            if fetch_failures:
+                fetch_failures = 0
+                self._health.succeeded()
+            if fetched is None:
+                self._emit("worker:getJob:empty")
+                if not self._continuous:
+                    return
+                if not self._again:
+                    await self._idle(self._poll_interval)
+                continue
+            await self._process(fetched)
+
+    async def _idle(self, seconds: float) -> None:
+        if not self._active:
+            return
+        self._wake.clear()
+        self._waiting = True
+        try:
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
+        except TimeoutError:
+            pass
+        finally:
+            self._waiting = False
+
+    async def _process(self, fetched: FetchedJob) -> None:
+        job = fetched.job
+        self.job = fetched
+        self.running = True
+        self._emit_job("job:start", fetched)
+        started = time.perf_counter()
+        try:
+            outcome = await self._runner.run(fetched)
+        finally:
+            self.running = False
+        if self.abandoned:
+            return
+        millis = (time.perf_counter() - started) * 1000
+        try:
+            if outcome.succeeded:
+                logger.info(
+                    "completed job %s (%s) in %.1f ms, attempt %d of %d",
+                    job.id,
+                    job.task_identifier,
+                    millis,
+                    job.attempts,
+                    job.max_attempts,
+                )
+                self._emit_job("job:success", fetched)
+                await self._releaser.complete(fetched)
+            else:
+                self._log_failure(fetched, outcome, millis)
+                self._emit_job("job:error", fetched, outcome)
+                if outcome.permanent or job.attempts >= job.max_attempts:
+                    self._emit_job("job:failed", fetched, outcome)
+                await self._releaser.fail(
+                    fetched,
+                    outcome.message or "the job failed",
+                    outcome.replacement_payload,
+                    permanent=outcome.permanent,
+                )
+        except Exception as fatal:
+            self._emit("worker:fatalError", error=fatal, job=fetched, job_error=outcome.error)
+            logger.error(
+                "could not record the outcome of job %s (%s); this worker slot stops",
+                job.id,
+                job.task_identifier,
+                exc_info=fatal,
+            )
+            raise
+        self._emit_job("job:complete", fetched, outcome)
+        self.job = None
+
+    def _log_failure(self, fetched: FetchedJob, outcome: Outcome, millis: float) -> None:
+        job = fetched.job
+        final = outcome.permanent or job.attempts >= job.max_attempts
+        logger.error(
+            "job %s (%s) failed in %.1f ms, attempt %d of %d%s: %s",
+            job.id,
+            job.task_identifier,
+            millis,
+            job.attempts,
+            job.max_attempts,
+            "; no attempts left" if final else "; it will be retried",
+            outcome.message,
+            exc_info=outcome.error,
+        )
+
+    # -- events ----------------------------------------------------------------------
+
+    def _emit(
+        self,
+        name: str,
+        *,
+        error: BaseException | None = None,
+        job: FetchedJob | None = None,
+        job_error: BaseException | None = None,
+    ) -> None:
+        self._events.emit(
+            SlotEvent(
+                name=name,
+                pool_id=self.pool_id,
+                worker_id=self.worker_id,
+                error=error,
+                job=job.job if job is not None else None,
+                job_error=job_error,
+            )
+        )
+
+    def _emit_job(self, name: str, fetched: FetchedJob, outcome: Outcome | None = None) -> None:
+        self._events.emit(
+            JobEvent(
+                name=name,
+                pool_id=self.pool_id,
+                worker_id=self.worker_id,
+                job=fetched.job,
+                error=outcome.error if outcome is not None else None,
+                batch_errors=outcome.batch_errors if outcome is not None else None,
+            )
+        )

@@ -1,0 +1,243 @@
+"""Every statement the worker runs on its hot path, built from constants and the quoted
+schema name, never from user strings.
+
+The statements follow Graphile Worker's lock protocol so that Node, Rust and Python workers
+can share one schema: a job and its named queue are locked with ``locked_by`` = the pool id,
+and every statement that releases a lock checks that owner first. Parameters are numbered
+for asyncpg; asyncpg prepares each text once per connection and reuses it.
+
+Completion is guarded by the owner too (Graphile Worker deletes unqueued jobs by id alone):
+a worker whose lock was swept away must not delete a job another worker now runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+from .._identifiers import quote_identifier
+
+#: The fixed lock timeout of the schema: older locks are cleared by the sweep.
+LOCK_TIMEOUT = "interval '4 hours'"
+
+_JOB_COLUMNS = (
+    "jobs.id, jobs.job_queue_id, jobs.task_id, jobs.payload::text as payload, jobs.priority,"
+    " jobs.run_at, jobs.attempts, jobs.max_attempts, jobs.last_error, jobs.created_at,"
+    " jobs.updated_at, jobs.key, jobs.locked_at, jobs.locked_by, jobs.revision,"
+    " jobs.flags::text as flags"
+)
+
+_BACKOFF = "greatest(now(), jobs.run_at) + exp(least(jobs.attempts, 10)) * interval '1 second'"
+
+
+@dataclass(frozen=True)
+class Statements:
+    """The statements for one schema. Get them with :func:`statements_for`."""
+
+    schema: str
+
+    @property
+    def _s(self) -> str:
+        return quote_identifier(self.schema)
+
+    # -- task identifiers (spec §2.2) ---------------------------------------------------
+
+    @property
+    def register_tasks(self) -> str:
+        """$1 identifiers: make sure each identifier has a row."""
+        return (
+            f"insert into {self._s}._private_tasks as tasks (identifier)"
+            " select unnest($1::text[]) on conflict do nothing"
+        )
+
+    @property
+    def select_task_ids(self) -> str:
+        """$1 identifiers -> (id, identifier) rows."""
+        return (
+            f"select tasks.id, tasks.identifier from {self._s}._private_tasks as tasks"
+            " where tasks.identifier = any($1::text[])"
+        )
+
+    # -- fetching (spec §2.3) ----------------------------------------------------------
+
+    def fetch(self, batch_size: int, *, with_flags: bool, app_time: bool) -> str:
+        """Select and lock up to ``batch_size`` runnable jobs, lock their named queues, and
+        return the jobs with ``queue_name``.
+
+        $1 pool id, $2 task ids (int[]), then $3 forbidden flags (text[]) when
+        ``with_flags``, then the application's timestamp when ``app_time``.
+        """
+        return _fetch_text(self.schema, batch_size, with_flags, app_time)
+
+    # -- completing (spec §2.4) --------------------------------------------------------
+
+    @property
+    def complete_jobs(self) -> str:
+        """$1 job ids, $2 pool id: delete jobs that are not in a named queue; returns the
+        number of jobs deleted."""
+        return (
+            f"with j as (delete from {self._s}._private_jobs as jobs"
+            " where jobs.id = any($1::bigint[]) and jobs.locked_by = $2::text"
+            " returning jobs.id)"
+            " select count(*) from j"
+        )
+
+    @property
+    def complete_queued_jobs(self) -> str:
+        """$1 job ids, $2 pool id: delete jobs and unlock their queues if this pool holds
+        them; returns the number of jobs deleted."""
+        return (
+            f"with j as (delete from {self._s}._private_jobs as jobs"
+            " where jobs.id = any($1::bigint[]) and jobs.locked_by = $2::text"
+            " returning jobs.job_queue_id),"
+            f" q as (update {self._s}._private_job_queues as job_queues"
+            " set locked_by = null, locked_at = null from j"
+            " where job_queues.id = j.job_queue_id and job_queues.locked_by = $2::text)"
+            " select count(*) from j"
+        )
+
+    # -- failing (spec §2.5) -----------------------------------------------------------
+
+    @property
+    def fail_job(self) -> str:
+        """$1 job id, $2 pool id, $3 message, $4 replacement payload (json text or null),
+        $5 permanent: record the failure of a job that is not in a named queue and schedule
+        its retry, or use up its attempts when permanent; returns the number of jobs updated
+        (0 when the lock was lost)."""
+        return (
+            f"with j as (update {self._s}._private_jobs as jobs set"
+            f" last_error = $3::text, run_at = {_BACKOFF},"
+            " locked_by = null, locked_at = null,"
+            " payload = coalesce($4::json, jobs.payload),"
+            " attempts = case when $5::boolean then jobs.max_attempts else jobs.attempts end"
+            " where jobs.id = $1::bigint and jobs.locked_by = $2::text returning jobs.id)"
+            " select count(*) from j"
+        )
+
+    @property
+    def fail_queued_job(self) -> str:
+        """As :attr:`fail_job`, and unlock the job's queue if this pool holds it."""
+        return (
+            f"with j as (update {self._s}._private_jobs as jobs set"
+            f" last_error = $3::text, run_at = {_BACKOFF},"
+            " locked_by = null, locked_at = null,"
+            " payload = coalesce($4::json, jobs.payload),"
+            " attempts = case when $5::boolean then jobs.max_attempts else jobs.attempts end"
+            " where jobs.id = $1::bigint and jobs.locked_by = $2::text"
+            " returning jobs.job_queue_id),"
+            f" q as (update {self._s}._private_job_queues as job_queues"
+            " set locked_by = null, locked_at = null from j"
+            " where job_queues.id = j.job_queue_id and job_queues.locked_by = $2::text)"
+            " select count(*) from j"
+        )
+
+    @property
+    def fail_jobs(self) -> str:
+        """$1 pool id, $2 job ids, $3 messages, $4 replacement payloads (json text or null),
+        $5 permanent flags, the arrays aligned: record many failures at once (named queues
+        included); returns the number of jobs updated."""
+        return (
+            "with f as (select * from unnest($2::bigint[], $3::text[], $4::text[], $5::boolean[])"
+            " as f(id, message, payload, permanent)),"
+            f" j as (update {self._s}._private_jobs as jobs set"
+            f" last_error = f.message, run_at = {_BACKOFF},"
+            " locked_by = null, locked_at = null,"
+            " payload = coalesce(f.payload::json, jobs.payload),"
+            " attempts = case when f.permanent then jobs.max_attempts else jobs.attempts end"
+            " from f where jobs.id = f.id and jobs.locked_by = $1::text"
+            " returning jobs.job_queue_id),"
+            f" q as (update {self._s}._private_job_queues as job_queues"
+            " set locked_by = null, locked_at = null from j"
+            " where job_queues.id = j.job_queue_id and job_queues.locked_by = $1::text)"
+            " select count(*) from j"
+        )
+
+    @property
+    def fail_jobs_with_message(self) -> str:
+        """$1 job ids, $2 message, $3 pool id: fail the jobs a stopping worker still holds,
+        with one message; returns the ids of the jobs updated."""
+        return (
+            f"with j as (update {self._s}._private_jobs as jobs set"
+            f" last_error = $2::text, run_at = {_BACKOFF},"
+            " locked_by = null, locked_at = null"
+            " where jobs.id = any($1::bigint[]) and jobs.locked_by = $3::text"
+            " returning jobs.id, jobs.job_queue_id),"
+            f" q as (update {self._s}._private_job_queues as job_queues"
+            " set locked_by = null, locked_at = null from j"
+            " where job_queues.id = j.job_queue_id and job_queues.locked_by = $3::text)"
+            " select j.id from j"
+        )
+
+    # -- returning unstarted jobs (spec §2.7) ------------------------------------------
+
+    @property
+    def return_jobs(self) -> str:
+        """$1 pool id, $2 job ids: give back jobs that were fetched but never started (their
+        attempt is refunded, ``run_at`` and ``last_error`` kept) and unlock their queues;
+        returns the number of jobs returned."""
+        return (
+            f"with j as (update {self._s}._private_jobs as jobs set"
+            " attempts = greatest(0, jobs.attempts - 1), locked_by = null, locked_at = null"
+            " where jobs.id = any($2::bigint[]) and jobs.locked_by = $1::text"
+            " returning jobs.job_queue_id),"
+            f" q as (update {self._s}._private_job_queues as job_queues"
+            " set locked_by = null, locked_at = null from j"
+            " where job_queues.id = j.job_queue_id and job_queues.locked_by = $1::text)"
+            " select count(*) from j"
+        )
+
+    # -- stale locks (spec §2.8) -------------------------------------------------------
+
+    def reset_locked(self, *, app_time: bool) -> str:
+        """Clear job and queue locks older than four hours; a cleared job becomes runnable
+        at once (its lost attempt still counts). $1 is the application's timestamp when
+        ``app_time``."""
+        now = "$1::timestamptz" if app_time else "now()"
+        return (
+            f"with j as (update {self._s}._private_jobs as jobs"
+            f" set locked_at = null, locked_by = null, run_at = greatest(jobs.run_at, {now})"
+            f" where jobs.locked_at < {now} - {LOCK_TIMEOUT})"
+            f" update {self._s}._private_job_queues as job_queues"
+            " set locked_at = null, locked_by = null"
+            f" where job_queues.locked_at < {now} - {LOCK_TIMEOUT}"
+        )
+
+
+@cache
+def statements_for(schema: str) -> Statements:
+    """The statements for ``schema`` (validated and quoted)."""
+    quote_identifier(schema)
+    return Statements(schema)
+
+
+@cache
+def _fetch_text(schema: str, batch_size: int, with_flags: bool, app_time: bool) -> str:
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch size must be a positive int, not {batch_size!r}")
+    s = quote_identifier(schema)
+    now = f"${4 if with_flags else 3}::timestamptz" if app_time else "now()"
+    flags = " and (jobs.flags ?| $3::text[]) is not true" if with_flags else ""
+    return (
+        "with j as ("
+        " select jobs.id, jobs.job_queue_id"
+        f" from {s}._private_jobs as jobs"
+        " where jobs.is_available = true"
+        f" and jobs.run_at <= {now}"
+        " and jobs.task_id = any($2::int[])"
+        " and (jobs.job_queue_id is null or jobs.job_queue_id in ("
+        f" select job_queues.id from {s}._private_job_queues as job_queues"
+        " where job_queues.is_available = true for update skip locked))"
+        f"{flags}"
+        " order by jobs.priority asc, jobs.run_at asc"
+        f" limit {batch_size}"
+        " for update skip locked),"
+        f" q as (update {s}._private_job_queues as job_queues"
+        f" set locked_by = $1::text, locked_at = {now}"
+        " from j where job_queues.id = j.job_queue_id"
+        " returning job_queues.id, job_queues.queue_name)"
+        f" update {s}._private_jobs as jobs"
+        f" set attempts = jobs.attempts + 1, locked_by = $1::text, locked_at = {now}"
+        " from j left join q on q.id = j.job_queue_id"
+        " where jobs.id = j.id"
+        f" returning {_JOB_COLUMNS}, q.queue_name"
+    )

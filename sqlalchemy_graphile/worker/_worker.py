@@ -1,0 +1,339 @@
+""":class:`Worker`: the public face of the worker engine."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Self
+
+import asyncpg
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ..errors import ConfigurationError
+from ..events import PoolEvent, SignalEvent, WorkerEvents
+from ..tasks import AnyTaskType
+from ..utils import WorkerUtils
+from . import _signals
+from ._connect import Database, resolve_database
+from ._options import ForbiddenFlags, WorkerOptions, build_options
+from ._pool import FORCEFUL_STEP_TIMEOUT, WorkerPool
+from ._sql import statements_for
+
+logger = logging.getLogger("sqlalchemy_graphile.worker")
+
+
+def new_pool_id(*, continuous: bool) -> str:
+    """A fresh lock owner id: ``sgpool-`` (or ``sgotpool-`` for run-once) + 18 hex digits."""
+    return f"{'sgpool' if continuous else 'sgotpool'}-{secrets.token_hex(9)}"
+
+
+async def _keep_session(_connection: asyncpg.Connection) -> None:
+    """Pool connections carry no session state (no transactions, settings or LISTEN), so
+    they need no reset round trip when released."""
+
+
+class Worker:
+    """Runs jobs of the given task types, with Graphile Worker's semantics.
+
+    ::
+
+        worker = Worker("postgresql://app@db/app", tasks=[SendEmail], concurrency=10)
+        await worker.run()        # until SIGINT/SIGTERM or `await worker.stop()`
+        await worker.run_once()   # every job runnable now, then return
+
+        async with Worker(url, tasks=[SendEmail]) as worker:   # runs in the background
+            ...
+
+    ``database`` is a URL (``str`` or :class:`sqlalchemy.engine.URL`; a plain
+    ``postgresql://`` URL works) or an :class:`AsyncEngine` whose URL and ``connect_args``
+    are reused (the engine itself is never disposed by the worker); ``None`` means
+    ``$DATABASE_URL``. The worker runs jobs on its own asyncpg pool and a dedicated LISTEN
+    connection; add ``?application_name=...`` to name them (default ``sg-worker`` and
+    ``sg-worker-listen``).
+
+    Options (Graphile Worker's, in snake_case; every time is in **seconds**):
+
+    * ``tasks``: the :class:`Task` / :class:`BatchTask` classes to run (any iterable); two
+      with one identifier are a :class:`ConfigurationError`.
+    * ``concurrency`` (1): jobs run at once. Async tasks run on the event loop, sync tasks
+      in a thread pool of this size.
+    * ``schema``: default ``$GRAPHILE_WORKER_SCHEMA`` or ``graphile_worker``.
+    * ``poll_interval`` (2.0): how often an idle slot looks for jobs; new jobs announced by
+      ``NOTIFY`` are picked up at once.
+    * ``extensions``: objects tasks reach with ``ctx.get_ext(Type)``.
+    * ``forbidden_flags``: ``None``, a list of flags, or a function (sync or async)
+      returning ``None`` or a list, called before every fetch; jobs carrying any of the
+      flags are skipped.
+    * ``listen`` (True): ``False`` for poolers that cannot ``LISTEN`` (polling only).
+    * ``use_local_time`` (False): decide which jobs are due by this machine's clock.
+    * ``graceful_shutdown_abort_timeout`` (5.0): after a graceful shutdown begins, wait
+      this long, then set ``ctx.abort_signal``.
+    * ``handle_signals`` (True): on the main thread, SIGINT, SIGTERM, SIGHUP and SIGUSR2
+      shut the worker down gracefully; a second signal fails running jobs and stops.
+    * ``max_pool_size``: connections for jobs (default ``max(10, concurrency)``).
+    * ``min_reset_locked_interval`` / ``max_reset_locked_interval`` (480 / 600): the
+      bounds of the interval between sweeps of locks older than four hours.
+    * ``prepared_statements`` (True): ``False`` for poolers in transaction mode.
+    * ``events``: a :class:`WorkerEvents` to report to (default: a new one, on
+      :attr:`events`).
+
+    Bad options raise :class:`ConfigurationError` (:class:`InvalidTaskError`,
+    :class:`InvalidIdentifierError` for a bad task class or schema name) here, before any
+    connection is made.
+    """
+
+    def __init__(
+        self,
+        database: str | URL | AsyncEngine | None = None,
+        *,
+        tasks: Iterable[AnyTaskType],
+        concurrency: int = 1,
+        schema: str | None = None,
+        poll_interval: float = 2.0,
+        extensions: Iterable[object] = (),
+        forbidden_flags: ForbiddenFlags = None,
+        listen: bool = True,
+        use_local_time: bool = False,
+        graceful_shutdown_abort_timeout: float = 5.0,
+        handle_signals: bool = True,
+        max_pool_size: int | None = None,
+        min_reset_locked_interval: float = 480.0,
+        max_reset_locked_interval: float = 600.0,
+        prepared_statements: bool = True,
+        events: WorkerEvents | None = None,
+    ) -> None:
+        self._options: WorkerOptions = build_options(
+            tasks=tasks,
+            concurrency=concurrency,
+            schema=schema,
+            poll_interval=poll_interval,
+            extensions=extensions,
+            forbidden_flags=forbidden_flags,
+            listen=listen,
+            use_local_time=use_local_time,
+            graceful_shutdown_abort_timeout=graceful_shutdown_abort_timeout,
+            handle_signals=handle_signals,
+            max_pool_size=max_pool_size,
+            min_reset_locked_interval=min_reset_locked_interval,
+            max_reset_locked_interval=max_reset_locked_interval,
+            prepared_statements=prepared_statements,
+        )
+        if events is not None and not isinstance(events, WorkerEvents):
+            raise ConfigurationError(f"events must be a WorkerEvents, not {type(events).__name__}")
+        self._database: Database = resolve_database(database)
+        if self._options.max_pool_size < self._options.concurrency:
+            logger.warning(
+                "max_pool_size (%d) is below concurrency (%d): jobs will wait for connections",
+                self._options.max_pool_size,
+                self._options.concurrency,
+            )
+        self._events = events if events is not None else WorkerEvents()
+        self._worker_id = new_pool_id(continuous=True)
+        self._engine: AsyncEngine | None = None
+        self._utils: WorkerUtils | None = None
+        self._pool: WorkerPool | None = None
+        self._running = False
+        self._stop_requested: bool | None = None  # None, or whether to force
+        self._started = asyncio.Event()
+        self._finished = asyncio.Event()
+        self._background: asyncio.Task[None] | None = None
+        self._exit_code = 0
+
+    # -- properties ------------------------------------------------------------------
+
+    @property
+    def worker_id(self) -> str:
+        """The lock owner id (``locked_by``) of the current run, or of the next continuous
+        run. Each ``run_once()`` uses a fresh ``sgotpool-`` id."""
+        return self._worker_id
+
+    @property
+    def events(self) -> WorkerEvents:
+        """Subscribe here to the worker's events."""
+        return self._events
+
+    @property
+    def options(self) -> WorkerOptions:
+        """The validated options."""
+        return self._options
+
+    @property
+    def exit_code(self) -> int:
+        """0, or 57 when the last run stopped because a breaking migration was applied to
+        the schema while it ran (the command line exits with it)."""
+        return self._exit_code
+
+    @property
+    def utils(self) -> WorkerUtils:
+        """A :class:`WorkerUtils` on the worker's database and schema. Its engine (made from
+        the URL, unless you gave one) is disposed when ``run()`` / ``run_once()`` return."""
+        if self._utils is None:
+            self._engine = self._database.make_engine()
+            self._utils = WorkerUtils(self._engine, schema=self._options.schema)
+        return self._utils
+
+    # -- running ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until a termination signal or :meth:`stop`, then shut down gracefully.
+
+        Checks the schema first: :class:`SchemaNotInstalledError` (install it with
+        ``alembic upgrade head``), :class:`SchemaTooOldError`, :class:`SchemaTooNewError`.
+        Database outages while running are waited out. Raises the error that ended the run
+        if it was not a requested stop (for example an outcome that could not be written).
+        """
+        await self._run(continuous=True)
+
+    async def run_once(self) -> None:
+        """Run every job that is runnable now (with ``concurrency`` slots, no LISTEN, no
+        lock sweep), then return. Raises a fetch error instead of waiting it out."""
+        await self._run(continuous=False)
+
+    async def stop(self, *, force: bool = False) -> None:
+        """Stop a running worker and wait until it has stopped; a no-op if it is not running.
+
+        Graceful by default: no new jobs, running jobs finish. ``force=True`` (or a second
+        call with it) fails the jobs still running with a shutdown message (the attempt
+        counts; they are retried after the usual backoff) and returns promptly. Do not await
+        this from inside one of the worker's own tasks.
+        """
+        if not self._running:
+            return
+        self._events.emit(PoolEvent(name="stop", pool_id=self._worker_id))
+        pool = self._pool
+        if pool is None:
+            self._stop_requested = force or bool(self._stop_requested)
+        elif force:
+            pool.forceful_shutdown("the worker was stopped forcefully while the job ran")
+        else:
+            pool.graceful_shutdown("the worker was stopped")
+        await self._finished.wait()
+
+    async def __aenter__(self) -> Self:
+        self._new_run_events()
+        self._background = asyncio.create_task(
+            self._run(continuous=True, events_ready=True), name=f"{self._worker_id} run"
+        )
+        started = asyncio.create_task(self._started.wait())
+        await asyncio.wait({self._background, started}, return_when=asyncio.FIRST_COMPLETED)
+        started.cancel()
+        if self._background.done():
+            await self._background
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
+        if self._background is not None:
+            background, self._background = self._background, None
+            await background
+
+    def _new_run_events(self) -> None:
+        # Made per run, so that a worker can run again on another event loop.
+        self._started = asyncio.Event()
+        self._finished = asyncio.Event()
+
+    async def _run(self, *, continuous: bool, events_ready: bool = False) -> None:
+        if self._running:
+            raise RuntimeError("this worker is already running")
+        self._running = True
+        if not events_ready:
+            self._new_run_events()
+        self._stop_requested = None
+        if not continuous:
+            self._worker_id = new_pool_id(continuous=False)
+        pool: WorkerPool | None = None
+        try:
+            await self.utils.check_schema()
+            pool = await self._serve(continuous)
+        finally:
+            if self._engine is not None and self._database.engine is None:
+                await self._engine.dispose()
+            await self._events.drain(self._options.graceful_shutdown_abort_timeout)
+            self._running = False
+            self._pool = None
+            if continuous:
+                self._worker_id = new_pool_id(continuous=True)
+            self._finished.set()
+        if pool is not None:
+            self._exit_code = pool.exit_code
+            if pool.errors:
+                errors = pool.errors
+                raise errors[0] if len(errors) == 1 else ExceptionGroup("worker failed", errors)
+
+    async def _serve(self, continuous: bool) -> WorkerPool:
+        options = self._options
+        database = self._database
+        db: asyncpg.Pool = await asyncpg.create_pool(
+            min_size=1,
+            max_size=options.max_pool_size,
+            reset=_keep_session,
+            **database.asyncpg_kwargs(
+                application_name=database.application_name,
+                prepared_statements=options.prepared_statements,
+            ),
+        )
+        listen_kwargs = database.asyncpg_kwargs(
+            application_name=database.listen_application_name,
+            prepared_statements=options.prepared_statements,
+        )
+        pool = WorkerPool(
+            options=options,
+            pool_id=self._worker_id,
+            continuous=continuous,
+            db=db,
+            statements=statements_for(options.schema),
+            events=self._events,
+            adder=self.utils,
+            connect_listener=lambda: asyncpg.connect(**listen_kwargs),
+        )
+        self._pool = pool
+        unregister = _signals.register(self._on_signal) if options.handle_signals else None
+        try:
+            pool.start()
+            self._started.set()
+            if self._stop_requested is not None:
+                if self._stop_requested:
+                    pool.forceful_shutdown("the worker was stopped forcefully while starting")
+                else:
+                    pool.graceful_shutdown("the worker was stopped while starting")
+            try:
+                await pool.wait_closed()
+            except asyncio.CancelledError:
+                pool.forceful_shutdown("the worker's task was cancelled while the job ran")
+                await pool.wait_closed()
+                raise
+        finally:
+            if unregister is not None:
+                unregister()
+            await _close(db)
+            self._events.emit(PoolEvent(name="pool:release", pool_id=pool.id))
+        return pool
+
+    def _on_signal(self, name: str, forceful: bool) -> None:
+        pool = self._pool
+        if pool is None:
+            return
+        event = "forcefulShutdown" if forceful else "gracefulShutdown"
+        self._events.emit(SignalEvent(name=event, pool_id=pool.id, signal=name))
+        if forceful:
+            pool.forceful_shutdown(f"the worker was stopped forcefully by {name} while the job ran")
+        else:
+            pool.graceful_shutdown(f"the worker received {name}")
+
+
+async def _close(db: asyncpg.Pool) -> None:
+    try:
+        async with asyncio.timeout(FORCEFUL_STEP_TIMEOUT):
+            await db.close()
+    except Exception as error:
+        logger.warning("closing the worker's connections failed (%s); terminating them", error)
+        db.terminate()
