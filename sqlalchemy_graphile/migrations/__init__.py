@@ -11,10 +11,10 @@
 
 from __future__ import annotations
 
-import os
+import contextlib
 from typing import Any
 
-from .._identifiers import DEFAULT_SCHEMA, SCHEMA_ENV_VAR, validate_schema_name
+from .._identifiers import DEFAULT_SCHEMA, resolve_schema, validate_schema_name
 from ._ddl import BREAKING_MIGRATIONS, SCHEMA_REVISION
 from ._installer import LedgerState, check_compatible, install, read_ledger, uninstall
 
@@ -22,7 +22,8 @@ from ._installer import LedgerState, check_compatible, install, read_ledger, uni
 BRANCH_LABEL = "graphile_worker"
 #: ``version_locations`` entry that finds our revisions in the installed package.
 VERSION_LOCATION = "sqlalchemy_graphile:migrations/versions"
-#: The Alembic ``config.attributes`` key / ``-x`` argument that names the schema.
+#: The Alembic ``config.attributes`` key and ``alembic.ini`` option that name the schema
+#: (on the command line: ``alembic -x schema=NAME``).
 SCHEMA_OPTION = "graphile_worker_schema"
 #: The revision id that installs Graphile Worker revision 19.
 HEAD_REVISION = "gw0019"
@@ -33,22 +34,31 @@ def alembic_schema() -> str:
 
     Looked up, in order: ``alembic -x schema=NAME``; ``config.attributes["graphile_worker_schema"]``
     (set it from your ``env.py``); the ``graphile_worker_schema`` option in ``alembic.ini``;
-    ``$GRAPHILE_WORKER_SCHEMA``; ``graphile_worker``.
+    ``$GRAPHILE_WORKER_SCHEMA``; ``graphile_worker``. A name given in any of the first three
+    places is used even if empty, so ``-x schema=`` is refused rather than ignored. Raises
+    :class:`~sqlalchemy_graphile.errors.InvalidIdentifierError` for an unsafe name, before
+    any connection is made. Call it only while Alembic runs (from ``env.py`` or a revision).
     """
     from alembic import context
 
     x_args: dict[str, str] = context.get_x_argument(as_dictionary=True)
+    if "schema" in x_args:
+        return validate_schema_name(x_args["schema"])
     config = context.config
-    candidates: list[Any] = [
-        x_args.get("schema"),
-        config.attributes.get(SCHEMA_OPTION),
-        config.get_main_option(SCHEMA_OPTION),
-        os.environ.get(SCHEMA_ENV_VAR),
-    ]
-    for candidate in candidates:
-        if candidate:
-            return validate_schema_name(candidate)
-    return DEFAULT_SCHEMA
+    for configured in (config.attributes.get(SCHEMA_OPTION), config.get_main_option(SCHEMA_OPTION)):
+        if configured is not None:
+            return validate_schema_name(configured)
+    return resolve_schema()
+
+
+def _our_schemas() -> set[str]:
+    """The schema names :func:`include_object` hides: the default, ``$GRAPHILE_WORKER_SCHEMA``
+    and, while Alembic runs, the one :func:`alembic_schema` picks."""
+    schemas = {DEFAULT_SCHEMA, resolve_schema()}
+    # Outside an Alembic run, Alembic's context proxy raises NameError: nothing more to add.
+    with contextlib.suppress(NameError):
+        schemas.add(alembic_schema())
+    return schemas
 
 
 def include_object(
@@ -57,16 +67,16 @@ def include_object(
     """An Alembic ``include_object`` hook that hides the job queue schema from autogenerate.
 
     Pass it to ``context.configure(include_object=include_object)`` in your ``env.py``
-    (call it from your own hook if you have one). Objects in the schema named by
-    ``$GRAPHILE_WORKER_SCHEMA`` (default ``graphile_worker``), and the objects of our own
-    metadata, are left out, so autogenerate never proposes to drop or alter them.
+    (call it from your own hook if you have one). Objects in our schema (``graphile_worker``,
+    ``$GRAPHILE_WORKER_SCHEMA``, or the name given to Alembic as ``-x schema=NAME`` or the
+    ``graphile_worker_schema`` option), and the objects of our own metadata, are left out, so
+    autogenerate never proposes to create, drop or alter them.
     """
     from ..models import metadata as our_metadata
 
-    schemas = {DEFAULT_SCHEMA, os.environ.get(SCHEMA_ENV_VAR) or DEFAULT_SCHEMA}
     table = obj if type_ == "table" else getattr(obj, "table", None)
     obj_schema = getattr(table, "schema", None)
-    if obj_schema in schemas:
+    if obj_schema is not None and obj_schema in _our_schemas():
         return False
     return not (table is not None and getattr(table, "metadata", None) is our_metadata)
 
