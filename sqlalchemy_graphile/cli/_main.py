@@ -24,8 +24,9 @@ EXIT_USAGE = 2
 EXIT_SCHEMA_TOO_NEW = SchemaTooNewError.exit_code  # 57, as Graphile Worker
 EXIT_INTERRUPTED = 130
 
-# Commands whose progress is the point of running them log at INFO; the rest stay quiet.
-_CHATTY_COMMANDS = frozenset({"run", "demo"})
+# A worker's progress is the point of running one, so `run` logs at INFO; the other
+# commands (the demo prints its own story) log warnings only.
+_CHATTY_COMMANDS = frozenset({"run"})
 
 
 def main(argv: Sequence[str] | None = None) -> int:

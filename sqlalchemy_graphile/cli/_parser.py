@@ -181,6 +181,19 @@ def _add_run(run: argparse.ArgumentParser) -> None:
         "-j", "--jobs", type=_positive_int, default=1, help="jobs run at once (default 1)"
     )
     run.add_argument(
+        "-m",
+        "--max-pool-size",
+        type=_positive_int,
+        metavar="N",
+        help="connections for running jobs (default: the larger of 10 and --jobs)",
+    )
+    run.add_argument(
+        "--no-prepared-statements",
+        dest="prepared_statements",
+        action="store_false",
+        help="do not prepare statements (for poolers in transaction mode)",
+    )
+    run.add_argument(
         "--poll-interval",
         type=_positive_float,
         default=2.0,

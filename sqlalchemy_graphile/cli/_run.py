@@ -1,0 +1,74 @@
+"""``run``: install or check the schema, then run a worker for the given task modules."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+from sqlalchemy.engine import URL
+
+from .._urls import async_url
+from ..utils import WorkerUtils
+from ..worker import Worker
+from ._common import (
+    APPLICATION_NAME_ENV_VAR,
+    CLI_APPLICATION_NAME,
+    database_url,
+    open_engine,
+    schema_name,
+)
+from ._loader import load_tasks
+
+logger = logging.getLogger("sqlalchemy_graphile.cli")
+
+
+def worker_url(url: str, application_name: str | None) -> URL:
+    """The asyncpg URL for the worker, with ``application_name`` set when one is given (the
+    worker names its LISTEN connection ``<name>-listen``)."""
+    parsed = async_url(url)
+    if application_name:
+        parsed = parsed.update_query_dict({"application_name": application_name})
+    return parsed
+
+
+async def run(args: argparse.Namespace) -> int:
+    """Follow Graphile Worker's order: connect and migrate (unless ``--no-migrate``), stop
+    there with ``--schema-only``, load the tasks, then run until stopped or, with
+    ``--once``, until no job is runnable.
+
+    Returns 0 after a graceful shutdown, or 57 when a breaking migration was applied while
+    the worker ran.
+    """
+    schema = schema_name(args)
+    url = database_url(args)
+    if args.migrate:
+        async with open_engine(url, CLI_APPLICATION_NAME) as engine:
+            await WorkerUtils(engine, schema=schema).migrate()
+    if args.schema_only:
+        print("Schema updated")
+        return 0
+    tasks = load_tasks(args.tasks)
+    worker = Worker(
+        worker_url(url, args.name or os.environ.get(APPLICATION_NAME_ENV_VAR)),
+        tasks=tasks,
+        concurrency=args.jobs,
+        schema=schema,
+        poll_interval=args.poll_interval,
+        forbidden_flags=args.forbidden_flags or None,
+        listen=args.listen,
+        max_pool_size=args.max_pool_size,
+        prepared_statements=args.prepared_statements,
+    )
+    logger.info(
+        "worker %s: %d task type(s) (%s), concurrency %d",
+        worker.worker_id,
+        len(tasks),
+        ", ".join(t.task_identifier() for t in tasks),
+        args.jobs,
+    )
+    if args.once:
+        await worker.run_once()
+    else:
+        await worker.run()
+    return worker.exit_code
