@@ -9,7 +9,8 @@
 Like Node's ``maxPoolSize: C + 1``, every worker gets ``max_pool_size=concurrency + 1``.
 * ``latency URL CONCURRENCY SAMPLES WARMUP MODE``: one worker (LISTEN on) and, on a
   dedicated connection, one job added at a time; each sample is the time from the start of
-  the add call to the start of the task. Prints ``{"samples_ms": [...]}``.
+  the add call to the start of the task. Prints ``{"samples_ms": [...]}`` and, to tell
+  the two parts apart, how long each add call itself took (``"add_call_ms"``).
 * ``serve URL CONCURRENCY MODE``: run a worker until SIGINT / SIGTERM (the soak run).
 
 Results go to stdout as one JSON line; logs go to stderr at WARNING level, so that neither
@@ -91,20 +92,23 @@ async def latency(
     engine = _engine(url)
     running = asyncio.create_task(worker.run())
     measured: list[float] = []
+    add_calls: list[float] = []
     try:
         utils = WorkerUtils(engine)
         for job_id in range(warmup + samples):
             started = probe.expect(job_id)
             added_at = time.perf_counter_ns()
             await utils.add_job(Latency(id=job_id))
+            returned_at = time.perf_counter_ns()
             started_at = await _start_of(started, running)
             if job_id >= warmup:
                 measured.append((started_at - added_at) / 1e6)
+                add_calls.append((returned_at - added_at) / 1e6)
     finally:
         await worker.stop()
         await running
         await engine.dispose()
-    return {"samples_ms": measured}
+    return {"samples_ms": measured, "add_call_ms": add_calls}
 
 
 async def _start_of(started: asyncio.Future[int], running: asyncio.Task[None]) -> int:

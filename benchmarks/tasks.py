@@ -11,8 +11,7 @@ import asyncio
 import time
 from typing import ClassVar
 
-from sqlalchemy_graphile import Task
-from sqlalchemy_graphile.context import WorkerContext
+from sqlalchemy_graphile import Task, WorkerContext
 
 
 class LogIf999(Task):

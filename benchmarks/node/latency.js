@@ -1,6 +1,7 @@
 // add->start latency of one runner: `warmup + samples` jobs added one at a time through a
 // separate WorkerUtils pool; each sample runs from the start of the addJob call to the
-// start of the task, both read from the same monotonic clock. Prints {samples_ms} as JSON.
+// start of the task, both read from the same monotonic clock. Prints {samples_ms} and the
+// duration of each addJob call itself ({add_call_ms}) as JSON.
 // Argument: a JSON object {worker: <preset worker options>, samples, warmup}.
 "use strict";
 
@@ -24,6 +25,7 @@ async function main() {
   const runner = await run({ noHandleSignals: true, taskList, preset: { worker } });
   const utils = await makeWorkerUtils({ connectionString: worker.connectionString });
   const measured = [];
+  const addCalls = [];
   try {
     for (let id = 0; id < warmup + samples; id++) {
       let timer;
@@ -36,17 +38,19 @@ async function main() {
       });
       const addedAt = process.hrtime.bigint();
       await utils.addJob("latency", { id });
+      const returnedAt = process.hrtime.bigint();
       const startedAt = await started;
       clearTimeout(timer);
       if (id >= warmup) {
         measured.push(Number(startedAt - addedAt) / 1e6);
+        addCalls.push(Number(returnedAt - addedAt) / 1e6);
       }
     }
   } finally {
     await utils.release();
     await runner.stop();
   }
-  console.log(JSON.stringify({ samples_ms: measured }));
+  console.log(JSON.stringify({ samples_ms: measured, add_call_ms: addCalls }));
 }
 
 main().catch((error) => {
