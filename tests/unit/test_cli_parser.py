@@ -107,9 +107,12 @@ def test_run_options() -> None:
     assert args.forbidden_flags == ["x", "y"]
     assert (args.name, args.migrate, args.schema_only) == ("sg-worker-1", False, False)
     assert args.handler == "run.run"
+    pool = parse_args(["run", "--tasks", "a", "-m", "20", "--no-prepared-statements"])
+    assert (pool.max_pool_size, pool.prepared_statements) == (20, False)
     defaults = parse_args(["run", "--tasks", "a"])
     assert (defaults.jobs, defaults.poll_interval, defaults.once) == (1, 2.0, False)
     assert (defaults.listen, defaults.migrate, defaults.forbidden_flags) == (True, True, [])
+    assert (defaults.max_pool_size, defaults.prepared_statements) == (None, True)
 
 
 def test_add_options() -> None:
