@@ -8,6 +8,7 @@ Define tasks as pydantic models, add jobs inside your own SQLAlchemy transaction
 from __future__ import annotations
 
 from ._identifiers import DEFAULT_SCHEMA, quote_identifier, validate_schema_name
+from .context import WorkerContext
 from .errors import (
     BatchJobError,
     ConfigurationError,
@@ -75,6 +76,7 @@ __all__ = [
     "SlotEvent",
     "Task",
     "Worker",
+    "WorkerContext",
     "WorkerEvent",
     "WorkerEvents",
     "WorkerUtils",
