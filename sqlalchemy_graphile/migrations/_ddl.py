@@ -448,6 +448,28 @@ def create_objects_statements(schema: str) -> list[str]:
     return _render(_TABLES + _FUNCTIONS, schema)
 
 
+def install_statements(schema: str) -> list[str]:
+    """Every statement of a fresh install, in order, as plain SQL text.
+
+    The schema and the ledger; the ledger rows 1..19 with Node's breaking flags, inserted
+    before anything else as Graphile Worker does (a concurrent migrator of another runtime
+    then clashes on the primary key instead of installing a second copy); every object; and
+    the ``worker:migrate`` notification that tells running workers a breaking revision landed.
+    Only constants are formatted in besides the quoted schema name.
+    """
+    rows = ", ".join(
+        f"({n}, {'true' if n in BREAKING_MIGRATIONS else 'false'})"
+        for n in range(1, SCHEMA_REVISION + 1)
+    )
+    notification = f'{{"migrationNumber": {SCHEMA_REVISION}, "breaking": true}}'
+    return [
+        *create_ledger_statements(schema),
+        f"insert into {quote_identifier(schema)}.migrations (id, breaking) values {rows}",
+        *create_objects_statements(schema),
+        f"select pg_notify('worker:migrate', '{notification}')",
+    ]
+
+
 def drop_objects_statements(schema: str) -> list[str]:
     """Drop what :func:`create_objects_statements` and the ledger create (not the schema)."""
     drops = [f"drop function if exists {{s}}.{sig}" for sig in FUNCTION_SIGNATURES]

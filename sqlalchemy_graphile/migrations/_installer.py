@@ -8,13 +8,12 @@ connection and never commits.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, text
 
-from .._identifiers import quote_identifier
+from .._identifiers import quote_identifier, validate_schema_name
 from ..errors import SchemaNotInstalledError, SchemaTooNewError, SchemaTooOldError
 from . import _ddl
 
@@ -100,7 +99,7 @@ def install(connection: Connection, schema: str) -> bool:
     Raises :class:`SchemaTooOldError` / :class:`SchemaTooNewError` for a schema this version
     cannot adopt.
     """
-    quoted = quote_identifier(schema)
+    validate_schema_name(schema)  # before any SQL runs
     version = int(connection.execute(text("show server_version_num")).scalar_one())
     if version < _MIN_SERVER_VERSION:
         raise SchemaNotInstalledError("PostgreSQL 12 or newer is required")
@@ -114,23 +113,8 @@ def install(connection: Connection, schema: str) -> bool:
         logger.info("adopted existing schema %r at revision %s", schema, state.latest)
         return False
 
-    for statement in _ddl.create_ledger_statements(schema):
+    for statement in _ddl.install_statements(schema):
         connection.exec_driver_sql(statement)
-    # The ledger rows go in first, as in Graphile Worker: a concurrent migrator of another
-    # runtime clashes on the primary key instead of installing a second copy.
-    connection.execute(
-        text(f"insert into {quoted}.migrations (id, breaking) values (:id, :breaking)"),
-        [
-            {"id": n, "breaking": n in _ddl.BREAKING_MIGRATIONS}
-            for n in range(1, _ddl.SCHEMA_REVISION + 1)
-        ],
-    )
-    for statement in _ddl.create_objects_statements(schema):
-        connection.exec_driver_sql(statement)
-    connection.execute(
-        text("select pg_notify('worker:migrate', :payload)"),
-        {"payload": json.dumps({"migrationNumber": _ddl.SCHEMA_REVISION, "breaking": True})},
-    )
     logger.info("installed schema %r at revision %s", schema, _ddl.SCHEMA_REVISION)
     return True
 
