@@ -84,7 +84,7 @@ def from_task(task: object, spec: object = None) -> NewJob:
 
 def from_tasks(jobs: Iterable[tuple[Task, JobSpec | None]]) -> list[NewJob]:
     """Jobs for ``(task, spec)`` pairs that must all be of one task type."""
-    if isinstance(jobs, str | bytes) or not isinstance(jobs, Iterable):
+    if isinstance(jobs, str | bytes | BaseModel) or not isinstance(jobs, Iterable):
         raise InvalidTaskError("add_jobs() takes a list of (task, spec) pairs")
     result: list[NewJob] = []
     first_type: type | None = None
