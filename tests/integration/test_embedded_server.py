@@ -3,6 +3,7 @@ embedded PostgreSQL started from the ``pgserver`` package."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -27,14 +28,21 @@ async def test_a_closed_port_does_not_answer() -> None:
 
 
 @pytest.fixture
-def embedded_url(tmp_path: Path) -> Iterator[str]:
+def embedded_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """With no URL and no local server, ``find_database`` starts an embedded server."""
     pytest.importorskip("pgserver", reason="the embedded server comes with the embedded extra")
     data_dir = tmp_path / "pgdata"
-    url = _embedded.start_embedded(data_dir)
+    monkeypatch.setattr(_embedded, "LOCAL_URL", "postgresql://postgres@127.0.0.1:1/postgres")
+    monkeypatch.setenv("SG_EMBEDDED_DIR", str(data_dir))
+    found = asyncio.run(_embedded.find_database(None))
     from pgserver.postgres_server import get_server
 
     try:
-        yield url
+        assert found.description == (
+            "no server at postgresql://postgres@127.0.0.1:1/postgres; "
+            f"started an embedded PostgreSQL in {data_dir}"
+        )
+        yield found.url
     finally:
         get_server(data_dir).cleanup()
 
