@@ -9,7 +9,8 @@ One dedicated connection per continuous worker listens on ``jobs:insert`` and
   shuts down gracefully and records exit code 57.
 
 When the connection fails or is closed it is reconnected after
-``ceil(J * min(60 s, 50 ms * e**attempts))`` (see :func:`listen_reconnect_delay`); after a
+``ceil(J * min(60 s, 50 ms * e**attempts))`` (see :func:`listen_reconnect_delay`).
+``pool:listen:success`` is emitted once both channels are listened to. After a
 reconnection every idle slot fetches at once, to pick up jobs announced during the gap. A
 periodic ``select 1`` with a timeout detects half-open connections.
 """
@@ -123,9 +124,9 @@ class Listener:
                 connection = await self._connect()
                 lost = asyncio.Event()
                 connection.add_termination_listener(_setter(lost))
-                self._emit("pool:listen:success")
                 await connection.add_listener(JOBS_CHANNEL, self._notified)
                 await connection.add_listener(MIGRATE_CHANNEL, self._notified)
+                self._emit("pool:listen:success")
                 attempts = 0
                 if listened_before:
                     logger.info("LISTEN connection re-established")
