@@ -173,11 +173,11 @@ def _application_names(db: psycopg.Connection) -> set[str]:
     return {row[0] for row in rows}
 
 
-def test_continuous_worker_process_stops_on_sigterm(
-    db_url: str, db: psycopg.Connection, tmp_path: Path
-) -> None:
+def _start_worker(db_url: str, tmp_path: Path, name: str) -> tuple[subprocess.Popen[bytes], Path]:
+    """A ``run`` process for the test task module, named ``name``; returns it once its
+    connections (the LISTEN one included) show in ``pg_stat_activity``."""
     (tmp_path / "cli_run_proc_tasks.py").write_text(textwrap.dedent(_TASKS), encoding="utf-8")
-    env = {**os.environ, "SG_APPLICATION_NAME": "sg-clitest-1"}
+    env = {**os.environ, "SG_APPLICATION_NAME": name}
     env.pop("DATABASE_URL", None)
     log_path = tmp_path / "worker.log"
     command = [sys.executable, "-m", "sqlalchemy_graphile", "-c", db_url, "run"]
@@ -189,22 +189,53 @@ def test_continuous_worker_process_stops_on_sigterm(
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        try:
-            deadline = time.monotonic() + DEADLINE_SECONDS
-            while not {"sg-clitest-1", "sg-clitest-1-listen"} <= _application_names(db):
-                assert process.poll() is None, log_path.read_text()
-                assert time.monotonic() < deadline, log_path.read_text()
-                time.sleep(0.1)
-            _add(db, "shout", '{"word": "late"}')
-            while _jobs(db):
-                assert process.poll() is None, log_path.read_text()
-                assert time.monotonic() < deadline, log_path.read_text()
-                time.sleep(0.1)
-            process.send_signal(signal.SIGTERM)
-            status = process.wait(timeout=DEADLINE_SECONDS)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+    return process, log_path
+
+
+def _wait_until(
+    condition: Callable[[], bool], process: subprocess.Popen[bytes], log_path: Path
+) -> None:
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while not condition():
+        assert process.poll() is None, log_path.read_text()
+        assert time.monotonic() < deadline, log_path.read_text()
+        time.sleep(0.1)
+
+
+def test_continuous_worker_process_stops_on_sigterm(
+    db_url: str, db: psycopg.Connection, tmp_path: Path
+) -> None:
+    process, log_path = _start_worker(db_url, tmp_path, "sg-clitest-1")
+    try:
+        _wait_until(
+            lambda: {"sg-clitest-1", "sg-clitest-1-listen"} <= _application_names(db),
+            process,
+            log_path,
+        )
+        _add(db, "shout", '{"word": "late"}')
+        _wait_until(lambda: not _jobs(db), process, log_path)
+        process.send_signal(signal.SIGTERM)
+        status = process.wait(timeout=DEADLINE_SECONDS)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
     assert status == 0, log_path.read_text()
     assert "sg-clitest-1" not in _application_names(db)
+
+
+def test_breaking_migration_notice_stops_the_process_with_57(
+    db_url: str, db: psycopg.Connection, tmp_path: Path
+) -> None:
+    process, log_path = _start_worker(db_url, tmp_path, "sg-clitest-2")
+    try:
+        _wait_until(lambda: "sg-clitest-2-listen" in _application_names(db), process, log_path)
+        db.execute(
+            "select pg_notify('worker:migrate', '{\"migrationNumber\": 20, \"breaking\": true}')"
+        )
+        status = process.wait(timeout=DEADLINE_SECONDS)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert status == EXIT_SCHEMA_TOO_NEW, log_path.read_text()
