@@ -163,7 +163,7 @@ async def test_reset_locked(
     assert by_id[stale]["locked_by"] is None
     assert by_id[stale]["attempts"] == 1  # the lost attempt counts
     assert by_id[stale]["run_at"] > datetime.now(UTC) - timedelta(minutes=1)
-    queues = dict(
+    queues: dict[str, str | None] = dict(
         db.execute(
             "select queue_name, locked_by from graphile_worker._private_job_queues"
         ).fetchall()
