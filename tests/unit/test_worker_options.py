@@ -1,0 +1,188 @@
+"""Worker options are checked at construction, before any connection."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import pytest
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from sqlalchemy_graphile import (
+    ConfigurationError,
+    InvalidIdentifierError,
+    InvalidTaskError,
+    Task,
+    Worker,
+    WorkerContext,
+)
+from sqlalchemy_graphile.worker._options import resolve_forbidden_flags
+
+URL = "postgresql://app:secret@db.example:5433/app"
+
+
+class SendEmail(Task):
+    IDENTIFIER: ClassVar[str] = "send_email"
+
+    async def run(self, ctx: WorkerContext) -> None:
+        return None
+
+
+class SendEmailV2(Task):
+    IDENTIFIER: ClassVar[str] = "send_email"
+
+    async def run(self, ctx: WorkerContext) -> None:
+        return None
+
+
+def worker(**options: Any) -> Worker:
+    options.setdefault("tasks", [SendEmail])
+    return Worker(URL, **options)
+
+
+def test_defaults() -> None:
+    options = worker().options
+    assert options.concurrency == 1
+    assert options.poll_interval == 2.0
+    assert options.schema == "graphile_worker"
+    assert options.max_pool_size == 10
+    assert (options.min_reset_locked_interval, options.max_reset_locked_interval) == (480.0, 600.0)
+    assert options.graceful_shutdown_abort_timeout == 5.0
+    assert options.listen is True
+    assert worker(concurrency=20).options.max_pool_size == 20
+
+
+def test_worker_id_is_a_pool_id() -> None:
+    first, second = worker().worker_id, worker().worker_id
+    assert first != second
+    assert first.startswith("sgpool-")
+    assert len(first) == len("sgpool-") + 18
+    assert int(first.removeprefix("sgpool-"), 16) >= 0
+
+
+def test_duplicate_identifiers_are_refused() -> None:
+    with pytest.raises(ConfigurationError, match="'send_email' is registered twice"):
+        worker(tasks=[SendEmail, SendEmailV2])
+    with pytest.raises(ConfigurationError, match="registered twice"):
+        worker(tasks=(t for t in [SendEmail, SendEmail]))
+
+
+@pytest.mark.parametrize("tasks", [[], "send_email", None])
+def test_tasks_must_be_a_non_empty_iterable(tasks: Any) -> None:
+    with pytest.raises(ConfigurationError):
+        worker(tasks=tasks)
+
+
+def test_tasks_must_be_task_classes() -> None:
+    with pytest.raises(InvalidTaskError):
+        worker(tasks=[object])
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("concurrency", 0),
+        ("concurrency", True),
+        ("concurrency", 1.5),
+        ("poll_interval", 0),
+        ("poll_interval", float("nan")),
+        ("poll_interval", "2"),
+        ("graceful_shutdown_abort_timeout", -1),
+        ("max_pool_size", 0),
+        ("min_reset_locked_interval", 0),
+        ("max_reset_locked_interval", float("inf")),
+        ("listen", "yes"),
+        ("use_local_time", 1),
+        ("handle_signals", None),
+        ("prepared_statements", 0),
+        ("forbidden_flags", "flag"),
+        ("forbidden_flags", ["ok", 3]),
+        ("extensions", "not a list"),
+        ("events", object()),
+    ],
+)
+def test_bad_options_are_refused(name: str, value: Any) -> None:
+    with pytest.raises(ConfigurationError, match=name if name != "extensions" else "extensions"):
+        worker(**{name: value})
+
+
+def test_reset_locked_interval_bounds_must_be_ordered() -> None:
+    with pytest.raises(ConfigurationError, match="must not be less than"):
+        worker(min_reset_locked_interval=10, max_reset_locked_interval=5)
+
+
+def test_two_extensions_of_one_type_are_refused() -> None:
+    with pytest.raises(ConfigurationError, match="two extensions"):
+        worker(extensions=[{}, {}])
+
+
+def test_bad_schema_name_is_refused() -> None:
+    with pytest.raises(InvalidIdentifierError):
+        worker(schema='bad"name')
+
+
+@pytest.mark.parametrize(
+    "database",
+    [42, "mysql://localhost/db", "not a url at all", URL + "?unknown_option=1"],
+)
+def test_bad_database_is_refused(database: Any) -> None:
+    with pytest.raises(ConfigurationError):
+        Worker(database, tasks=[SendEmail])
+
+
+def test_database_defaults_to_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    with pytest.raises(ConfigurationError, match="DATABASE_URL"):
+        Worker(tasks=[SendEmail])
+    monkeypatch.setenv("DATABASE_URL", URL)
+    assert Worker(tasks=[SendEmail]).options.concurrency == 1
+
+
+def test_connection_options_come_from_the_url() -> None:
+    database = worker()._database
+    assert dict(database.connect_kwargs) == {
+        "host": "db.example",
+        "port": 5433,
+        "user": "app",
+        "password": "secret",
+        "database": "app",
+    }
+    assert database.application_name == "sg-worker"
+    assert database.listen_application_name == "sg-worker-listen"
+    named = Worker(URL + "?application_name=billing&sslmode=disable", tasks=[SendEmail])
+    assert named._database.listen_application_name == "billing-listen"
+    assert named._database.connect_kwargs["ssl"] == "disable"
+
+
+async def test_connection_options_come_from_an_engine() -> None:
+    engine = create_async_engine(
+        "postgresql+asyncpg://app@db.example/app",
+        connect_args={"command_timeout": 7, "server_settings": {"search_path": "app"}},
+    )
+    try:
+        database = Worker(engine, tasks=[SendEmail])._database
+        assert database.engine is engine
+        assert database.connect_kwargs["command_timeout"] == 7
+        kwargs = database.asyncpg_kwargs(application_name="x", prepared_statements=False)
+        assert kwargs["server_settings"] == {"search_path": "app", "application_name": "x"}
+        assert kwargs["statement_cache_size"] == 0
+    finally:
+        await engine.dispose()
+
+
+async def test_forbidden_flags_resolution() -> None:
+    async def async_flags() -> list[str]:
+        return ["a"]
+
+    assert await resolve_forbidden_flags(None) is None
+    assert await resolve_forbidden_flags(("a", "b")) == ["a", "b"]
+    assert await resolve_forbidden_flags(lambda: None) is None
+    assert await resolve_forbidden_flags(lambda: ["x"]) == ["x"]
+    assert await resolve_forbidden_flags(async_flags) == ["a"]
+    with pytest.raises(ConfigurationError, match="returned"):
+        await resolve_forbidden_flags(lambda: "x")
+
+
+async def test_stop_before_run_is_a_no_op() -> None:
+    w = worker()
+    await w.stop()
+    assert w.exit_code == 0
