@@ -17,7 +17,7 @@ import time
 from typing import ClassVar
 
 from pydantic import Field
-from sqlalchemy import func, select
+from sqlalchemy import func, make_url, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from .. import models
@@ -174,8 +174,13 @@ def _schema_option(schema: str) -> str:
     return "" if schema == DEFAULT_SCHEMA else f" -s {schema}"
 
 
+def _shown(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
 async def demo(args: argparse.Namespace) -> int:
-    """Run the demo; returns 0 once every demo job is done (or the worker was stopped)."""
+    """Run the demo; returns 0 once every demo job is done or the worker was stopped by a
+    signal (57 if a breaking migration stopped it)."""
     schema = schema_name(args)
     found = await find_database(args.connection or os.environ.get(DATABASE_URL_ENV_VAR))
     print(f"Database: {found.description}", flush=True)
@@ -194,7 +199,8 @@ async def demo(args: argparse.Namespace) -> int:
         if args.forever:
             print(
                 "Running until Ctrl-C. Add a job from another shell with:\n"
-                f"  sqlalchemy-graphile -c '{found.url}'{_schema_option(schema)} add demo_greet"
+                f"  sqlalchemy-graphile -c '{_shown(found.url)}'{_schema_option(schema)}"
+                " add demo_greet"
                 ' --payload \'{"name": "you"}\'',
                 flush=True,
             )
@@ -206,4 +212,4 @@ async def demo(args: argparse.Namespace) -> int:
         await run
         left = await _remaining(engine, schema, ids)
     print(f"Done: {len(ids) - left} of {len(ids)} demo jobs completed.")
-    return 0
+    return worker.exit_code

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from sqlalchemy_graphile.cli._parser import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,3 +47,15 @@ def test_readme_first_screen_has_exactly_two_setup_commands() -> None:
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
     assert re.search(r"^demo:", makefile, flags=re.MULTILINE)
     assert re.search(r"^test:", makefile, flags=re.MULTILINE)
+
+
+def test_cli_page_covers_every_command_and_option() -> None:
+    page = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    for name, command in commands.items():
+        assert f"`{name}" in page, f"docs/cli.md does not describe the {name} command"
+        for action in command._actions:
+            for option in action.option_strings:
+                if option not in ("-h", "--help"):
+                    assert option in page, f"docs/cli.md does not mention {name} {option}"
