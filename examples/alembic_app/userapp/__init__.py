@@ -1,0 +1,1 @@
+"""A tiny application that keeps its own tables next to the job queue schema."""
