@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ._config import BenchConfig, parse_config
-from ._database import ScratchDatabases, server_url, server_version
+from ._database import ScratchDatabases, describe_server, server_url
 from ._machine import describe_machine
 from ._measure import Comparison, Plan, Side
 from ._node import NodeSide
@@ -48,7 +48,7 @@ def _write(path: Path, document: dict[str, Any]) -> None:
 def compare(config: BenchConfig) -> int:
     """Run the comparison, print the table, write the JSON; 1 if anything failed."""
     server = server_url(config.database_url)
-    machine: dict[str, Any] = {**describe_machine(), "postgresql": server_version(server)}
+    machine: dict[str, Any] = {**describe_machine(), **describe_server(server)}
     with (
         tempfile.TemporaryDirectory(prefix="sg-bench-") as tmp,
         ScratchDatabases(server) as databases,
@@ -119,7 +119,7 @@ def soak(config: BenchConfig) -> int:
         mode=config.soak_mode,
         stall_timeout=config.timeout,
     )
-    machine = {**describe_machine(), "postgresql": server_version(server), **side.describe()}
+    machine = {**describe_machine(), **describe_server(server), **side.describe()}
     with (
         tempfile.TemporaryDirectory(prefix="sg-bench-") as tmp,
         ScratchDatabases(server) as databases,

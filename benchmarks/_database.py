@@ -117,9 +117,17 @@ def count_jobs(url: str) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
-def server_version(url: str) -> str:
-    """The server's ``server_version`` setting."""
+#: Server settings that move the numbers most; recorded with every run.
+_SETTINGS = ("synchronous_commit", "fsync", "shared_buffers", "max_connections")
+
+
+def describe_server(url: str) -> dict[str, str]:
+    """The server's version and the settings in :data:`_SETTINGS`."""
     with psycopg.connect(url, autocommit=True) as connection:
-        row = connection.execute("show server_version").fetchone()
-    assert row is not None
-    return str(row[0])
+        version = connection.execute("show server_version").fetchone()
+        settings = connection.execute(
+            "select name, current_setting(name) from pg_settings where name = any(%s)",
+            (list(_SETTINGS),),
+        ).fetchall()
+    assert version is not None
+    return {"postgresql": str(version[0]), **{str(n): str(v) for n, v in settings}}
