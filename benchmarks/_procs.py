@@ -87,7 +87,7 @@ def run_together(
             reaped[pool.submit(_reap, process)] = process
         _, pending = wait(reaped, timeout=timeout)
         for future in pending:  # not reaped yet, so the pid is still this child's
-            reaped[future].send_signal(signal.SIGKILL)
+            os.kill(reaped[future].pid, signal.SIGKILL)
         if pending:
             wait(reaped)
             raise MeasurementError(
@@ -173,7 +173,8 @@ def stop(process: subprocess.Popen[bytes], *, timeout: float) -> tuple[int, int]
     Kills it and raises :class:`MeasurementError` if it has not exited after ``timeout``
     seconds.
     """
-    process.send_signal(signal.SIGTERM)
+    # os.kill, not Popen.send_signal: that polls, and could reap the child before wait4.
+    os.kill(process.pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while True:
         pid, status, usage = os.wait4(process.pid, os.WNOHANG)
@@ -181,7 +182,7 @@ def stop(process: subprocess.Popen[bytes], *, timeout: float) -> tuple[int, int]
             process.returncode = os.waitstatus_to_exitcode(status)
             return process.returncode, maxrss_bytes(usage.ru_maxrss, sys.platform)
         if time.monotonic() > deadline:
-            process.kill()
+            os.kill(process.pid, signal.SIGKILL)
             process.wait()
             raise MeasurementError(f"the worker did not stop within {timeout:.0f} s of SIGTERM")
         time.sleep(0.05)

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from benchmarks._procs import (
@@ -15,6 +19,7 @@ from benchmarks._procs import (
     result_field,
     run_one,
     run_together,
+    stop,
 )
 
 ENV = dict(os.environ)
@@ -82,3 +87,48 @@ def test_result_field_names_the_missing_key() -> None:
     assert result_field(child, "call_s") == 0.5
     with pytest.raises(MeasurementError, match="printed no 'samples_ms'"):
         result_field(child, "samples_ms")
+
+
+def _started(code: str) -> subprocess.Popen[bytes]:
+    """A child running ``code`` after it printed a line, so its signal handlers are set."""
+    process = subprocess.Popen(_python(code), stdout=subprocess.PIPE)
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == b"ready"
+    return process
+
+
+def test_stop_sends_sigterm_and_reaps(tmp_path: Path) -> None:
+    process = _started(
+        "import signal, sys, time\n"
+        "signal.signal(signal.SIGTERM, lambda *_: sys.exit(7))\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    with process:
+        returncode, peak = stop(process, timeout=60)
+    assert returncode == 7
+    assert process.returncode == 7
+    assert peak > 0
+
+
+def test_stop_reaps_a_child_that_already_exited() -> None:
+    process = _started("print('ready', flush=True)")
+    child = psutil.Process(process.pid)
+    deadline = time.monotonic() + 30
+    while child.status() != psutil.STATUS_ZOMBIE:  # exited, not reaped yet
+        assert time.monotonic() < deadline, "the child did not exit"
+        time.sleep(0.01)
+    with process:
+        assert stop(process, timeout=60)[0] == 0
+
+
+def test_stop_kills_a_child_that_ignores_sigterm() -> None:
+    process = _started(
+        "import signal, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    with process, pytest.raises(MeasurementError, match="did not stop within"):
+        stop(process, timeout=0.5)
+    assert process.returncode == -signal.SIGKILL
