@@ -32,10 +32,3 @@ NODE_OPTIONS: dict[str, dict[str, Any]] = {
         "failJobBatchDelay": 0,
     },
 }
-
-
-def check_mode(mode: str) -> str:
-    """Return ``mode`` if it is one of :data:`MODES`, else raise ``ValueError``."""
-    if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
-    return mode

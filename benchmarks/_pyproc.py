@@ -5,13 +5,14 @@
 * ``enqueue URL N``: add N ``log_if_999`` jobs with one ``WorkerUtils.add_jobs`` call on a
   connection opened beforehand; prints ``{"call_s": ...}``.
 * ``once URL CONCURRENCY MODE``: run a worker until no job is runnable, then exit.
-
-Like Node's ``maxPoolSize: C + 1``, every worker gets ``max_pool_size=concurrency + 1``.
 * ``latency URL CONCURRENCY SAMPLES WARMUP MODE``: one worker (LISTEN on) and, on a
   dedicated connection, one job added at a time; each sample is the time from the start of
   the add call to the start of the task. Prints ``{"samples_ms": [...]}`` and, to tell
   the two parts apart, how long each add call itself took (``"add_call_ms"``).
 * ``serve URL CONCURRENCY MODE``: run a worker until SIGINT / SIGTERM (the soak run).
+
+Like Node's ``maxPoolSize: C + 1``, every worker gets ``max_pool_size=concurrency + 1``, and
+the mode's options from :data:`benchmarks._modes.PYTHON_OPTIONS`.
 
 Results go to stdout as one JSON line; logs go to stderr at WARNING level, so that neither
 worker pays for a log line per job.
@@ -47,6 +48,7 @@ def _engine(url: str) -> AsyncEngine:
 
 
 async def enqueue(url: str, count: int) -> dict[str, Any]:
+    """Time one ``add_jobs`` call adding ``count`` jobs (its own transaction)."""
     jobs = [(LogIf999(id=i), None) for i in range(count)]
     engine = _engine(url)
     try:
@@ -64,6 +66,7 @@ async def enqueue(url: str, count: int) -> dict[str, Any]:
 
 
 async def once(url: str, concurrency: int, mode: str) -> dict[str, Any]:
+    """Run every runnable job, then return."""
     worker = Worker(
         url,
         tasks=[LogIf999],
@@ -79,6 +82,7 @@ async def once(url: str, concurrency: int, mode: str) -> dict[str, Any]:
 async def latency(
     url: str, concurrency: int, samples: int, warmup: int, mode: str
 ) -> dict[str, Any]:
+    """Sample add->start latency with a worker running in this process."""
     probe = LatencyProbe()
     worker = Worker(
         url,
@@ -126,6 +130,7 @@ async def _start_of(started: asyncio.Future[int], running: asyncio.Task[None]) -
 
 
 async def serve(url: str, concurrency: int, mode: str) -> dict[str, Any]:
+    """Run until a signal stops the worker gracefully."""
     worker = Worker(
         url,
         tasks=[LogIf999],

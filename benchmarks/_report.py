@@ -76,7 +76,7 @@ def plan_metrics(
     return metrics
 
 
-_FORMATS = {"jobs/s": "{:,.0f}", "ms": "{:,.2f}", "MiB": "{:,.1f}", "%": "{:+.1f}"}
+_FORMATS = {"jobs/s": "{:,.0f}", "ms": "{:,.2f}", "MiB": "{:,.1f}"}
 
 
 def format_value(value: Value | None, unit: str) -> str:
