@@ -138,3 +138,24 @@ def test_autogenerate_proposes_changes_to_the_app_models(app: Path, empty_db_url
             " where table_name = 'users' and column_name = 'display_name'"
         ).fetchone()
         assert row == (1,)
+
+
+def test_concurrent_upgrades_of_the_example(app: Path, empty_db_url: str) -> None:
+    processes = [
+        subprocess.Popen(
+            [*ALEMBIC, "-c", str(app / "alembic.ini"), "upgrade", "head"],
+            cwd=app.parent,
+            env=alembic_environment(empty_db_url),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    outputs = [process.communicate(timeout=90) for process in processes]
+    for process, (_, stderr) in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, stderr
+    assert sum("gw0019 -> app0001" in stderr for _, stderr in outputs) == 1
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        assert conn.execute("select version_num from alembic_version").fetchall() == [("app0001",)]
+        assert describe_schema(conn, "graphile_worker") == EXPECTED

@@ -3,7 +3,8 @@
 Autogenerate compares the application's models with every schema in the database
 (``include_schemas=True``). sqlalchemy-graphile's ``include_object`` keeps the job queue
 schema out of that comparison, so a generated revision never proposes to drop or alter it;
-the application adds its own rule on top (it ignores ``tmp_*`` scratch tables).
+the application adds its own rule on top (it ignores ``tmp_*`` scratch tables). Online runs
+hold an advisory lock, so several processes may run ``alembic upgrade head`` at once.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from logging.config import fileConfig
 from typing import Any
 
 from alembic import context
-from sqlalchemy import create_engine, pool
+from sqlalchemy import create_engine, pool, text
 from userapp.models import Base
 
 from sqlalchemy_graphile.migrations import include_object as graphile_include_object
@@ -58,6 +59,9 @@ def run_migrations_online() -> None:
             include_schemas=True,
         )
         with context.begin_transaction():
+            # One migrator at a time: processes that start together wait here, then find
+            # the database at head and do nothing.
+            connection.execute(text("select pg_advisory_xact_lock(hashtext('alembic_app'))"))
             context.run_migrations()
     engine.dispose()
 
