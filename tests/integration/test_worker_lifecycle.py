@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from typing import Any, ClassVar
 
 import psycopg
@@ -321,3 +322,19 @@ async def test_schema_too_new_at_start(db_url: str, db: psycopg.Connection) -> N
     with pytest.raises(SchemaTooNewError, match="999999") as raised:
         await make_worker(db_url, Job3).run_once()
     assert raised.value.exit_code == 57
+
+
+async def test_signal_handlers_are_installed_only_while_running(db_url: str) -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    log = EventLog()
+    events = WorkerEvents()
+    events.on_any(log)
+    worker = make_worker(db_url, Job3, events=events, handle_signals=True)
+    async with worker:
+        await log.wait_for("worker:getJob:empty")
+        assert signal.getsignal(signal.SIGTERM) is not before
+        # A second worker in the process shares the handlers.
+        async with make_worker(db_url, Job3, handle_signals=True):
+            pass
+        assert signal.getsignal(signal.SIGTERM) is not before
+    assert signal.getsignal(signal.SIGTERM) is before
