@@ -8,6 +8,7 @@ import logging
 import signal
 from typing import Any, ClassVar
 
+import asyncpg
 import psycopg
 import pytest
 
@@ -338,3 +339,29 @@ async def test_signal_handlers_are_installed_only_while_running(db_url: str) -> 
             pass
         assert signal.getsignal(signal.SIGTERM) is not before
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+async def test_an_outcome_that_cannot_be_written_stops_the_worker_with_the_error(
+    db_url: str, db: psycopg.Connection
+) -> None:
+    log = EventLog()
+    events = WorkerEvents()
+    events.on_any(log)
+    rec = Recorder()
+    add(db, "gated", '{"n":1}', queue_name="q")
+    worker = make_worker(db_url, Gated, rec=rec, events=events)
+    running = asyncio.create_task(worker.run())
+    await asyncio.wait_for(rec.started.wait(), 15)
+    db.execute("alter table graphile_worker._private_job_queues rename to _queues_away")
+    try:
+        rec.gate.set()
+        with pytest.raises(ExceptionGroup) as raised:
+            await asyncio.wait_for(running, 30)
+        # First the slot's error, then those of the shutdown steps that met the same table.
+        assert isinstance(raised.value.exceptions[0], asyncpg.UndefinedTableError)
+    finally:
+        db.execute("alter table graphile_worker._queues_away rename to _private_job_queues")
+    fatal = await log.wait_for("worker:fatalError")
+    assert fatal.job is not None  # type: ignore[attr-defined]
+    assert log.count("pool:release") == 1
+    assert log.count("job:complete") == 0
