@@ -260,8 +260,7 @@ class Worker:
             await self._events.drain(self._options.graceful_shutdown_abort_timeout)
             self._running = False
             self._pool = None
-            if continuous:
-                self._worker_id = new_pool_id(continuous=True)
+            self._worker_id = new_pool_id(continuous=True)
             self._finished.set()
         if pool is not None:
             self._exit_code = pool.exit_code

@@ -224,10 +224,14 @@ async def test_runs_jobs_asynchronously(db_url: str, db: psycopg.Connection) -> 
     assert locked_by == worker.worker_id
     assert start <= locked_at <= end
     assert not running.done()
+    pool_id = worker.worker_id
     rec.gate.set()
     await running
     assert jobs(db) == []
     assert locks(db) == 0
+    # The next run gets a fresh id.
+    assert worker.worker_id.startswith("sgpool-")
+    assert worker.worker_id != pool_id
 
 
 async def test_runs_jobs_in_parallel(db_url: str, db: psycopg.Connection) -> None:
