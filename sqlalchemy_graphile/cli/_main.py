@@ -60,10 +60,13 @@ def _handler(name: str) -> Callable[[argparse.Namespace], Coroutine[Any, Any, in
 
 
 def _configure_logging(verbose: bool, chatty: bool) -> None:
+    """Log to stderr, unless the host (a test runner calling :func:`main`) already set up
+    logging: then only the levels are set."""
     level = logging.DEBUG if verbose else logging.INFO if chatty else logging.WARNING
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", force=True
-    )
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    root.setLevel(level)
     if not verbose:
         # SQLAlchemy and asyncpg are noisy at INFO; our own loggers carry the story.
         for name in ("sqlalchemy", "asyncpg"):
