@@ -137,14 +137,23 @@ create function {s}.add_jobs(
 language plpgsql volatile
 as $add_jobs$
 begin
-  -- Register every task identifier and queue name the specs mention.
+  -- Register every task identifier and queue name the specs mention. Known names are
+  -- filtered out first: an insert that ends in a conflict still consumes an identity value,
+  -- and the integer ids would otherwise run out after about two billion adds.
   insert into {s}._private_tasks (identifier)
     select distinct spec.identifier from unnest(specs) as spec
+    where not exists (
+      select 1 from {s}._private_tasks as tasks where tasks.identifier = spec.identifier
+    )
   on conflict do nothing;
 
   insert into {s}._private_job_queues (queue_name)
     select distinct spec.queue_name from unnest(specs) as spec
     where spec.queue_name is not null
+      and not exists (
+        select 1 from {s}._private_job_queues as job_queues
+        where job_queues.queue_name = spec.queue_name
+      )
   on conflict do nothing;
 
   -- A keyed job that is running (locked) or out of attempts cannot be updated in place.
@@ -254,11 +263,20 @@ begin
 
   -- unsafe_dedupe: keep whatever job holds the key (pending, running or dead) and only
   -- bump its revision; insert a job only when the key is free.
-  insert into {s}._private_tasks (identifier) values (add_job.identifier)
+  insert into {s}._private_tasks (identifier)
+    select add_job.identifier
+    where not exists (
+      select 1 from {s}._private_tasks as tasks where tasks.identifier = add_job.identifier
+    )
   on conflict do nothing;
 
   if add_job.queue_name is not null then
-    insert into {s}._private_job_queues (queue_name) values (add_job.queue_name)
+    insert into {s}._private_job_queues (queue_name)
+      select add_job.queue_name
+      where not exists (
+        select 1 from {s}._private_job_queues as job_queues
+        where job_queues.queue_name = add_job.queue_name
+      )
     on conflict do nothing;
   end if;
 

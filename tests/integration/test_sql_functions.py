@@ -955,3 +955,38 @@ def test_concurrent_add_job_while_the_keyed_job_is_locked(
         assert old["key"] is None
         assert old["attempts"] == old["max_attempts"]
         assert old["locked_by"] == "pool-x"
+
+
+# --- identities of the lookup tables (reliability test 20) ---------------------------------
+
+
+def _last_values(db: psycopg.Connection) -> dict[str, int | None]:
+    rows = db.execute(
+        "select sequencename, last_value from pg_sequences where schemaname = %s"
+        " and sequencename in ('tasks_id_seq', 'job_queues_id_seq')",
+        (S,),
+    ).fetchall()
+    return {name: value for name, value in rows}
+
+
+def test_repeated_adds_do_not_consume_lookup_identities(db: psycopg.Connection) -> None:
+    db.execute(f"select {S}.add_job('same_task', queue_name := 'same_queue')")
+    before = _last_values(db)
+    db.execute(
+        f"select {S}.add_job('same_task', queue_name := 'same_queue')"
+        " from generate_series(1, 20000)"
+    )
+    db.execute(
+        f"select {S}.add_jobs(array_agg(row('same_task', null, 'same_queue', null, null, null,"
+        f" null, null)::{S}.job_spec)) from generate_series(1, 20000)"
+    )
+    db.execute(
+        f"select {S}.add_job('same_task', queue_name := 'same_queue', job_key := 'k' || n,"
+        " job_key_mode := 'unsafe_dedupe') from generate_series(1, 2000) as n"
+    )
+    after = _last_values(db)
+    jobs = db.execute(f"select count(*) from {S}._private_jobs").fetchone()
+    assert jobs is not None
+    assert jobs[0] == 42001
+    assert before == {"tasks_id_seq": 1, "job_queues_id_seq": 1}
+    assert after == before
