@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from ._identifiers import DEFAULT_SCHEMA, quote_identifier, validate_schema_name
 from .context import WorkerContext
+from .cron import CronItem, CronItemOptions, TimestampDigest, parse_crontab
 from .errors import (
     BatchJobError,
     ConfigurationError,
+    CrontabError,
     GraphileWorkerError,
     InvalidIdentifierError,
     InvalidJobSpecError,
@@ -25,8 +27,11 @@ from .errors import (
     SchemaTooOldError,
 )
 from .events import (
+    CronEvent,
+    CronJob,
     JobEvent,
     ListenEvent,
+    LocalQueueEvent,
     PoolErrorEvent,
     PoolEvent,
     ResetLockedEvent,
@@ -40,7 +45,7 @@ from .job import Job
 from .job_spec import JobKeyMode, JobSpec, RawJobSpec
 from .tasks import BatchTask, BatchTaskResult, Task
 from .utils import WorkerUtils
-from .worker import Worker
+from .worker import RefetchDelay, Worker
 
 __version__ = "0.1.0"
 
@@ -51,6 +56,11 @@ __all__ = [
     "BatchTask",
     "BatchTaskResult",
     "ConfigurationError",
+    "CronEvent",
+    "CronItem",
+    "CronItemOptions",
+    "CronJob",
+    "CrontabError",
     "GraphileWorkerError",
     "InvalidIdentifierError",
     "InvalidJobSpecError",
@@ -62,11 +72,13 @@ __all__ = [
     "JobKeyMode",
     "JobSpec",
     "ListenEvent",
+    "LocalQueueEvent",
     "PayloadNotSerializableError",
     "PayloadValidationError",
     "PoolErrorEvent",
     "PoolEvent",
     "RawJobSpec",
+    "RefetchDelay",
     "ResetLockedEvent",
     "SchemaError",
     "SchemaNotInstalledError",
@@ -75,12 +87,14 @@ __all__ = [
     "SignalEvent",
     "SlotEvent",
     "Task",
+    "TimestampDigest",
     "Worker",
     "WorkerContext",
     "WorkerEvent",
     "WorkerEvents",
     "WorkerUtils",
     "__version__",
+    "parse_crontab",
     "quote_identifier",
     "validate_schema_name",
 ]

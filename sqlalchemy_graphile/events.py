@@ -23,7 +23,8 @@ worker. Keep callbacks short: they run on the worker's event loop. Pass your own
 
 Per job the order is ``worker:getJob:start``, ``job:start``, then ``job:success`` or
 ``job:error`` (followed by ``job:failed`` when no attempt is left), then ``job:complete``
-once the outcome has been written to the database.
+once the outcome has been written to the database (with ``complete_job_batch_delay`` /
+``fail_job_batch_delay``, once it has been handed to the batch that writes it).
 """
 
 from __future__ import annotations
@@ -33,9 +34,11 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal, TypeVar, overload
 
 from .job import Job
+from .job_spec import JobSpec
 
 logger = logging.getLogger("sqlalchemy_graphile.events")
 
@@ -84,6 +87,30 @@ class ResetLockedEvent(WorkerEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class LocalQueueEvent(WorkerEvent):
+    """The local queue (``local_queue_size``) at work.
+
+    * ``localQueue:init``; ``localQueue:setMode`` with ``old_mode`` and ``new_mode``
+      (``STARTING``, ``POLLING``, ``WAITING``, ``TTL_EXPIRED``, ``RELEASED``);
+    * ``localQueue:getJobs:complete`` with the fetched ``jobs``;
+      ``localQueue:returnJobs`` with the ``jobs`` given back unstarted;
+    * ``localQueue:refetchDelay:start`` with ``job_count`` (what the fetch found),
+      ``threshold``, ``delay`` (seconds) and ``abort_threshold``;
+      ``localQueue:refetchDelay:abort`` with ``count`` (announced jobs) and
+      ``abort_threshold``; ``localQueue:refetchDelay:expired``.
+    """
+
+    old_mode: str | None = None
+    new_mode: str | None = None
+    jobs: tuple[Job, ...] | None = None
+    job_count: int | None = None
+    threshold: int | None = None
+    delay: float | None = None
+    abort_threshold: float | None = None
+    count: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SlotEvent(WorkerEvent):
     """One of the worker's ``concurrency`` slots (``worker_id``) changed state.
 
@@ -116,6 +143,38 @@ class SignalEvent(WorkerEvent):
     signal: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CronJob:
+    """A job cron is about to add: the cron item's ``identifier``, the ``task``
+    identifier, the full ``payload`` (with its ``_cron`` key) and the ``spec`` (its
+    ``run_at`` is the minute scheduled)."""
+
+    identifier: str
+    task: str
+    payload: dict[str, Any]
+    spec: JobSpec
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CronEvent(WorkerEvent):
+    """The cron scheduler at work. Times are aware datetimes in UTC.
+
+    * ``cron:starting`` / ``cron:started``: before and after registering new items and
+      backfilling; ``start`` is the clock reading the scheduler started from.
+    * ``cron:backfill``: ``jobs`` are being added for the missed minute ``timestamp``.
+    * ``cron:schedule`` / ``cron:scheduled``: before and after adding ``jobs`` for the
+      minute ``timestamp``.
+    * ``cron:prematureTimer`` / ``cron:overdueTimer``: the timer for the minute
+      ``timestamp`` fired while the clock read ``current``, which is in an earlier minute
+      (the timer is set again) or a later one (the missed minutes are caught up at once).
+    """
+
+    start: datetime | None = None
+    timestamp: datetime | None = None
+    current: datetime | None = None
+    jobs: tuple[CronJob, ...] = ()
+
+
 PoolEventName = Literal[
     "pool:create",
     "pool:release",
@@ -137,6 +196,15 @@ ListenEventName = Literal[
     "pool:listen:notification",
     "pool:listen:release",
 ]
+LocalQueueEventName = Literal[
+    "localQueue:init",
+    "localQueue:setMode",
+    "localQueue:getJobs:complete",
+    "localQueue:returnJobs",
+    "localQueue:refetchDelay:start",
+    "localQueue:refetchDelay:abort",
+    "localQueue:refetchDelay:expired",
+]
 ResetLockedEventName = Literal["resetLocked:started", "resetLocked:success", "resetLocked:failure"]
 SlotEventName = Literal[
     "worker:create",
@@ -150,6 +218,15 @@ SlotEventName = Literal[
 ]
 JobEventName = Literal["job:start", "job:success", "job:error", "job:failed", "job:complete"]
 SignalEventName = Literal["gracefulShutdown", "forcefulShutdown"]
+CronEventName = Literal[
+    "cron:starting",
+    "cron:started",
+    "cron:backfill",
+    "cron:prematureTimer",
+    "cron:overdueTimer",
+    "cron:schedule",
+    "cron:scheduled",
+]
 
 E = TypeVar("E", bound=WorkerEvent)
 #: A subscriber: a function or coroutine function taking the event.
@@ -174,11 +251,15 @@ class WorkerEvents:
     @overload
     def on(self, name: ResetLockedEventName, callback: Callback[ResetLockedEvent]) -> None: ...
     @overload
+    def on(self, name: LocalQueueEventName, callback: Callback[LocalQueueEvent]) -> None: ...
+    @overload
     def on(self, name: SlotEventName, callback: Callback[SlotEvent]) -> None: ...
     @overload
     def on(self, name: JobEventName, callback: Callback[JobEvent]) -> None: ...
     @overload
     def on(self, name: SignalEventName, callback: Callback[SignalEvent]) -> None: ...
+    @overload
+    def on(self, name: CronEventName, callback: Callback[CronEvent]) -> None: ...
     def on(self, name: str, callback: Callable[[Any], Any]) -> None:
         """Call ``callback(event)`` for every event called ``name``."""
         if not callable(callback):
@@ -229,8 +310,11 @@ class WorkerEvents:
 
 
 __all__ = [
+    "CronEvent",
+    "CronJob",
     "JobEvent",
     "ListenEvent",
+    "LocalQueueEvent",
     "PoolErrorEvent",
     "PoolEvent",
     "ResetLockedEvent",

@@ -7,8 +7,9 @@ Its parts, one private module each:
 * ``_options``: option validation; ``_connect``: URL or engine to asyncpg arguments;
 * ``_pool``: one run (slots, wake-ups, graceful and forceful shutdown);
 * ``_slot``: the per-slot loop (fetch, run, release);
-* ``_fetch``: job sources (the direct fetch of one job); ``_release``: releasers (one
-  statement per outcome); ``_runner``: running a task or batch task;
+* ``_fetch``: job sources (the direct fetch of one job); ``_local_queue``: the source that
+  fetches batches; ``_release``: releasers (one statement per outcome, or batched);
+  ``_runner``: running a task or batch task;
 * ``_sql``: every hot-path statement; ``_task_ids``: task identifier registration;
 * ``_listener``: LISTEN/NOTIFY; ``_reset_locked``: the stale-lock sweep;
 * ``_signals``: termination signals; ``_retry``: retry and backoff policies.
@@ -16,6 +17,7 @@ Its parts, one private module each:
 
 from __future__ import annotations
 
+from ._options import RefetchDelay
 from ._worker import Worker
 
-__all__ = ["Worker"]
+__all__ = ["RefetchDelay", "Worker"]

@@ -2,8 +2,8 @@
 
 :class:`JobSource` is the seam: the slot loop only calls :meth:`~JobSource.get_job`, and the
 pool forwards wake-ups to :meth:`~JobSource.pulse` and calls :meth:`~JobSource.release` when
-it stops. :class:`DirectJobSource` fetches and locks one job per call (spec §2.3); a source
-that prefetches batches into a local queue can take its place without touching the loop.
+it stops. :class:`DirectJobSource` fetches and locks one job per call (spec §2.3); the
+local queue (``_local_queue``) prefetches batches for the whole pool.
 """
 
 from __future__ import annotations
@@ -23,9 +23,16 @@ from ._task_ids import TaskIdentifiers
 class JobSource(Protocol):
     """What a worker slot fetches jobs from."""
 
+    def start(self) -> None:
+        """Begin (called once, on the event loop, before the slots start)."""
+
     async def get_job(self, forbidden_flags: Sequence[str] | None) -> FetchedJob | None:
         """The next job, locked by this pool, or ``None`` when nothing is runnable (or the
         source is released). Database errors propagate."""
+
+    def queues_released(self, count: int) -> None:
+        """``count`` jobs of named queues were completed or failed, which unlocked their
+        queues."""
 
     def pulse(self, count: int) -> int:
         """``count`` jobs were announced. Return how many of them idle slots should still be
@@ -58,6 +65,9 @@ class DirectJobSource:
         self._clock = clock
         self._released = False
 
+    def start(self) -> None:
+        """Nothing to start: each call fetches."""
+
     async def get_job(self, forbidden_flags: Sequence[str] | None) -> FetchedJob | None:
         if self._released:
             return None
@@ -79,6 +89,9 @@ class DirectJobSource:
 
     def pulse(self, count: int) -> int:
         return count
+
+    def queues_released(self, count: int) -> None:
+        """Nothing to do: the slot that ran the job fetches again at once."""
 
     async def release(self) -> None:
         self._released = True

@@ -15,6 +15,8 @@ from typing import Any
 
 from .._identifiers import resolve_schema
 from ..context import extension_map
+from ..cron._items import CronItem
+from ..cron._parser import crontab_items
 from ..errors import ConfigurationError
 from ..tasks import AnyTaskType, check_task_type
 
@@ -26,6 +28,23 @@ ForbiddenFlags = (
 
 #: Graphile Worker's default pool size.
 DEFAULT_MAX_POOL_SIZE = 10
+
+
+@dataclass(frozen=True, slots=True)
+class RefetchDelay:
+    """The local queue's refetch delay (``Worker(local_queue_refetch_delay=...)``).
+
+    After a fetch that found ``threshold`` jobs or fewer (and was not full), the local queue
+    waits ``duration`` seconds (times a random factor from 0.5 to 1.5) before it fetches
+    again, so that many idle workers do not all hammer the database. Announcements of new
+    jobs that arrive meanwhile are counted; once their count reaches a random number below
+    ``max_abort_threshold`` (default: five times the local queue size), the delay is cut
+    short and a fetch happens at once. ``duration`` must not exceed ``poll_interval``.
+    """
+
+    duration: float
+    threshold: int = 0
+    max_abort_threshold: int | None = None
 
 
 @dataclass(frozen=True)
@@ -46,6 +65,16 @@ class WorkerOptions:
     min_reset_locked_interval: float
     max_reset_locked_interval: float
     prepared_statements: bool
+    #: The cron items a continuous worker schedules (none by default).
+    crontab: tuple[CronItem, ...] = ()
+    #: Jobs fetched at once into the local queue; ``None`` when it is off.
+    local_queue_size: int | None = None
+    local_queue_ttl: float = 300.0
+    #: With ``max_abort_threshold`` resolved; ``None`` when off.
+    local_queue_refetch_delay: RefetchDelay | None = None
+    #: Seconds to gather completions / failures before writing them; ``None`` when off.
+    complete_job_batch_delay: float | None = None
+    fail_job_batch_delay: float | None = None
 
 
 def build_options(
@@ -64,9 +93,17 @@ def build_options(
     min_reset_locked_interval: float,
     max_reset_locked_interval: float,
     prepared_statements: bool,
+    crontab: object = None,
+    local_queue_size: int | None = None,
+    local_queue_ttl: float = 300.0,
+    local_queue_refetch_delay: RefetchDelay | float | None = None,
+    complete_job_batch_delay: float | None = None,
+    fail_job_batch_delay: float | None = None,
 ) -> WorkerOptions:
     """Check every option and return them as :class:`WorkerOptions`."""
     concurrency = _positive_int("concurrency", concurrency)
+    poll = _seconds("poll_interval", poll_interval, minimum=0.001)
+    queue_size = _local_queue_size(local_queue_size)
     pool_size = (
         max(DEFAULT_MAX_POOL_SIZE, concurrency)
         if max_pool_size is None
@@ -83,7 +120,7 @@ def build_options(
         tasks=task_map(tasks),
         concurrency=concurrency,
         schema=resolve_schema(schema),
-        poll_interval=_seconds("poll_interval", poll_interval, minimum=0.001),
+        poll_interval=poll,
         extensions=_extensions(extensions),
         forbidden_flags=_forbidden_flags(forbidden_flags),
         listen=_bool("listen", listen),
@@ -96,7 +133,67 @@ def build_options(
         min_reset_locked_interval=min_reset,
         max_reset_locked_interval=max_reset,
         prepared_statements=_bool("prepared_statements", prepared_statements),
+        crontab=crontab_items(crontab),
+        local_queue_size=queue_size,
+        local_queue_ttl=_seconds("local_queue_ttl", local_queue_ttl, minimum=0.001),
+        local_queue_refetch_delay=_refetch_delay(local_queue_refetch_delay, queue_size, poll),
+        complete_job_batch_delay=_batch_delay("complete_job_batch_delay", complete_job_batch_delay),
+        fail_job_batch_delay=_batch_delay("fail_job_batch_delay", fail_job_batch_delay),
     )
+
+
+def _local_queue_size(value: object) -> int | None:
+    if value is None or (value == -1 and not isinstance(value, bool)):
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(
+            f"local_queue_size must be None or -1 (off) or an int of at least 1, not {value!r}"
+        )
+    return value
+
+
+def _refetch_delay(
+    value: object, queue_size: int | None, poll_interval: float
+) -> RefetchDelay | None:
+    if value is None:
+        return None
+    if queue_size is None:
+        raise ConfigurationError("local_queue_refetch_delay needs a local queue (local_queue_size)")
+    if not isinstance(value, RefetchDelay):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigurationError(
+                "local_queue_refetch_delay must be None, a number of seconds or a RefetchDelay, "
+                f"not {value!r}"
+            )
+        value = RefetchDelay(duration=value)
+    duration = _seconds("local_queue_refetch_delay duration", value.duration, minimum=0.0)
+    if duration > poll_interval:
+        raise ConfigurationError(
+            f"local_queue_refetch_delay duration ({duration} s) must not exceed poll_interval "
+            f"({poll_interval} s)"
+        )
+    threshold = value.threshold
+    if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 0:
+        raise ConfigurationError(
+            f"local_queue_refetch_delay threshold must be an int of at least 0, not {threshold!r}"
+        )
+    abort = value.max_abort_threshold
+    if abort is None:
+        abort = 5 * queue_size
+    elif isinstance(abort, bool) or not isinstance(abort, int) or abort < 1:
+        raise ConfigurationError(
+            "local_queue_refetch_delay max_abort_threshold must be None or an int of at least 1, "
+            f"not {abort!r}"
+        )
+    return RefetchDelay(duration=duration, threshold=threshold, max_abort_threshold=abort)
+
+
+def _batch_delay(name: str, value: object) -> float | None:
+    if value is None or (value == -1 and not isinstance(value, bool)):
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigurationError(f"{name} must be None or -1 (off) or seconds >= 0, not {value!r}")
+    return _seconds(name, value, minimum=0.0)
 
 
 def task_map(tasks: Iterable[AnyTaskType]) -> dict[str, AnyTaskType]:

@@ -1,8 +1,9 @@
 """One run of a worker: its slots, wake-ups, maintenance and shutdown (spec §5.2, §5.4).
 
 A :class:`WorkerPool` lives from ``Worker.run()`` (or ``run_once()``) to its return. It has
-one lock owner id, ``concurrency`` slots sharing a job source and a releaser, and in
-continuous mode the LISTEN connection and the stale-lock sweep.
+one lock owner id, ``concurrency`` slots sharing a job source (direct fetches, or the local
+queue) and a releaser (one statement per outcome, or batches), and in continuous mode the
+LISTEN connection and the stale-lock sweep.
 
 Graceful shutdown: stop fetching (source, listener and sweep are released), let running jobs
 finish and record their outcome, set ``abort_signal`` after
@@ -25,8 +26,9 @@ from ..context import JobAdder
 from ..events import PoolErrorEvent, PoolEvent, SlotEvent, WorkerEvents
 from ._fetch import DirectJobSource, JobSource
 from ._listener import Listener
+from ._local_queue import LocalQueue
 from ._options import WorkerOptions, resolve_forbidden_flags
-from ._release import DirectReleaser, JobReleaser, fail_jobs_with_message
+from ._release import BatchedReleaser, DirectReleaser, JobReleaser, fail_jobs_with_message
 from ._reset_locked import ResetLockedSweeper
 from ._runner import TaskRunner, describe_error
 from ._slot import FetchHealth, Slot
@@ -74,10 +76,41 @@ class WorkerPool:
             max_workers=options.concurrency, thread_name_prefix="sg-task"
         )
         task_ids = TaskIdentifiers(statements, list(options.tasks))
-        self._source: JobSource = DirectJobSource(
-            db, statements, task_ids, pool_id, use_local_time=options.use_local_time
-        )
-        self._releaser: JobReleaser = DirectReleaser(db, statements, pool_id)
+        self._source: JobSource
+        if options.local_queue_size is None:
+            self._source = DirectJobSource(
+                db, statements, task_ids, pool_id, use_local_time=options.use_local_time
+            )
+        else:
+            self._source = LocalQueue(
+                db,
+                statements,
+                task_ids,
+                pool_id,
+                size=options.local_queue_size,
+                ttl=options.local_queue_ttl,
+                poll_interval=options.poll_interval,
+                refetch_delay=options.local_queue_refetch_delay,
+                continuous=continuous,
+                use_local_time=options.use_local_time,
+                events=events,
+                on_major_error=self._major_error,
+            )
+        self._releaser: JobReleaser
+        if options.complete_job_batch_delay is None and options.fail_job_batch_delay is None:
+            self._releaser = DirectReleaser(
+                db, statements, pool_id, queues_released=self._source.queues_released
+            )
+        else:
+            self._releaser = BatchedReleaser(
+                db,
+                statements,
+                pool_id,
+                complete_delay=options.complete_job_batch_delay,
+                fail_delay=options.fail_job_batch_delay,
+                on_fatal=self._batch_failed,
+                queues_released=self._source.queues_released,
+            )
         self._runner = TaskRunner(
             options.tasks,
             extensions=options.extensions,
@@ -126,6 +159,7 @@ class WorkerPool:
     def start(self) -> None:
         """Start the slots, the LISTEN connection and the sweep."""
         self._emit("pool:create")
+        self._source.start()
         if self._listener is not None:
             self._listener.start()
         if self._sweeper is not None:
@@ -205,6 +239,23 @@ class WorkerPool:
         )
         self.exit_code = EXIT_SCHEMA_TOO_NEW
         self.graceful_shutdown(f"breaking migration {number} applied to the schema")
+
+    def _major_error(self, error: Exception) -> None:
+        """Jobs of the local queue could not be given back: stop."""
+        if not self.shutting_down:
+            self.errors.append(error)
+            self.graceful_shutdown("could not give unstarted jobs back to the database")
+
+    def _batch_failed(self, action: str, error: Exception) -> None:
+        """A batch of outcomes could not be written: the queue is inconsistent, stop."""
+        self._events.emit(
+            PoolErrorEvent(name="pool:fatalError", pool_id=self.id, error=error, action=action)
+        )
+        if error not in self.errors:
+            self.errors.append(error)
+        if not self.shutting_down:
+            what = "completions" if action == "completeJob" else "failures"
+            self.graceful_shutdown(f"could not record job {what}; the queue may be inconsistent")
 
     def _slot_exited(self, slot: Slot) -> None:
         self._live.discard(slot)

@@ -3,8 +3,9 @@
 :class:`JobReleaser` is the seam: the slot loop hands every outcome to
 :meth:`~JobReleaser.complete` or :meth:`~JobReleaser.fail`, and the pool calls
 :meth:`~JobReleaser.release` when it stops. :class:`DirectReleaser` writes each outcome
-with one statement and waits for it (spec §2.4, §2.5); a releaser that batches writes can
-take its place without touching the loop.
+with one statement and waits for it (spec §2.4, §2.5); :class:`BatchedReleaser` gathers
+completions and / or failures for a short window and writes each window with one statement
+(spec §2.6, ``complete_job_batch_delay`` / ``fail_job_batch_delay``).
 
 Every write is guarded by the lock owner: when the pool no longer holds a job's lock (the
 sweep cleared it and another worker took the job), nothing is written and a warning says so.
@@ -15,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
 
 import asyncpg
 
@@ -24,6 +26,8 @@ from ._retry import WRITE_ERROR_BACKOFF, is_connection_error, with_retries
 from ._sql import Statements
 
 logger = logging.getLogger("sqlalchemy_graphile.worker")
+
+T = TypeVar("T")
 
 
 class JobReleaser(Protocol):
@@ -57,21 +61,32 @@ class DirectReleaser:
     database error propagates.
     """
 
-    def __init__(self, pool: asyncpg.Pool, statements: Statements, pool_id: str) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        statements: Statements,
+        pool_id: str,
+        *,
+        queues_released: Callable[[int], None] = lambda _count: None,
+    ) -> None:
         self._pool = pool
         self._statements = statements
         self._pool_id = pool_id
+        self._queues_released = queues_released
 
     async def complete(self, job: FetchedJob) -> None:
         statements = self._statements
         query = (
             statements.complete_jobs if job.queue_id is None else statements.complete_queued_jobs
         )
-        count = await self._write(
-            lambda: self._pool.fetchval(query, [job.id], self._pool_id), job, "completion"
+        count = await write_waiting_out_outages(
+            lambda: self._pool.fetchval(query, [job.id], self._pool_id),
+            f"the completion of job {job.id}",
         )
         if not count:
             _log_fenced(job, "completion")
+        if job.queue_id is not None:
+            self._queues_released(1)
 
     async def fail(
         self,
@@ -83,43 +98,244 @@ class DirectReleaser:
     ) -> None:
         statements = self._statements
         query = statements.fail_job if job.queue_id is None else statements.fail_queued_job
-        count = await self._write(
+        count = await write_waiting_out_outages(
             lambda: self._pool.fetchval(
                 query, job.id, self._pool_id, message, replacement_payload, permanent
             ),
-            job,
-            "failure",
+            f"the failure of job {job.id}",
         )
         if not count:
             _log_fenced(job, "failure")
+        if job.queue_id is not None:
+            self._queues_released(1)
 
     async def release(self) -> None:
         """Nothing is buffered: every write was awaited."""
 
-    async def _write(
-        self, statement: Callable[[], Awaitable[int | None]], job: FetchedJob, what: str
-    ) -> int | None:
-        failures = 0
-        while True:
-            try:
-                result = await with_retries(statement)
-            except Exception as error:
-                if not is_connection_error(error):
-                    raise
-                if failures == 0:
-                    logger.warning(
-                        "cannot record the %s of job %s: the database is unreachable (%s); "
-                        "retrying until it is back",
-                        what,
-                        job.id,
-                        error,
-                    )
-                await asyncio.sleep(WRITE_ERROR_BACKOFF.delay(failures))
-                failures += 1
-                continue
-            if failures:
-                logger.info("recorded the %s of job %s after %d retries", what, job.id, failures)
-            return result
+
+async def write_waiting_out_outages(
+    statement: Callable[[], Awaitable[T]],
+    what: str,
+    *,
+    on_outage: Callable[[], None] = lambda: None,
+) -> T:
+    """Run ``statement`` with :func:`with_retries`; while the database is unreachable, try
+    again with a capped backoff until it is back (calling ``on_outage()`` at the first
+    such failure). Other errors propagate. ``what`` names the write in log messages."""
+    failures = 0
+    while True:
+        try:
+            result = await with_retries(statement)
+        except Exception as error:
+            if not is_connection_error(error):
+                raise
+            if failures == 0:
+                on_outage()
+                logger.warning(
+                    "cannot record %s: the database is unreachable (%s); retrying until it is back",
+                    what,
+                    error,
+                )
+            await asyncio.sleep(WRITE_ERROR_BACKOFF.delay(failures))
+            failures += 1
+            continue
+        if failures:
+            logger.info("recorded %s after %d retries", what, failures)
+        return result
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    job: FetchedJob
+    message: str
+    replacement_payload: str | None
+    permanent: bool
+
+
+class _Batcher(Generic[T]):
+    """Gathers items for ``delay`` seconds (0: until the event loop's next turn) from the
+    first one, then hands them to ``write`` as one list, in a background task.
+
+    While a write waits for the database to come back, further :meth:`add` calls wait too
+    (back-pressure: slots stop taking jobs). A write that fails otherwise is reported to
+    ``on_fatal(error, items)``; its items stay locked by this pool.
+    """
+
+    def __init__(
+        self,
+        delay: float,
+        write: Callable[[list[T]], Awaitable[None]],
+        on_fatal: Callable[[Exception, list[T]], None],
+    ) -> None:
+        self._delay = delay
+        self._write = write
+        self._on_fatal = on_fatal
+        self._items: list[T] | None = None
+        self._timer: asyncio.Handle | None = None
+        self._writes: set[asyncio.Task[None]] = set()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
+        self._released = False
+
+    async def add(self, item: T) -> None:
+        if not self._flowing.is_set():
+            await self._flowing.wait()
+        if self._released:
+            raise RuntimeError("the batch writer was released; no more outcomes can be written")
+        items = self._items
+        if items is None:
+            items = self._items = []
+            loop = asyncio.get_running_loop()
+            if self._delay > 0:
+                self._timer = loop.call_later(self._delay, self._flush)
+            else:
+                self._timer = loop.call_soon(self._flush)
+        items.append(item)
+
+    async def release(self) -> None:
+        """Write what is gathered now and wait for every write in progress."""
+        self._flush()
+        while self._writes:
+            await asyncio.wait(set(self._writes))
+        self._released = True
+
+    def _flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        items, self._items = self._items, None
+        if items:
+            task = asyncio.ensure_future(self._run(items))
+            self._writes.add(task)
+            task.add_done_callback(self._writes.discard)
+
+    async def _run(self, items: list[T]) -> None:
+        try:
+            await self._write(items)
+        except Exception as error:
+            self._on_fatal(error, items)
+        finally:
+            self._flowing.set()
+
+    def hold(self) -> None:
+        """Make :meth:`add` wait until the write in progress ends."""
+        self._flowing.clear()
+
+
+class BatchedReleaser:
+    """Writes completions (when ``complete_delay`` is not ``None``) and failures (when
+    ``fail_delay`` is not ``None``) in batches: one statement per window, for queued and
+    unqueued jobs alike; the other kind of outcome is written at once, as
+    :class:`DirectReleaser` does.
+
+    :meth:`complete` and :meth:`fail` return as soon as the outcome is gathered. A batch is
+    retried per :func:`with_retries` and waits out database outages; any other error is
+    fatal: ``on_fatal(action, error)`` is called (``"completeJob"`` or ``"failJob"``; the
+    pool then shuts down gracefully) and the batch's jobs stay locked by this pool until
+    the stale-lock sweep frees them, so none is lost or released twice.
+    """
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        statements: Statements,
+        pool_id: str,
+        *,
+        complete_delay: float | None,
+        fail_delay: float | None,
+        on_fatal: Callable[[str, Exception], None],
+        queues_released: Callable[[int], None] = lambda _count: None,
+    ) -> None:
+        self._pool = pool
+        self._statements = statements
+        self._pool_id = pool_id
+        self._on_fatal = on_fatal
+        self._queues_released = queues_released
+        self._direct = DirectReleaser(pool, statements, pool_id, queues_released=queues_released)
+        self._completions: _Batcher[FetchedJob] | None = None
+        self._failures: _Batcher[_Failure] | None = None
+        if complete_delay is not None:
+            self._completions = _Batcher(
+                complete_delay, self._write_completions, self._completions_failed
+            )
+        if fail_delay is not None:
+            self._failures = _Batcher(fail_delay, self._write_failures, self._failures_failed)
+
+    async def complete(self, job: FetchedJob) -> None:
+        if self._completions is None:
+            await self._direct.complete(job)
+        else:
+            await self._completions.add(job)
+
+    async def fail(
+        self,
+        job: FetchedJob,
+        message: str,
+        replacement_payload: str | None,
+        *,
+        permanent: bool = False,
+    ) -> None:
+        if self._failures is None:
+            await self._direct.fail(job, message, replacement_payload, permanent=permanent)
+        else:
+            await self._failures.add(_Failure(job, message, replacement_payload, permanent))
+
+    async def release(self) -> None:
+        """Write every gathered outcome and wait for the writes (a write that fails is
+        reported to ``on_fatal``, as always)."""
+        for batcher in (self._completions, self._failures):
+            if batcher is not None:
+                await batcher.release()
+
+    async def _write_completions(self, jobs: list[FetchedJob]) -> None:
+        ids = [job.id for job in jobs]
+        queued = sum(1 for job in jobs if job.queue_id is not None)
+        statements = self._statements
+        query = statements.complete_queued_jobs if queued else statements.complete_jobs
+        assert self._completions is not None
+        count = await write_waiting_out_outages(
+            lambda: self._pool.fetchval(query, ids, self._pool_id),
+            f"the completion of {len(ids)} job(s)",
+            on_outage=self._completions.hold,
+        )
+        if count != len(ids):
+            _log_fenced_batch(len(ids) - (count or 0), "completions")
+        if queued:
+            self._queues_released(queued)
+
+    async def _write_failures(self, failures: list[_Failure]) -> None:
+        ids = [f.job.id for f in failures]
+        messages = [f.message for f in failures]
+        payloads = [f.replacement_payload for f in failures]
+        permanent = [f.permanent for f in failures]
+        query = self._statements.fail_jobs
+        assert self._failures is not None
+        count = await write_waiting_out_outages(
+            lambda: self._pool.fetchval(query, self._pool_id, ids, messages, payloads, permanent),
+            f"the failure of {len(ids)} job(s)",
+            on_outage=self._failures.hold,
+        )
+        if count != len(ids):
+            _log_fenced_batch(len(ids) - (count or 0), "failures")
+        queued = sum(1 for f in failures if f.job.queue_id is not None)
+        if queued:
+            self._queues_released(queued)
+
+    def _completions_failed(self, error: Exception, jobs: list[FetchedJob]) -> None:
+        self._fatal("completeJob", "complete", error, [job.id for job in jobs])
+
+    def _failures_failed(self, error: Exception, failures: list[_Failure]) -> None:
+        self._fatal("failJob", "fail", error, [f.job.id for f in failures])
+
+    def _fatal(self, action: str, verb: str, error: Exception, ids: list[int]) -> None:
+        logger.error(
+            "could not %s job(s) %s: %s; they stay locked by this worker until the stale-lock "
+            "sweep frees them, and the worker shuts down",
+            verb,
+            ", ".join(map(str, ids)),
+            error,
+        )
+        self._on_fatal(action, error)
 
 
 async def fail_jobs_with_message(
@@ -136,6 +352,16 @@ async def fail_jobs_with_message(
         lambda: pool.fetch(statements.fail_jobs_with_message, list(job_ids), message, pool_id)
     )
     return [row["id"] for row in rows]
+
+
+def _log_fenced_batch(count: int, what: str) -> None:
+    logger.warning(
+        "%d of the batched job %s were not recorded: those jobs are no longer locked by this "
+        "worker (their lock was cleared, for example by the stale-lock sweep, and another "
+        "worker may be running them)",
+        count,
+        what,
+    )
 
 
 def _log_fenced(job: FetchedJob, what: str) -> None:

@@ -62,7 +62,8 @@ class Statements:
 
     def fetch(self, batch_size: int, *, with_flags: bool, app_time: bool) -> str:
         """Select and lock up to ``batch_size`` runnable jobs, lock their named queues, and
-        return the jobs with ``queue_name``.
+        return the jobs with ``queue_name``. Unlike Graphile Worker's batch fetch, a batch
+        never holds two jobs of one named queue, so named queues stay serial at any size.
 
         $1 pool id, $2 task ids (int[]), then $3 forbidden flags (text[]) when
         ``with_flags``, then the application's timestamp when ``app_time``.
@@ -217,20 +218,50 @@ def _fetch_text(schema: str, batch_size: int, with_flags: bool, app_time: bool) 
     s = quote_identifier(schema)
     now = f"${4 if with_flags else 3}::timestamptz" if app_time else "now()"
     flags = " and (jobs.flags ?| $3::text[]) is not true" if with_flags else ""
+    runnable = (
+        f"jobs.is_available = true and jobs.run_at <= {now}"
+        f" and jobs.task_id = any($2::int[]){flags}"
+    )
+    order = " order by jobs.priority asc, jobs.run_at asc"
+    if batch_size == 1:
+        # Graphile Worker's shape: one runnable job, unqueued or in an available queue.
+        chosen = (
+            "with j as ("
+            " select jobs.id, jobs.job_queue_id"
+            f" from {s}._private_jobs as jobs"
+            f" where {runnable}"
+            " and (jobs.job_queue_id is null or jobs.job_queue_id in ("
+            f" select job_queues.id from {s}._private_job_queues as job_queues"
+            " where job_queues.is_available = true for update skip locked))"
+            f"{order} limit 1 for update skip locked),"
+        )
+    else:
+        # A batch: unqueued jobs, plus the first runnable job of each available named
+        # queue, so that a queue never has two jobs running at once; then the best
+        # `batch_size` of those. Rows locked here but not chosen are let go when the
+        # statement ends.
+        chosen = (
+            "with free_queues as ("
+            f" select job_queues.id from {s}._private_job_queues as job_queues"
+            " where job_queues.is_available = true for update skip locked),"
+            " unqueued as ("
+            " select jobs.id, jobs.job_queue_id, jobs.priority, jobs.run_at"
+            f" from {s}._private_jobs as jobs"
+            f" where {runnable} and jobs.job_queue_id is null"
+            f"{order} limit {batch_size} for update skip locked),"
+            " heads as ("
+            " select head.id, head.job_queue_id, head.priority, head.run_at"
+            " from free_queues cross join lateral ("
+            " select jobs.id, jobs.job_queue_id, jobs.priority, jobs.run_at"
+            f" from {s}._private_jobs as jobs"
+            f" where jobs.job_queue_id = free_queues.id and {runnable}"
+            f"{order} limit 1 for update skip locked) as head),"
+            " j as (select jobs.id, jobs.job_queue_id"
+            " from (select * from unqueued union all select * from heads) as jobs"
+            f"{order} limit {batch_size}),"
+        )
     return (
-        "with j as ("
-        " select jobs.id, jobs.job_queue_id"
-        f" from {s}._private_jobs as jobs"
-        " where jobs.is_available = true"
-        f" and jobs.run_at <= {now}"
-        " and jobs.task_id = any($2::int[])"
-        " and (jobs.job_queue_id is null or jobs.job_queue_id in ("
-        f" select job_queues.id from {s}._private_job_queues as job_queues"
-        " where job_queues.is_available = true for update skip locked))"
-        f"{flags}"
-        " order by jobs.priority asc, jobs.run_at asc"
-        f" limit {batch_size}"
-        " for update skip locked),"
+        f"{chosen}"
         f" q as (update {s}._private_job_queues as job_queues"
         f" set locked_by = $1::text, locked_at = {now}"
         " from j where job_queues.id = j.job_queue_id"

@@ -12,7 +12,7 @@ import pytest
 
 from sqlalchemy_graphile.worker._sql import statements_for
 
-from ._worker_support import jobs
+from ._worker_support import jobs, rows
 
 S = statements_for("graphile_worker")
 POOL = "sgpool-000000000000000000"
@@ -37,17 +37,60 @@ async def task_ids(conn: asyncpg.Connection) -> list[int]:
     return [r["id"] for r in await conn.fetch(S.select_task_ids, ["t"])]
 
 
-async def test_batch_fetch_locks_several_jobs_of_one_queue(
+async def test_batch_fetch_takes_one_job_per_named_queue(
     db: psycopg.Connection, conn: asyncpg.Connection
 ) -> None:
-    ids = [add(db, queue="q") for _ in range(3)]
+    # Graphile Worker's batch fetch would take all three jobs of "q"; ours takes the first.
+    queued = [add(db, queue="q") for _ in range(3)]
+    other = add(db, queue="r")
+    free = [add(db) for _ in range(2)]
     fetched = await conn.fetch(
         S.fetch(10, with_flags=False, app_time=False), POOL, await task_ids(conn)
     )
-    assert sorted(r["id"] for r in fetched) == ids
-    assert {r["queue_name"] for r in fetched} == {"q"}
+    assert sorted(r["id"] for r in fetched) == sorted([queued[0], other, *free])
     assert all(r["attempts"] == 1 and r["locked_by"] == POOL for r in fetched)
-    assert {j["locked_by"] for j in jobs(db)} == {POOL}
+    assert [(j["id"], j["locked_by"]) for j in jobs(db) if j["id"] in queued[1:]] == [
+        (queued[1], None),
+        (queued[2], None),
+    ]
+    assert rows(
+        db,
+        "select queue_name, locked_by from graphile_worker._private_job_queues order by queue_name",
+    ) == [("q", POOL), ("r", POOL)]
+    # The queues are locked now: the next batch takes nothing of them.
+    again = await conn.fetch(
+        S.fetch(10, with_flags=False, app_time=False),
+        "sgpool-other0000000000",
+        await task_ids(conn),
+    )
+    assert again == []
+
+
+async def test_batch_fetch_orders_by_priority_then_run_at_within_a_queue(
+    db: psycopg.Connection, conn: asyncpg.Connection
+) -> None:
+    late = add(db, queue="q")
+    db.execute(
+        "update graphile_worker._private_jobs set run_at = now() - interval '1 minute'"
+        " where id = %s",
+        (late,),
+    )
+    early = add(db, queue="q")
+    db.execute(
+        "update graphile_worker._private_jobs set run_at = now() - interval '2 minutes'"
+        " where id = %s",
+        (early,),
+    )
+    urgent = add(db, queue="q")
+    db.execute("update graphile_worker._private_jobs set priority = -1 where id = %s", (urgent,))
+    order = []
+    for _ in range(3):
+        (row,) = await conn.fetch(
+            S.fetch(500, with_flags=False, app_time=False), POOL, await task_ids(conn)
+        )
+        order.append(row["id"])
+        await conn.fetchval(S.complete_queued_jobs, [row["id"]], POOL)
+    assert order == [urgent, early, late]
 
 
 async def test_fetch_with_application_time(

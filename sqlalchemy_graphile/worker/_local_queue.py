@@ -1,0 +1,416 @@
+"""The local queue: a job source that fetches batches of jobs for the whole worker
+(``local_queue_size``, spec §5.3).
+
+One fetch locks up to ``size`` jobs to the worker's pool id; slots then take jobs from
+memory instead of each asking the database. The queue is always in one mode:
+
+* ``STARTING``: just made; :meth:`LocalQueue.start` moves to ``POLLING``.
+* ``POLLING``: nothing cached. A fetch runs now (unless a refetch delay holds it back).
+  Fetched jobs go to waiting slots first, the rest are cached (``WAITING``). With nothing
+  cached it fetches again at once when the fetch was full or an announcement arrived
+  meanwhile, else after ``poll_interval`` (run-once: it is released instead).
+* ``WAITING``: jobs are cached and handed out; announcements are ignored. When the cache
+  empties it goes back to ``POLLING``; after ``ttl`` seconds the jobs still cached are
+  given back (``TTL_EXPIRED``).
+* ``TTL_EXPIRED``: the next request for a job goes back to ``POLLING``.
+* ``RELEASED``: stopping. Waiting slots get no job and cached jobs are given back (their
+  attempt refunded, spec §2.7).
+
+A batch never holds two jobs of one named queue (see :meth:`Statements.fetch`); the pool
+pulses the queue when it releases a queued job, so the queue's next job is fetched soon.
+A fetch with forbidden flags bypasses the cache and fetches one job directly (as in
+Graphile Worker, even for an empty list).
+
+Fetch errors in a continuous worker are logged and the fetch is tried again after a capped
+backoff; in run-once mode the error goes to the waiting slots (the run fails with it) and
+the queue is released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import deque
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from ..events import LocalQueueEvent, WorkerEvents
+from ._fetch import DirectJobSource
+from ._jobs import FetchedJob, fetched_job
+from ._options import RefetchDelay
+from ._retry import FETCH_ERROR_BACKOFF, Backoff, transient_backoff, with_retries
+from ._sql import Statements
+from ._task_ids import TaskIdentifiers
+
+logger = logging.getLogger("sqlalchemy_graphile.worker")
+
+STARTING = "STARTING"
+POLLING = "POLLING"
+WAITING = "WAITING"
+TTL_EXPIRED = "TTL_EXPIRED"
+RELEASED = "RELEASED"
+
+#: Giving jobs back is tried this often before the worker is asked to shut down.
+RETURN_MAX_ATTEMPTS = 20
+_RETURN_BACKOFF = Backoff(0.2, 30.0)
+
+
+class LocalQueue:
+    """A :class:`~sqlalchemy_graphile.worker._fetch.JobSource` that caches batches.
+
+    ``on_major_error(error)`` is called when jobs could not be given back after
+    :data:`RETURN_MAX_ATTEMPTS` tries (the pool then shuts down gracefully).
+    """
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        statements: Statements,
+        task_ids: TaskIdentifiers,
+        pool_id: str,
+        *,
+        size: int,
+        ttl: float,
+        poll_interval: float,
+        refetch_delay: RefetchDelay | None,
+        continuous: bool,
+        use_local_time: bool,
+        events: WorkerEvents,
+        on_major_error: Callable[[Exception], None],
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._pool = pool
+        self._statements = statements
+        self._task_ids = task_ids
+        self._pool_id = pool_id
+        self._size = size
+        self._ttl = ttl
+        self._poll_interval = poll_interval
+        self._refetch_delay = refetch_delay
+        self._continuous = continuous
+        self._use_local_time = use_local_time
+        self._events = events
+        self._on_major_error = on_major_error
+        self._clock = clock
+        self._query = statements.fetch(size, with_flags=False, app_time=use_local_time)
+        self._direct = DirectJobSource(
+            pool, statements, task_ids, pool_id, use_local_time=use_local_time, clock=clock
+        )
+        self.mode = STARTING
+        self._jobs: deque[FetchedJob] = deque()
+        self._waiters: deque[asyncio.Future[FetchedJob | None]] = deque()
+        self._fetching = False
+        self._fetch_again = False
+        self._fetch_failures = 0
+        self._fetch_timer: asyncio.TimerHandle | None = None
+        self._ttl_timer: asyncio.TimerHandle | None = None
+        self._delay_active = False
+        self._delay_fetch_on_end = False
+        self._delay_timer: asyncio.TimerHandle | None = None
+        self._delay_counter = 0
+        self._delay_abort_threshold = float("inf")
+        self._queued_running = 0
+        self._background: set[asyncio.Task[None]] = set()
+        self._errors: list[Exception] = []
+        self._emit("localQueue:init")
+
+    # -- the JobSource interface ------------------------------------------------------
+
+    def start(self) -> None:
+        """Begin polling."""
+        if self.mode == STARTING:
+            self._set_polling()
+
+    async def get_job(self, forbidden_flags: Sequence[str] | None) -> FetchedJob | None:
+        if self.mode == RELEASED:
+            return None
+        if forbidden_flags is not None:
+            return await self._direct.get_job(forbidden_flags)
+        if self.mode == TTL_EXPIRED:
+            self._set_polling()
+        if self._jobs:
+            job = self._jobs.popleft()
+            if not self._jobs:
+                self._set_polling()
+            return self._handed(job)
+        waiter: asyncio.Future[FetchedJob | None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            handed = await waiter
+        except asyncio.CancelledError:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+            elif waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                handed = waiter.result()
+                if handed is not None:  # handed over as the slot was cancelled: give it back
+                    self._give_back([handed])
+            raise
+        return None if handed is None else self._handed(handed)
+
+    def queues_released(self, count: int) -> None:
+        """``count`` jobs of named queues were completed or failed, unlocking their queues:
+        their successors may be runnable now, so this counts as an announcement."""
+        self._queued_running = max(0, self._queued_running - count)
+        self.pulse(count)
+
+    def pulse(self, count: int) -> int:
+        """``count`` jobs were announced: fetch now if polling (or count towards ending a
+        refetch delay). Slots that fetch directly (forbidden flags) may be woken too."""
+        self._delay_counter += count
+        if self._check_delay_abort():
+            pass
+        elif self.mode == POLLING:
+            if self._fetching:
+                self._fetch_again = True
+            elif self._fetch_timer is not None:
+                self._fetch_timer.cancel()
+                self._fetch_timer = None
+                self._fetch()
+        return count
+
+    async def release(self) -> None:
+        """Hand out no more jobs, give the cached ones back, and wait for fetches and
+        returns in progress. Raises what went wrong meanwhile (jobs that could not be
+        given back stay locked until the stale-lock sweep)."""
+        await self._direct.release()
+        if self.mode != RELEASED:
+            self._set_released()
+        while self._background:
+            await asyncio.wait(set(self._background))
+        if self._errors:
+            errors, self._errors = self._errors, []
+            raise errors[0] if len(errors) == 1 else ExceptionGroup("local queue", errors)
+
+    def _handed(self, job: FetchedJob) -> FetchedJob:
+        if job.queue_id is not None:
+            self._queued_running += 1
+        return job
+
+    # -- modes ------------------------------------------------------------------------
+
+    def _set_mode(self, mode: str) -> None:
+        old, self.mode = self.mode, mode
+        self._emit("localQueue:setMode", old_mode=old, new_mode=mode)
+
+    def _set_polling(self) -> None:
+        if self._ttl_timer is not None:
+            self._ttl_timer.cancel()
+            self._ttl_timer = None
+        self._set_mode(POLLING)
+        self._fetch()
+
+    def _set_waiting(self) -> None:
+        if self._ttl_timer is not None:
+            self._ttl_timer.cancel()
+        self._set_mode(WAITING)
+        self._ttl_timer = asyncio.get_running_loop().call_later(self._ttl, self._ttl_expired)
+
+    def _ttl_expired(self) -> None:
+        self._ttl_timer = None
+        if self.mode != WAITING:
+            return
+        self._set_mode(TTL_EXPIRED)
+        self._return_cached()
+
+    def _set_released(self, error: Exception | None = None) -> None:
+        old = self.mode
+        self._set_mode(RELEASED)
+        for timer in (self._delay_timer, self._fetch_timer, self._ttl_timer):
+            if timer is not None:
+                timer.cancel()
+        self._delay_timer = self._fetch_timer = self._ttl_timer = None
+        self._delay_active = False
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if error is not None:
+                waiter.set_exception(error)
+            else:
+                waiter.set_result(None)
+        if old == WAITING:
+            self._return_cached()
+
+    # -- fetching ---------------------------------------------------------------------
+
+    def _fetch(self) -> None:
+        """Fetch now, unless a refetch delay holds fetches back (then fetch when it ends)."""
+        if self._fetch_timer is not None:
+            self._fetch_timer.cancel()
+            self._fetch_timer = None
+        if self.mode == RELEASED:
+            return
+        if self._delay_active:
+            self._delay_fetch_on_end = True
+            return
+        self._fetching = True
+        self._fetch_again = False
+        self._delay_counter = 0
+        self._spawn(self._run_fetch())
+
+    async def _run_fetch(self) -> None:
+        jobs: list[FetchedJob] = []
+        failed: Exception | None = None
+        try:
+            jobs = await self._fetch_batch()
+        except Exception as error:
+            failed = error
+        finally:
+            self._fetching = False
+        if failed is not None:
+            self._fetch_failed(failed)
+            return
+        if self._fetch_failures:
+            self._fetch_failures = 0
+            logger.warning("fetching jobs works again")
+        self._emit("localQueue:getJobs:complete", jobs=tuple(f.job for f in jobs))
+        count = len(jobs)
+        full = count >= self._size
+        self._hand_out(jobs)
+        if self.mode == RELEASED:
+            self._return_cached()
+            return
+        delay = self._refetch_delay
+        if delay is not None and not full and count <= delay.threshold:
+            self._start_delay(delay, count)
+        if self._jobs:
+            self._set_waiting()
+        elif full or self._fetch_again:
+            self._fetch()
+        elif self._continuous or self._queued_running > 0:
+            # Run-once: a running job of a named queue may leave a successor behind; the
+            # pulse sent when its queue is unlocked fetches it.
+            self._fetch_later(self._poll_interval)
+        else:
+            self._set_released()
+            return
+        self._check_delay_abort()
+
+    async def _fetch_batch(self) -> list[FetchedJob]:
+        ids = await self._task_ids.resolve(self._pool)
+        args: list[Any] = [self._pool_id, ids.ids]
+        if self._use_local_time:
+            args.append(self._clock())
+        rows = await with_retries(lambda: self._pool.fetch(self._query, *args))
+        names = ids.identifier_by_id
+        return [fetched_job(row, names[row["task_id"]]) for row in rows]
+
+    def _fetch_failed(self, error: Exception) -> None:
+        if self.mode == RELEASED:
+            logger.debug("a fetch failed while the worker was stopping: %s", error)
+            return
+        if not self._continuous:
+            logger.error("fetching jobs failed: %s", error)
+            self._set_released(error)
+            return
+        if self._fetch_failures == 0:
+            logger.error("fetching jobs failed; retrying with backoff: %s", error, exc_info=error)
+        else:
+            logger.debug("fetching jobs failed again: %s", error)
+        delay = min(FETCH_ERROR_BACKOFF.delay(self._fetch_failures), self._poll_interval)
+        self._fetch_failures += 1
+        self._fetch_later(delay)
+
+    def _fetch_later(self, seconds: float) -> None:
+        self._fetch_timer = asyncio.get_running_loop().call_later(seconds, self._fetch)
+
+    def _hand_out(self, jobs: list[FetchedJob]) -> None:
+        for job in jobs:
+            while self._waiters and self._waiters[0].done():
+                self._waiters.popleft()
+            if self._waiters:
+                self._waiters.popleft().set_result(job)
+            else:
+                self._jobs.append(job)
+
+    # -- the refetch delay ------------------------------------------------------------
+
+    def _start_delay(self, delay: RefetchDelay, job_count: int) -> None:
+        seconds = (0.5 + random.random()) * delay.duration
+        maximum = delay.max_abort_threshold or 0
+        abort_threshold = random.random() * maximum or float("inf")
+        self._fetch_again = False
+        self._delay_active = True
+        self._delay_fetch_on_end = False
+        self._delay_abort_threshold = abort_threshold
+        self._delay_timer = asyncio.get_running_loop().call_later(seconds, self._end_delay)
+        self._emit(
+            "localQueue:refetchDelay:start",
+            job_count=job_count,
+            threshold=delay.threshold,
+            delay=seconds,
+            abort_threshold=abort_threshold,
+        )
+
+    def _end_delay(self, aborted: bool = False) -> None:
+        if self._delay_timer is not None:
+            self._delay_timer.cancel()
+            self._delay_timer = None
+        self._delay_active = False
+        if aborted:
+            self._delay_fetch_on_end = True
+            self._emit(
+                "localQueue:refetchDelay:abort",
+                count=self._delay_counter,
+                abort_threshold=self._delay_abort_threshold,
+            )
+        else:
+            self._emit("localQueue:refetchDelay:expired")
+        if self.mode == POLLING and self._delay_fetch_on_end:
+            self._fetch()
+
+    def _check_delay_abort(self) -> bool:
+        """Whether a refetch delay is active (ending it if enough jobs were announced)."""
+        if not self._delay_active or self.mode == RELEASED:
+            return False
+        if self._delay_counter >= self._delay_abort_threshold:
+            self._end_delay(aborted=True)
+        return True
+
+    # -- giving jobs back -------------------------------------------------------------
+
+    def _return_cached(self) -> None:
+        if self._jobs:
+            jobs = list(self._jobs)
+            self._jobs.clear()
+            self._give_back(jobs)
+
+    def _give_back(self, jobs: list[FetchedJob]) -> None:
+        self._emit("localQueue:returnJobs", jobs=tuple(f.job for f in jobs))
+        self._spawn(self._return_jobs([f.id for f in jobs]))
+
+    async def _return_jobs(self, ids: list[int]) -> None:
+        query = self._statements.return_jobs
+        attempt = 0
+        while True:
+            try:
+                await self._pool.fetchval(query, self._pool_id, ids)
+                return
+            except Exception as error:
+                attempt += 1
+                logger.error(
+                    "giving %d unstarted job(s) back failed (attempt %d of %d): %s",
+                    len(ids),
+                    attempt,
+                    RETURN_MAX_ATTEMPTS,
+                    error,
+                )
+                if self.mode == RELEASED or attempt >= RETURN_MAX_ATTEMPTS:
+                    if self.mode != RELEASED:
+                        self._on_major_error(error)
+                    self._errors.append(error)
+                    return
+                backoff = transient_backoff(error) or _RETURN_BACKOFF
+                await asyncio.sleep(backoff.delay(attempt - 1))
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _emit(self, name: str, **fields: Any) -> None:
+        self._events.emit(LocalQueueEvent(name=name, pool_id=self._pool_id, **fields))
