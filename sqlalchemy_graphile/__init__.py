@@ -9,11 +9,9 @@ from __future__ import annotations
 
 from ._identifiers import DEFAULT_SCHEMA, quote_identifier, validate_schema_name
 from .context import WorkerContext
-from .cron import CronItem, CronItemOptions, TimestampDigest, parse_crontab
 from .errors import (
     BatchJobError,
     ConfigurationError,
-    CrontabError,
     GraphileWorkerError,
     InvalidIdentifierError,
     InvalidJobSpecError,
@@ -27,8 +25,6 @@ from .errors import (
     SchemaTooOldError,
 )
 from .events import (
-    CronEvent,
-    CronJob,
     JobEvent,
     ListenEvent,
     LocalQueueEvent,
@@ -56,11 +52,6 @@ __all__ = [
     "BatchTask",
     "BatchTaskResult",
     "ConfigurationError",
-    "CronEvent",
-    "CronItem",
-    "CronItemOptions",
-    "CronJob",
-    "CrontabError",
     "GraphileWorkerError",
     "InvalidIdentifierError",
     "InvalidJobSpecError",
@@ -87,14 +78,12 @@ __all__ = [
     "SignalEvent",
     "SlotEvent",
     "Task",
-    "TimestampDigest",
     "Worker",
     "WorkerContext",
     "WorkerEvent",
     "WorkerEvents",
     "WorkerUtils",
     "__version__",
-    "parse_crontab",
     "quote_identifier",
     "validate_schema_name",
 ]
