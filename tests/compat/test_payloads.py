@@ -176,3 +176,20 @@ async def test_a_job_added_by_node_runs_on_our_worker(
     assert received.max_safe == MAX_SAFE_INTEGER
     assert type(received.floats[-1]) is float
     assert job_rows(db) == []
+
+
+async def test_a_node_payload_our_model_rejects_fails_for_good(
+    node: NodeGraphileWorker, db_url: str, db: psycopg.Connection, runs: RunLog
+) -> None:
+    wrong = {**PAYLOAD, "emoji": None, "max_safe": "many"}
+    (added,) = await node.execute(NODE_ADDS_SHAPES, db_url, args=wrong)
+    await python_worker(db_url, Shapes).run_once()
+
+    # No retry could fit the payload to the model, so the attempts are used up at once.
+    (job,) = job_rows(db)
+    assert (job["attempts"], job["max_attempts"], job["locked_by"]) == (25, 25, None)
+    prefix = f"PayloadValidationError: the payload of job {added['id']} does not fit Shapes: "
+    assert job["last_error"].startswith(prefix)
+    assert "emoji: " in job["last_error"]
+    assert "max_safe: " in job["last_error"]
+    assert runs.all() == []
