@@ -5,13 +5,13 @@ other runtime finishes them."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import psycopg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from sqlalchemy_graphile import AsyncJobHelpers, JobSpec
+from sqlalchemy_graphile import AsyncJobHelpers, BatchTask, JobSpec, WorkerContext
 from tests.compat._support import Line, RunLog, S, job_rows, python_worker
 from tests.compat.conftest import NodeGraphileWorker
 
@@ -36,6 +36,26 @@ sg.main(async () => {
   }));
 });
 """
+
+
+NODE_RETURNS_TOO_FEW = """
+const { runOnce } = require("graphile-worker");
+const sg = require("sg_compat");
+sg.main(() => runOnce(sg.options({
+  taskList: { batch_short: sg.recorded(async (payload) => payload.slice(1).map(() => null)) },
+})));
+"""
+
+
+class Short(BatchTask):
+    """Reports one outcome fewer than it was given items."""
+
+    IDENTIFIER: ClassVar[str] = "batch_short"
+    n: int
+
+    @classmethod
+    async def run_batch(cls, items: list[Self], ctx: WorkerContext) -> list[None]:
+        return [None for _ in items[1:]]
 
 
 def item(n: int, fail_on: str | None) -> dict[str, Any]:
@@ -100,3 +120,23 @@ async def test_merged_batch_fails_partly_on_one_side_and_finishes_on_the_other(
     assert items_of(first_run.payload) == [1, 2, 3, 4, 5]
     assert (second_run.runtime, second_run.attempt, second_run.job_id) == (second, 2, job["id"])
     assert items_of(second_run.payload) == [1, 4]
+
+
+async def test_a_result_of_the_wrong_length_is_success_on_node_and_failure_here(
+    node: NodeGraphileWorker, db_url: str, db: psycopg.Connection, runs: RunLog
+) -> None:
+    async with node.utils(db_url) as utils:
+        await utils.add_job("batch_short", [{"n": 1}, {"n": 2}])
+        await node.execute(NODE_RETURNS_TOO_FEW, db_url)
+        # Node counts it as a full success: the job is gone, and both items with it.
+        assert job_rows(db) == []
+        await utils.add_job("batch_short", [{"n": 1}, {"n": 2}])
+
+    await python_worker(db_url, Short).run_once()
+    # We keep every item for a retry and say why.
+    (job,) = job_rows(db)
+    assert (job["attempts"], items_of(job["payload"])) == (1, [1, 2])
+    assert job["last_error"] == (
+        "InvalidTaskError: Short.run_batch returned 1 outcomes for 2 items; "
+        "the whole batch is kept for a retry"
+    )
