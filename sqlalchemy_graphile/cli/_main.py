@@ -14,7 +14,7 @@ from typing import Any
 import pydantic
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from ..errors import GraphileWorkerError, SchemaTooNewError
+from ..errors import ConfigurationError, GraphileWorkerError, SchemaTooNewError
 from ._parser import PROG, parse_args
 
 #: Exit statuses.
@@ -40,7 +40,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     verbose: bool = args.verbose
     _configure_logging(verbose, args.command in _CHATTY_COMMANDS)
     try:
-        status: int = asyncio.run(_handler(args.handler)(args))
+        with asyncio.Runner(loop_factory=_loop_factory(getattr(args, "uvloop", False))) as runner:
+            status: int = runner.run(_handler(args.handler)(args))
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except SchemaTooNewError as error:
@@ -50,6 +51,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         _report(error, verbose)
         return EXIT_ERROR
     return status
+
+
+def _loop_factory(uvloop: bool) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop factory when asked for (``run --uvloop``), else the default."""
+    if not uvloop:
+        return None
+    try:
+        import uvloop as module
+    except ImportError:
+        raise ConfigurationError(
+            "--uvloop needs the uvloop package: pip install 'sqlalchemy-graphile[uvloop]'"
+        ) from None
+    factory: Callable[[], asyncio.AbstractEventLoop] = module.new_event_loop
+    return factory
 
 
 def _handler(name: str) -> Callable[[argparse.Namespace], Coroutine[Any, Any, int]]:

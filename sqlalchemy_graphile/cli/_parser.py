@@ -204,6 +204,43 @@ def _add_run(run: argparse.ArgumentParser) -> None:
         "--once", action="store_true", help="run every job that is runnable now, then exit"
     )
     run.add_argument(
+        "--local-queue-size",
+        type=int,
+        metavar="N",
+        help="fetch N jobs at a time into a local queue (default -1: off)",
+    )
+    run.add_argument(
+        "--local-queue-ttl",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="give locally queued jobs back after this long (default 300)",
+    )
+    run.add_argument(
+        "--local-queue-refetch-delay",
+        type=float,
+        metavar="SECONDS",
+        help="after a fetch that found nothing, wait this long before the next (default: off)",
+    )
+    run.add_argument(
+        "--complete-job-batch-delay",
+        type=float,
+        metavar="SECONDS",
+        help="write completions in batches gathered for this long, 0 = per loop turn "
+        "(default -1: one statement per job)",
+    )
+    run.add_argument(
+        "--fail-job-batch-delay",
+        type=float,
+        metavar="SECONDS",
+        help="write failures in batches gathered for this long (default -1: off)",
+    )
+    run.add_argument(
+        "--uvloop",
+        action="store_true",
+        help="run on uvloop (pip install 'sqlalchemy-graphile[uvloop]')",
+    )
+    run.add_argument(
         "--no-listen",
         dest="listen",
         action="store_false",

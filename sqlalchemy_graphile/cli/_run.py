@@ -59,6 +59,11 @@ async def run(args: argparse.Namespace) -> int:
         listen=args.listen,
         max_pool_size=args.max_pool_size,
         prepared_statements=args.prepared_statements,
+        local_queue_size=args.local_queue_size,
+        local_queue_ttl=args.local_queue_ttl,
+        local_queue_refetch_delay=args.local_queue_refetch_delay,
+        complete_job_batch_delay=args.complete_job_batch_delay,
+        fail_job_batch_delay=args.fail_job_batch_delay,
     )
     logger.info(
         "worker %s: %d task type(s) (%s), concurrency %d",
