@@ -1,12 +1,14 @@
 """Named queues, priorities and ``run_at`` mean the same to both runtimes: a queue worked by a
-Node and a Python worker at once never runs two of its jobs at the same time, and either
-runtime runs jobs from both in ``priority``, then ``run_at`` order, leaving future jobs."""
+Node and a Python worker at once never runs two of its jobs at the same time (also when our
+worker fetches in batches into its local queue), and either runtime runs jobs from both in
+``priority``, then ``run_at`` order, leaving future jobs."""
 
 from __future__ import annotations
 
 import itertools
 import json
 from datetime import timedelta
+from typing import Any
 
 import psycopg
 import pytest
@@ -65,8 +67,22 @@ QUEUE_JOBS = [
 ]
 
 
+@pytest.mark.parametrize(
+    "batching",
+    [
+        pytest.param({}, id="direct"),
+        pytest.param(
+            {"local_queue_size": 10, "complete_job_batch_delay": 0, "fail_job_batch_delay": 0},
+            id="local-queue",
+        ),
+    ],
+)
 async def test_a_queue_worked_by_both_runtimes_runs_one_job_at_a_time(
-    node: NodeGraphileWorker, db_url: str, db: psycopg.Connection, runs: RunLog
+    node: NodeGraphileWorker,
+    db_url: str,
+    db: psycopg.Connection,
+    runs: RunLog,
+    batching: dict[str, Any],
 ) -> None:
     added: dict[int, str] = {}
 
@@ -84,7 +100,7 @@ async def test_a_queue_worked_by_both_runtimes_runs_one_job_at_a_time(
         await add(QUEUE_JOBS[:half], 0)
         async with (
             node.start(NODE_WORKS_THE_QUEUE, db_url) as node_worker,
-            python_worker(db_url, PythonStep, SharedStep, concurrency=2),
+            python_worker(db_url, PythonStep, SharedStep, concurrency=2, **batching),
         ):
             await node_worker.message(lambda m: m.get("ready") is True, "the Node worker to start")
             await add(QUEUE_JOBS[half:], half)
