@@ -3,7 +3,8 @@
 A failure on one side leaves ``attempts``, ``last_error`` and a backed-off ``run_at`` that
 the other side honours: it does not run the job early, runs it once it is due, and stops at
 ``max_attempts``. A job whose worker died holding it is released by ``force_unlock_workers``
-with that worker's pool id, whichever runtime held it and whichever unlocks it.
+with that worker's pool id, whichever runtime held it and whichever unlocks it. Jobs our
+stopping worker had fetched but not started are handed back at once, for Node to run.
 """
 
 from __future__ import annotations
@@ -61,6 +62,12 @@ sg.main(async () => {
   }
   await runOnce(sg.options({ taskList: { held: sg.recorded() } }));
 });
+"""
+
+NODE_RUNS_HELD = """
+const { runOnce } = require("graphile-worker");
+const sg = require("sg_compat");
+sg.main(() => runOnce(sg.options({ taskList: { held: sg.recorded() } })));
 """
 
 NODE_HOLDS_FOREVER = """
@@ -217,3 +224,27 @@ async def test_our_utils_unlock_the_jobs_of_a_dead_node_worker(
     assert job_rows(db) == []
     by_python = [(r.job_id, r.attempt) for r in runs.all() if r.runtime == "python"]
     assert by_python == [(held["id"], 2), (waiting["id"], 1)]
+
+
+async def test_jobs_our_stopping_worker_had_fetched_go_to_node_with_their_attempt_back(
+    node: NodeGraphileWorker, db_url: str, db: psycopg.Connection, runs: RunLog
+) -> None:
+    async with WorkerUtils(db_url) as utils:
+        for a in range(1, 6):
+            await utils.add_job(Held(a=a))
+    gate = Gate.closed()
+    worker = python_worker(db_url, Held, extensions=[runs, gate], local_queue_size=10)
+    # The running job may finish once the shutdown has begun, so no cached job starts.
+    worker.events.on("pool:gracefulShutdown", lambda _event: gate.opened.set())
+    async with worker:
+        (first,) = await eventually(runs.all, "our worker to start a job")
+        assert [row["locked_by"] for row in job_rows(db)] == [worker.worker_id] * 5
+        await worker.stop()
+
+    returned = job_rows(db)
+    assert [(r["locked_by"], r["attempts"]) for r in returned] == [(None, 0)] * 4
+    await node.execute(NODE_RUNS_HELD, db_url)
+    assert job_rows(db) == []
+    by_node = sorted((r.job_id, r.attempt) for r in runs.all() if r.runtime == "node")
+    assert by_node == [(r["id"], 1) for r in returned]
+    assert first.job_id not in {r["id"] for r in returned}
