@@ -4,7 +4,9 @@ A failure on one side leaves ``attempts``, ``last_error`` and a backed-off ``run
 the other side honours: it does not run the job early, runs it once it is due, and stops at
 ``max_attempts``. A job whose worker died holding it is released by ``force_unlock_workers``
 with that worker's pool id, whichever runtime held it and whichever unlocks it. Jobs our
-stopping worker had fetched but not started are handed back at once, for Node to run.
+stopping worker had fetched but not started are handed back at once, for Node to run; and
+when Node has taken over a job from a worker of ours that only seemed dead, our late
+completion leaves Node's run alone.
 """
 
 from __future__ import annotations
@@ -68,6 +70,25 @@ NODE_RUNS_HELD = """
 const { runOnce } = require("graphile-worker");
 const sg = require("sg_compat");
 sg.main(() => runOnce(sg.options({ taskList: { held: sg.recorded() } })));
+"""
+
+NODE_TAKES_OVER = """
+const { makeWorkerUtils, run } = require("graphile-worker");
+const sg = require("sg_compat");
+sg.main(async () => {
+  const utils = await makeWorkerUtils(sg.options());
+  try {
+    await utils.forceUnlockWorkers(sg.args.workerIds);
+  } finally {
+    await utils.release();
+  }
+  const runner = await run(sg.options({
+    pollInterval: 100,
+    taskList: { held: sg.recorded(() => sg.command("release")) },
+  }));
+  await sg.stdinClosed();
+  await runner.stop();
+});
 """
 
 NODE_HOLDS_FOREVER = """
@@ -248,3 +269,39 @@ async def test_jobs_our_stopping_worker_had_fetched_go_to_node_with_their_attemp
     by_node = sorted((r.job_id, r.attempt) for r in runs.all() if r.runtime == "node")
     assert by_node == [(r["id"], 1) for r in returned]
     assert first.job_id not in {r["id"] for r in returned}
+
+
+async def test_our_late_completion_leaves_a_job_node_took_over_alone(
+    node: NodeGraphileWorker,
+    db_url: str,
+    db: psycopg.Connection,
+    runs: RunLog,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Our worker stalls on a job, is taken for dead and unlocked, and Node runs the job
+    again. When our run ends after all, its completion must not delete the job Node holds."""
+    async with WorkerUtils(db_url) as utils:
+        job_id = (await utils.add_job(Held(a=1))).id
+    gate = Gate.closed()
+    completed = asyncio.Event()
+    worker = python_worker(db_url, Held, extensions=[runs, gate])
+    worker.events.on("job:complete", lambda _event: completed.set())
+    async with worker:
+        await eventually(runs.all, "our worker to start the job")
+        args = {"workerIds": [worker.worker_id]}
+        async with node.start(NODE_TAKES_OVER, db_url, args=args) as node_worker:
+            await eventually(lambda: len(runs.all()) == 2, "Node to start the job again")
+            node_pool = job_row(db, job_id)["locked_by"]
+            assert node_pool.startswith("pool-")
+
+            gate.opened.set()
+            async with asyncio.timeout(30):
+                await completed.wait()
+            held = job_row(db, job_id)
+            assert (held["locked_by"], held["attempts"]) == (node_pool, 2)
+            assert any("no longer locked by this worker" in r.getMessage() for r in caplog.records)
+
+            await node_worker.send({"command": "release"})
+            await eventually(lambda: not job_rows(db), "Node to complete the job")
+            await node_worker.finish()
+    assert [(r.runtime, r.attempt) for r in runs.all()] == [("python", 1), ("node", 2)]
