@@ -8,6 +8,7 @@ local queue (``_local_queue``) prefetches batches for the whole pool.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -22,9 +23,6 @@ from ._task_ids import TaskIdentifiers
 
 class JobSource(Protocol):
     """What a worker slot fetches jobs from."""
-
-    def start(self) -> None:
-        """Begin (called once, on the event loop, before the slots start)."""
 
     async def get_job(self, forbidden_flags: Sequence[str] | None) -> FetchedJob | None:
         """The next job, locked by this pool, or ``None`` when nothing is runnable (or the
@@ -45,7 +43,13 @@ class JobSource(Protocol):
 class DirectJobSource:
     """Fetches exactly one job per call with the fetch statement, on the pool's asyncpg
     connections, retrying transient errors (:func:`with_retries`). With ``use_local_time``
-    the application's ``clock`` decides which jobs are due, not the database's."""
+    the application's ``clock`` decides which jobs are due, not the database's.
+
+    In run-once mode (``continuous=False``) a fetch that finds nothing while jobs of named
+    queues it handed out are still unreleased waits for their release and tries again:
+    their successors in the queue become runnable then (their outcome may be written later
+    than the slot asks again, with batched release).
+    """
 
     def __init__(
         self,
@@ -55,6 +59,7 @@ class DirectJobSource:
         pool_id: str,
         *,
         use_local_time: bool,
+        continuous: bool = True,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._pool = pool
@@ -64,13 +69,24 @@ class DirectJobSource:
         self._use_local_time = use_local_time
         self._clock = clock
         self._released = False
-
-    def start(self) -> None:
-        """Nothing to start: each call fetches."""
+        self._continuous = continuous
+        self._queued_running = 0
+        self._queue_released = asyncio.Event()
 
     async def get_job(self, forbidden_flags: Sequence[str] | None) -> FetchedJob | None:
-        if self._released:
-            return None
+        while not self._released:
+            released = self._queue_released
+            job = await self._fetch_one(forbidden_flags)
+            if job is not None:
+                if job.queue_id is not None:
+                    self._queued_running += 1
+                return job
+            if self._continuous or self._queued_running == 0:
+                return None
+            await released.wait()
+        return None
+
+    async def _fetch_one(self, forbidden_flags: Sequence[str] | None) -> FetchedJob | None:
         ids = await self._task_ids.resolve(self._pool)
         if not ids.ids:
             return None
@@ -91,7 +107,13 @@ class DirectJobSource:
         return count
 
     def queues_released(self, count: int) -> None:
-        """Nothing to do: the slot that ran the job fetches again at once."""
+        self._queued_running = max(0, self._queued_running - count)
+        self._wake()
 
     async def release(self) -> None:
         self._released = True
+        self._wake()
+
+    def _wake(self) -> None:
+        self._queue_released.set()
+        self._queue_released = asyncio.Event()

@@ -4,7 +4,8 @@
 One fetch locks up to ``size`` jobs to the worker's pool id; slots then take jobs from
 memory instead of each asking the database. The queue is always in one mode:
 
-* ``STARTING``: just made; :meth:`LocalQueue.start` moves to ``POLLING``.
+* ``STARTING``: just made; the first request for a job moves to ``POLLING`` (so a worker
+  whose forbidden flags make every fetch direct never fills the cache).
 * ``POLLING``: nothing cached. A fetch runs now (unless a refetch delay holds it back).
   Fetched jobs go to waiting slots first, the rest are cached (``WAITING``). With nothing
   cached it fetches again at once when the fetch was full or an announcement arrived
@@ -98,7 +99,13 @@ class LocalQueue:
         self._clock = clock
         self._query = statements.fetch(size, with_flags=False, app_time=use_local_time)
         self._direct = DirectJobSource(
-            pool, statements, task_ids, pool_id, use_local_time=use_local_time, clock=clock
+            pool,
+            statements,
+            task_ids,
+            pool_id,
+            use_local_time=use_local_time,
+            continuous=continuous,
+            clock=clock,
         )
         self.mode = STARTING
         self._jobs: deque[FetchedJob] = deque()
@@ -120,17 +127,12 @@ class LocalQueue:
 
     # -- the JobSource interface ------------------------------------------------------
 
-    def start(self) -> None:
-        """Begin polling."""
-        if self.mode == STARTING:
-            self._set_polling()
-
     async def get_job(self, forbidden_flags: Sequence[str] | None) -> FetchedJob | None:
         if self.mode == RELEASED:
             return None
         if forbidden_flags is not None:
             return await self._direct.get_job(forbidden_flags)
-        if self.mode == TTL_EXPIRED:
+        if self.mode in (STARTING, TTL_EXPIRED):
             self._set_polling()
         if self._jobs:
             job = self._jobs.popleft()
@@ -147,14 +149,17 @@ class LocalQueue:
             elif waiter.done() and not waiter.cancelled() and waiter.exception() is None:
                 handed = waiter.result()
                 if handed is not None:  # handed over as the slot was cancelled: give it back
+                    if handed.queue_id is not None:
+                        self._queued_running -= 1
                     self._give_back([handed])
             raise
-        return None if handed is None else self._handed(handed)
+        return handed
 
     def queues_released(self, count: int) -> None:
         """``count`` jobs of named queues were completed or failed, unlocking their queues:
         their successors may be runnable now, so this counts as an announcement."""
         self._queued_running = max(0, self._queued_running - count)
+        self._direct.queues_released(count)
         self.pulse(count)
 
     def pulse(self, count: int) -> int:
@@ -321,7 +326,7 @@ class LocalQueue:
             while self._waiters and self._waiters[0].done():
                 self._waiters.popleft()
             if self._waiters:
-                self._waiters.popleft().set_result(job)
+                self._waiters.popleft().set_result(self._handed(job))
             else:
                 self._jobs.append(job)
 

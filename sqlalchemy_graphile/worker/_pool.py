@@ -77,9 +77,16 @@ class WorkerPool:
         )
         task_ids = TaskIdentifiers(statements, list(options.tasks))
         self._source: JobSource
-        if options.local_queue_size is None:
+        static_flags = options.forbidden_flags is not None and not callable(options.forbidden_flags)
+        if options.local_queue_size is None or static_flags:
+            # Forbidden flags make every fetch direct, so a local queue would stay idle.
             self._source = DirectJobSource(
-                db, statements, task_ids, pool_id, use_local_time=options.use_local_time
+                db,
+                statements,
+                task_ids,
+                pool_id,
+                use_local_time=options.use_local_time,
+                continuous=continuous,
             )
         else:
             self._source = LocalQueue(
@@ -159,7 +166,6 @@ class WorkerPool:
     def start(self) -> None:
         """Start the slots, the LISTEN connection and the sweep."""
         self._emit("pool:create")
-        self._source.start()
         if self._listener is not None:
             self._listener.start()
         if self._sweeper is not None:
