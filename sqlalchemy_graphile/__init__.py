@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from ._identifiers import DEFAULT_SCHEMA, quote_identifier, validate_schema_name
 from .context import WorkerContext
+from .cron import CronItem, CronItemOptions, TimestampDigest, parse_crontab
 from .errors import (
     BatchJobError,
     ConfigurationError,
+    CrontabError,
     GraphileWorkerError,
     InvalidIdentifierError,
     InvalidJobSpecError,
@@ -52,6 +54,9 @@ __all__ = [
     "BatchTask",
     "BatchTaskResult",
     "ConfigurationError",
+    "CronItem",
+    "CronItemOptions",
+    "CrontabError",
     "GraphileWorkerError",
     "InvalidIdentifierError",
     "InvalidJobSpecError",
@@ -78,12 +83,14 @@ __all__ = [
     "SignalEvent",
     "SlotEvent",
     "Task",
+    "TimestampDigest",
     "Worker",
     "WorkerContext",
     "WorkerEvent",
     "WorkerEvents",
     "WorkerUtils",
     "__version__",
+    "parse_crontab",
     "quote_identifier",
     "validate_schema_name",
 ]

@@ -13,6 +13,7 @@ catches them all. Errors about bad input also derive from the matching built-in
     │   └── PayloadNotSerializableError (TypeError)
     ├── InvalidJobSpecError (ValueError)         a job spec the database would refuse
     ├── ConfigurationError (ValueError)          bad worker / utils options
+    │   └── CrontabError                         a crontab line or cron item that is not valid
     ├── SchemaError                              the database schema is missing or incompatible
     │   ├── SchemaNotInstalledError
     │   ├── SchemaTooOldError
@@ -52,6 +53,15 @@ class InvalidJobSpecError(GraphileWorkerError, ValueError):
 
 class ConfigurationError(GraphileWorkerError, ValueError):
     """Options given to a worker, the CLI or ``WorkerUtils`` are not valid."""
+
+
+class CrontabError(ConfigurationError):
+    """A crontab line or cron item is not valid. ``line`` is the crontab line number, when
+    the error comes from crontab text."""
+
+    def __init__(self, message: str, *, line: int | None = None) -> None:
+        super().__init__(message)
+        self.line = line
 
 
 class SchemaError(GraphileWorkerError):
@@ -101,6 +111,7 @@ def _describe(error: BaseException) -> str:
 __all__ = [
     "BatchJobError",
     "ConfigurationError",
+    "CrontabError",
     "GraphileWorkerError",
     "InvalidIdentifierError",
     "InvalidJobSpecError",

@@ -1,0 +1,31 @@
+"""Cron: recurring tasks, scheduled by workers, with Graphile Worker's crontab format and
+semantics.
+
+Give a worker its crontab as text or as :class:`CronItem` objects::
+
+    worker = Worker(url, tasks=[SendDigest], crontab="0 4 * * * send_digest ?fill=1d")
+    worker = Worker(url, tasks=[SendDigest], crontab=[CronItem("send_digest", "0 4 * * *")])
+
+A running worker (``run()``, not ``run_once()``) adds one job per item and matching minute
+(UTC), even when several workers share the crontab. Its parts:
+
+* ``_matcher``: time patterns and matching; ``_items``: :class:`CronItem`,
+  :class:`CronItemOptions`; ``_parser``: crontab text;
+* ``_scheduler``: the loop, backfill and the statement that adds jobs (``_sql``);
+  ``_clock``: the clock it reads.
+"""
+
+from __future__ import annotations
+
+from ._items import CronItem, CronItemOptions, Matcher
+from ._matcher import CronMatch, TimestampDigest
+from ._parser import parse_crontab
+
+__all__ = [
+    "CronItem",
+    "CronItemOptions",
+    "CronMatch",
+    "Matcher",
+    "TimestampDigest",
+    "parse_crontab",
+]
