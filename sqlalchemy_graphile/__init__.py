@@ -27,6 +27,8 @@ from .errors import (
     SchemaTooOldError,
 )
 from .events import (
+    CronEvent,
+    CronJob,
     JobEvent,
     ListenEvent,
     LocalQueueEvent,
@@ -54,8 +56,10 @@ __all__ = [
     "BatchTask",
     "BatchTaskResult",
     "ConfigurationError",
+    "CronEvent",
     "CronItem",
     "CronItemOptions",
+    "CronJob",
     "CrontabError",
     "GraphileWorkerError",
     "InvalidIdentifierError",

@@ -34,9 +34,11 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal, TypeVar, overload
 
 from .job import Job
+from .job_spec import JobSpec
 
 logger = logging.getLogger("sqlalchemy_graphile.events")
 
@@ -141,6 +143,38 @@ class SignalEvent(WorkerEvent):
     signal: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CronJob:
+    """A job cron is about to add: the cron item's ``identifier``, the ``task``
+    identifier, the full ``payload`` (with its ``_cron`` key) and the ``spec`` (its
+    ``run_at`` is the minute scheduled)."""
+
+    identifier: str
+    task: str
+    payload: dict[str, Any]
+    spec: JobSpec
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CronEvent(WorkerEvent):
+    """The cron scheduler at work. Times are aware datetimes in UTC.
+
+    * ``cron:starting`` / ``cron:started``: before and after registering new items and
+      backfilling; ``start`` is the clock reading the scheduler started from.
+    * ``cron:backfill``: ``jobs`` are being added for the missed minute ``timestamp``.
+    * ``cron:schedule`` / ``cron:scheduled``: before and after adding ``jobs`` for the
+      minute ``timestamp``.
+    * ``cron:prematureTimer`` / ``cron:overdueTimer``: the timer for the minute
+      ``timestamp`` fired while the clock read ``current``, which is in an earlier minute
+      (the timer is set again) or a later one (the missed minutes are caught up at once).
+    """
+
+    start: datetime | None = None
+    timestamp: datetime | None = None
+    current: datetime | None = None
+    jobs: tuple[CronJob, ...] = ()
+
+
 PoolEventName = Literal[
     "pool:create",
     "pool:release",
@@ -184,6 +218,15 @@ SlotEventName = Literal[
 ]
 JobEventName = Literal["job:start", "job:success", "job:error", "job:failed", "job:complete"]
 SignalEventName = Literal["gracefulShutdown", "forcefulShutdown"]
+CronEventName = Literal[
+    "cron:starting",
+    "cron:started",
+    "cron:backfill",
+    "cron:prematureTimer",
+    "cron:overdueTimer",
+    "cron:schedule",
+    "cron:scheduled",
+]
 
 E = TypeVar("E", bound=WorkerEvent)
 #: A subscriber: a function or coroutine function taking the event.
@@ -215,6 +258,8 @@ class WorkerEvents:
     def on(self, name: JobEventName, callback: Callback[JobEvent]) -> None: ...
     @overload
     def on(self, name: SignalEventName, callback: Callback[SignalEvent]) -> None: ...
+    @overload
+    def on(self, name: CronEventName, callback: Callback[CronEvent]) -> None: ...
     def on(self, name: str, callback: Callable[[Any], Any]) -> None:
         """Call ``callback(event)`` for every event called ``name``."""
         if not callable(callback):
@@ -265,6 +310,8 @@ class WorkerEvents:
 
 
 __all__ = [
+    "CronEvent",
+    "CronJob",
     "JobEvent",
     "ListenEvent",
     "LocalQueueEvent",

@@ -1,0 +1,162 @@
+"""A clock that cron tests move by hand, and a scheduler running on it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import psycopg
+
+from sqlalchemy_graphile import CronEvent, CronItem, WorkerEvents, parse_crontab
+from sqlalchemy_graphile.cron._scheduler import CronScheduler
+
+from ._worker_support import EventLog
+
+#: 1st January 2021, 00:00:00 UTC.
+REFERENCE = datetime(2021, 1, 1, tzinfo=UTC)
+HOUR = timedelta(hours=1)
+MINUTE = timedelta(minutes=1)
+SECOND = timedelta(seconds=1)
+
+
+class FakeClock:
+    """A clock for the scheduler, moved by the test.
+
+    ``now()`` reads the wall clock. ``sleep()`` waits on a separate elapsed-time line that
+    only moves forward, as ``asyncio.sleep`` does: setting the wall clock back wakes no one.
+    """
+
+    def __init__(self, now: datetime) -> None:
+        self._wall = now
+        self._elapsed = timedelta(0)
+        self._sleepers: list[tuple[timedelta, asyncio.Future[None]]] = []
+        self._asleep = asyncio.Event()
+
+    def now(self) -> datetime:
+        return self._wall
+
+    async def sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        entry = (
+            self._elapsed + timedelta(seconds=seconds),
+            asyncio.get_running_loop().create_future(),
+        )
+        self._sleepers.append(entry)
+        self._asleep.set()
+        try:
+            await entry[1]
+        finally:
+            if entry in self._sleepers:
+                self._sleepers.remove(entry)
+
+    async def set_time(self, when: datetime) -> None:
+        """Move the wall clock to ``when``. Forward, time passes: each timer due on the way
+        fires at its own time, and the scheduler settles before the next one. Backward, only
+        the wall clock changes."""
+        if when <= self._wall:
+            self._wall = when
+            return
+        target = self._elapsed + (when - self._wall)
+        while True:
+            due = min((deadline for deadline, _ in self._sleepers), default=None)
+            if due is None or due > target:
+                break
+            self._wall += due - self._elapsed
+            self._elapsed = due
+            self._wake()
+            await self.settled()
+        self._wall = when
+        self._elapsed = target
+
+    def jump(self, when: datetime) -> None:
+        """Set the wall clock to ``when`` without any time passing (a clock step)."""
+        self._wall = when
+
+    async def settled(self, within: float = 15.0) -> None:
+        """Wait until the scheduler sleeps again, waiting for a later time."""
+        async with asyncio.timeout(within):
+            await self._asleep.wait()
+
+    def _wake(self) -> None:
+        due = [entry for entry in self._sleepers if entry[0] <= self._elapsed]
+        if due:
+            self._asleep.clear()
+        for entry in due:
+            self._sleepers.remove(entry)
+            if not entry[1].done():
+                entry[1].set_result(None)
+
+
+@dataclass
+class RunningCron:
+    scheduler: CronScheduler
+    clock: FakeClock
+    log: EventLog
+
+    def events(self, name: str) -> list[CronEvent]:
+        return [e for e in self.log.events if e.name == name and isinstance(e, CronEvent)]
+
+
+@asynccontextmanager
+async def running_cron(
+    db_url: str, crontab: str | list[CronItem], clock: FakeClock, *, pool_id: str = "test-pool"
+) -> AsyncIterator[RunningCron]:
+    """A started scheduler on its own connection pool, once it has finished starting up and
+    sleeps; stopped on exit."""
+    items = parse_crontab(crontab) if isinstance(crontab, str) else crontab
+    log = EventLog()
+    events = WorkerEvents()
+    events.on_any(log)
+    pool = await asyncpg.create_pool(db_url, min_size=1, max_size=2)
+    scheduler = CronScheduler(
+        pool=pool,
+        schema="graphile_worker",
+        items=items,
+        events=events,
+        pool_id=pool_id,
+        clock=clock,
+    )
+    try:
+        scheduler.start()
+        await log.wait_for("cron:started")
+        await clock.settled()
+        yield RunningCron(scheduler, clock, log)
+    finally:
+        await scheduler.stop()
+        await pool.close()
+
+
+def cron_jobs(db: psycopg.Connection) -> list[dict[str, Any]]:
+    """Every job, oldest first, with its queue name and payload."""
+    cursor = db.execute(
+        "select j.id, t.identifier as task_identifier, q.queue_name, j.payload, j.priority,"
+        " j.run_at, j.max_attempts, j.key, j.flags"
+        " from graphile_worker._private_jobs j"
+        " join graphile_worker._private_tasks t on t.id = j.task_id"
+        " left join graphile_worker._private_job_queues q on q.id = j.job_queue_id"
+        " order by j.id"
+    )
+    names = [c.name for c in cursor.description or ()]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def known(db: psycopg.Connection) -> list[tuple[str, datetime, datetime | None]]:
+    return [
+        (row[0], row[1], row[2])
+        for row in db.execute(
+            "select identifier, known_since, last_execution"
+            " from graphile_worker._private_known_crontabs order by identifier"
+        ).fetchall()
+    ]
+
+
+def ts(when: datetime) -> str:
+    """The ``_cron.ts`` text of a minute."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
