@@ -204,6 +204,11 @@ def _add_run(run: argparse.ArgumentParser) -> None:
         "--once", action="store_true", help="run every job that is runnable now, then exit"
     )
     run.add_argument(
+        "--crontab",
+        metavar="PATH",
+        help="schedule the recurring jobs of this crontab file (not with --once)",
+    )
+    run.add_argument(
         "--local-queue-size",
         type=int,
         metavar="N",
@@ -320,6 +325,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.command == "run" and args.once and args.schema_only:
         parser.error("--once and --schema-only cannot be used together")
+    if args.command == "run" and args.once and args.crontab is not None:
+        parser.error("--crontab cannot be used with --once: only a continuous worker runs cron")
     if args.command == "run" and not args.schema_only and not args.tasks:
         parser.error("run needs --tasks MODULE[:ATTR] (or --schema-only)")
     changes = ("run_at", "priority", "attempts", "max_attempts")

@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+from pathlib import Path
 
 from sqlalchemy.engine import URL
 
 from .._urls import async_url
+from ..cron import CronItem, parse_crontab
+from ..errors import ConfigurationError, CrontabError
 from ..utils import WorkerUtils
 from ..worker import Worker
 from ._common import (
@@ -23,6 +26,21 @@ from ._loader import load_tasks
 logger = logging.getLogger("sqlalchemy_graphile.cli")
 
 
+def load_crontab(path: str) -> list[CronItem]:
+    """The cron items of the crontab file at ``path``. Raises :class:`ConfigurationError`
+    if the file cannot be read and :class:`CrontabError` (naming the file) if it does not
+    parse."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "it is not UTF-8 text"
+        raise ConfigurationError(f"cannot read the crontab file {path!r}: {reason}") from None
+    try:
+        return parse_crontab(text)
+    except CrontabError as error:
+        raise CrontabError(f"in the crontab file {path!r}: {error}", line=error.line) from None
+
+
 def worker_url(url: str, application_name: str | None) -> URL:
     """The asyncpg URL for the worker, with ``application_name`` set when one is given (the
     worker names its LISTEN connection ``<name>-listen``)."""
@@ -34,8 +52,8 @@ def worker_url(url: str, application_name: str | None) -> URL:
 
 async def run(args: argparse.Namespace) -> int:
     """Follow Graphile Worker's order: connect and migrate (unless ``--no-migrate``), stop
-    there with ``--schema-only``, load the tasks, then run until stopped or, with
-    ``--once``, until no job is runnable.
+    there with ``--schema-only``, load the tasks and the ``--crontab`` file, then run until
+    stopped or, with ``--once``, until no job is runnable.
 
     Returns 0 after a graceful shutdown, or 57 when a breaking migration was applied while
     the worker ran.
@@ -49,6 +67,7 @@ async def run(args: argparse.Namespace) -> int:
         print("Schema updated")
         return 0
     tasks = load_tasks(args.tasks)
+    crontab = load_crontab(args.crontab) if args.crontab is not None else None
     worker = Worker(
         worker_url(url, args.name or os.environ.get(APPLICATION_NAME_ENV_VAR)),
         tasks=tasks,
@@ -64,6 +83,7 @@ async def run(args: argparse.Namespace) -> int:
         local_queue_refetch_delay=args.local_queue_refetch_delay,
         complete_job_batch_delay=args.complete_job_batch_delay,
         fail_job_batch_delay=args.fail_job_batch_delay,
+        crontab=crontab,
     )
     logger.info(
         "worker %s: %d task type(s) (%s), concurrency %d",

@@ -15,6 +15,8 @@ from typing import Any
 
 from .._identifiers import resolve_schema
 from ..context import extension_map
+from ..cron._items import CronItem
+from ..cron._parser import crontab_items
 from ..errors import ConfigurationError
 from ..tasks import AnyTaskType, check_task_type
 
@@ -63,6 +65,8 @@ class WorkerOptions:
     min_reset_locked_interval: float
     max_reset_locked_interval: float
     prepared_statements: bool
+    #: The cron items a continuous worker schedules (none by default).
+    crontab: tuple[CronItem, ...] = ()
     #: Jobs fetched at once into the local queue; ``None`` when it is off.
     local_queue_size: int | None = None
     local_queue_ttl: float = 300.0
@@ -89,6 +93,7 @@ def build_options(
     min_reset_locked_interval: float,
     max_reset_locked_interval: float,
     prepared_statements: bool,
+    crontab: object = None,
     local_queue_size: int | None = None,
     local_queue_ttl: float = 300.0,
     local_queue_refetch_delay: RefetchDelay | float | None = None,
@@ -128,6 +133,7 @@ def build_options(
         min_reset_locked_interval=min_reset,
         max_reset_locked_interval=max_reset,
         prepared_statements=_bool("prepared_statements", prepared_statements),
+        crontab=crontab_items(crontab),
         local_queue_size=queue_size,
         local_queue_ttl=_seconds("local_queue_ttl", local_queue_ttl, minimum=0.001),
         local_queue_refetch_delay=_refetch_delay(local_queue_refetch_delay, queue_size, poll),

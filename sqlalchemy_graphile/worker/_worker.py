@@ -13,6 +13,8 @@ import asyncpg
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ..cron._items import CronItem
+from ..cron._scheduler import CronScheduler
 from ..errors import ConfigurationError
 from ..events import PoolEvent, SignalEvent, WorkerEvents
 from ..tasks import AnyTaskType
@@ -78,6 +80,9 @@ class Worker:
     * ``min_reset_locked_interval`` / ``max_reset_locked_interval`` (480 / 600): the
       bounds of the interval between sweeps of locks older than four hours.
     * ``prepared_statements`` (True): ``False`` for poolers in transaction mode.
+    * ``crontab``: recurring jobs, as crontab text (see :func:`parse_crontab`) or a list
+      of :class:`CronItem`; scheduled by ``run()`` on this machine's clock, not by
+      ``run_once()``. A bad line or item raises :class:`CrontabError`.
     * ``local_queue_size`` (``None`` or -1: off): fetch this many jobs at once into a local
       queue that feeds the slots, instead of one fetch per job. Unstarted jobs are given
       back (their attempt refunded) after ``local_queue_ttl`` (300) seconds and on
@@ -115,6 +120,7 @@ class Worker:
         min_reset_locked_interval: float = 480.0,
         max_reset_locked_interval: float = 600.0,
         prepared_statements: bool = True,
+        crontab: str | Iterable[CronItem] | None = None,
         local_queue_size: int | None = None,
         local_queue_ttl: float = 300.0,
         local_queue_refetch_delay: RefetchDelay | float | None = None,
@@ -137,6 +143,7 @@ class Worker:
             min_reset_locked_interval=min_reset_locked_interval,
             max_reset_locked_interval=max_reset_locked_interval,
             prepared_statements=prepared_statements,
+            crontab=crontab,
             local_queue_size=local_queue_size,
             local_queue_ttl=local_queue_ttl,
             local_queue_refetch_delay=local_queue_refetch_delay,
@@ -164,6 +171,7 @@ class Worker:
         self._engine: AsyncEngine | None = None
         self._utils: WorkerUtils | None = None
         self._pool: WorkerPool | None = None
+        self._cron: CronScheduler | None = None
         self._running = False
         self._stop_requested: bool | None = None  # None, or whether to force
         self._started = asyncio.Event()
@@ -232,6 +240,8 @@ class Worker:
         if not self._running:
             return
         self._events.emit(PoolEvent(name="stop", pool_id=self._worker_id))
+        if self._cron is not None:
+            self._cron.release()
         pool = self._pool
         if pool is None:
             self._stop_requested = force or bool(self._stop_requested)
@@ -278,6 +288,8 @@ class Worker:
         self._stop_requested = None
         if not continuous:
             self._worker_id = new_pool_id(continuous=False)
+            if self._options.crontab:
+                logger.info("run_once() does not schedule cron items; run() does")
         pool: WorkerPool | None = None
         try:
             await self.utils.check_schema()
@@ -323,9 +335,19 @@ class Worker:
             connect_listener=lambda: asyncpg.connect(**listen_kwargs),
         )
         self._pool = pool
+        if continuous and options.crontab:
+            self._cron = CronScheduler(
+                pool=db,
+                schema=options.schema,
+                items=options.crontab,
+                events=self._events,
+                pool_id=pool.id,
+            )
         unregister = _signals.register(self._on_signal) if options.handle_signals else None
         try:
             pool.start()
+            if self._cron is not None:
+                self._cron.start()
             self._started.set()
             if self._stop_requested is not None:
                 if self._stop_requested:
@@ -341,6 +363,9 @@ class Worker:
         finally:
             if unregister is not None:
                 unregister()
+            if self._cron is not None:
+                await self._cron.stop()
+                self._cron = None
             await _close(db)
             self._events.emit(PoolEvent(name="pool:release", pool_id=pool.id))
         return pool
@@ -349,6 +374,8 @@ class Worker:
         pool = self._pool
         if pool is None:
             return
+        if self._cron is not None:
+            self._cron.release()
         event = "forcefulShutdown" if forceful else "gracefulShutdown"
         self._events.emit(SignalEvent(name=event, pool_id=pool.id, signal=name))
         if forceful:
