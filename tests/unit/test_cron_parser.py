@@ -194,7 +194,9 @@ def test_bad_lines_raise_crontab_errors(line: str, message: str) -> None:
 
 
 def test_duplicate_identifiers_are_refused() -> None:
-    with pytest.raises(CrontabError, match=r"duplicate cron item identifiers: 'a', 'b'; use '\?id="):
+    with pytest.raises(
+        CrontabError, match=r"duplicate cron item identifiers: 'a', 'b'; use '\?id="
+    ):
         parse_crontab("* * * * * a\n* * * * * b\n0 * * * * a\n0 * * * * b\n0 0 * * * b")
     items = parse_crontab("* * * * * a\n0 * * * * a ?id=hourly_a")
     assert [i.identifier for i in items] == ["a", "hourly_a"]
