@@ -17,6 +17,7 @@ PYTHON_OPTIONS: dict[str, dict[str, Any]] = {
     "unbatched": {},
     "batched": {
         "local_queue_size": 500,
+        "local_queue_refetch_delay": 0.01,
         "complete_job_batch_delay": 0,
         "fail_job_batch_delay": 0,
     },

@@ -44,7 +44,7 @@ from ._fetch import DirectJobSource
 from ._jobs import FetchedJob, fetched_job
 from ._options import RefetchDelay
 from ._retry import FETCH_ERROR_BACKOFF, Backoff, transient_backoff, with_retries
-from ._sql import Statements
+from ._sql import Statements, id_list
 from ._task_ids import TaskIdentifiers
 
 logger = logging.getLogger("sqlalchemy_graphile.worker")
@@ -386,7 +386,8 @@ class LocalQueue:
         self._emit("localQueue:returnJobs", jobs=tuple(f.job for f in jobs))
         self._spawn(self._return_jobs([f.id for f in jobs]))
 
-    async def _return_jobs(self, ids: list[int]) -> None:
+    async def _return_jobs(self, job_ids: list[int]) -> None:
+        ids = id_list(job_ids)
         query = self._statements.return_jobs
         attempt = 0
         while True:
@@ -397,7 +398,7 @@ class LocalQueue:
                 attempt += 1
                 logger.error(
                     "giving %d unstarted job(s) back failed (attempt %d of %d): %s",
-                    len(ids),
+                    len(job_ids),
                     attempt,
                     RETURN_MAX_ATTEMPTS,
                     error,

@@ -23,7 +23,7 @@ import asyncpg
 
 from ._jobs import FetchedJob
 from ._retry import WRITE_ERROR_BACKOFF, is_connection_error, with_retries
-from ._sql import Statements
+from ._sql import Statements, flag_list, id_list
 
 logger = logging.getLogger("sqlalchemy_graphile.worker")
 
@@ -80,7 +80,7 @@ class DirectReleaser:
             statements.complete_jobs if job.queue_id is None else statements.complete_queued_jobs
         )
         count = await write_waiting_out_outages(
-            lambda: self._pool.fetchval(query, [job.id], self._pool_id),
+            lambda: self._pool.fetchval(query, str(job.id), self._pool_id),
             f"the completion of job {job.id}",
         )
         if not count:
@@ -288,35 +288,35 @@ class BatchedReleaser:
                 await batcher.release()
 
     async def _write_completions(self, jobs: list[FetchedJob]) -> None:
-        ids = [job.id for job in jobs]
+        ids = id_list(job.id for job in jobs)
         queued = sum(1 for job in jobs if job.queue_id is not None)
         statements = self._statements
         query = statements.complete_queued_jobs if queued else statements.complete_jobs
         assert self._completions is not None
         count = await write_waiting_out_outages(
             lambda: self._pool.fetchval(query, ids, self._pool_id),
-            f"the completion of {len(ids)} job(s)",
+            f"the completion of {len(jobs)} job(s)",
             on_outage=self._completions.hold,
         )
-        if count != len(ids):
-            _log_fenced_batch(len(ids) - (count or 0), "completions")
+        if count != len(jobs):
+            _log_fenced_batch(len(jobs) - (count or 0), "completions")
         if queued:
             self._queues_released(queued)
 
     async def _write_failures(self, failures: list[_Failure]) -> None:
-        ids = [f.job.id for f in failures]
+        ids = id_list(f.job.id for f in failures)
         messages = [f.message for f in failures]
         payloads = [f.replacement_payload for f in failures]
-        permanent = [f.permanent for f in failures]
+        permanent = flag_list(f.permanent for f in failures)
         query = self._statements.fail_jobs
         assert self._failures is not None
         count = await write_waiting_out_outages(
             lambda: self._pool.fetchval(query, self._pool_id, ids, messages, payloads, permanent),
-            f"the failure of {len(ids)} job(s)",
+            f"the failure of {len(failures)} job(s)",
             on_outage=self._failures.hold,
         )
-        if count != len(ids):
-            _log_fenced_batch(len(ids) - (count or 0), "failures")
+        if count != len(failures):
+            _log_fenced_batch(len(failures) - (count or 0), "failures")
         queued = sum(1 for f in failures if f.job.queue_id is not None)
         if queued:
             self._queues_released(queued)
@@ -349,7 +349,7 @@ async def fail_jobs_with_message(
     backoff, queues unlocked); return the ids actually updated. Retried per
     :func:`with_retries`; other errors propagate."""
     rows = await with_retries(
-        lambda: pool.fetch(statements.fail_jobs_with_message, list(job_ids), message, pool_id)
+        lambda: pool.fetch(statements.fail_jobs_with_message, id_list(job_ids), message, pool_id)
     )
     return [row["id"] for row in rows]
 

@@ -6,12 +6,18 @@ can share one schema: a job and its named queue are locked with ``locked_by`` = 
 and every statement that releases a lock checks that owner first. Parameters are numbered
 for asyncpg; asyncpg prepares each text once per connection and reuses it.
 
+Lists of ids and flags travel as one comma-separated text (:func:`id_list`,
+:func:`flag_list`) that the statement splits: asyncpg would otherwise look up the
+``int[]`` / ``bigint[]`` / ``boolean[]`` types with an extra query on every new connection,
+and one text is cheaper to encode than an array.
+
 Completion is guarded by the owner too (Graphile Worker deletes unqueued jobs by id alone):
 a worker whose lock was swept away must not delete a job another worker now runs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 
@@ -26,6 +32,21 @@ _JOB_COLUMNS = (
     " jobs.updated_at, jobs.key, jobs.locked_at, jobs.locked_by, jobs.revision,"
     " jobs.flags::text as flags"
 )
+
+
+def id_list(ids: Iterable[int]) -> str:
+    """Job or task ids as the statements take them: ``"1,2,3"``."""
+    return ",".join(map(str, ids))
+
+
+def flag_list(flags: Iterable[bool]) -> str:
+    """Booleans as the statements take them: ``"t,f"``."""
+    return ",".join("t" if flag else "f" for flag in flags)
+
+
+def _split(parameter: str, sql_type: str) -> str:
+    return f"string_to_array({parameter}::text, ',')::{sql_type}[]"
+
 
 _BACKOFF = "greatest(now(), jobs.run_at) + exp(least(jobs.attempts, 10)) * interval '1 second'"
 
@@ -65,7 +86,7 @@ class Statements:
         return the jobs with ``queue_name``. Unlike Graphile Worker's batch fetch, a batch
         never holds two jobs of one named queue, so named queues stay serial at any size.
 
-        $1 pool id, $2 task ids (int[]), then $3 forbidden flags (text[]) when
+        $1 pool id, $2 task ids (:func:`id_list`), then $3 forbidden flags (text[]) when
         ``with_flags``, then the application's timestamp when ``app_time``.
         """
         return _fetch_text(self.schema, batch_size, with_flags, app_time)
@@ -74,22 +95,22 @@ class Statements:
 
     @property
     def complete_jobs(self) -> str:
-        """$1 job ids, $2 pool id: delete jobs that are not in a named queue; returns the
-        number of jobs deleted."""
+        """$1 job ids (:func:`id_list`), $2 pool id: delete jobs that are not in a named
+        queue; returns the number of jobs deleted."""
         return (
             f"with j as (delete from {self._s}._private_jobs as jobs"
-            " where jobs.id = any($1::bigint[]) and jobs.locked_by = $2::text"
+            f" where jobs.id = any({_split('$1', 'bigint')}) and jobs.locked_by = $2::text"
             " returning jobs.id)"
             " select count(*) from j"
         )
 
     @property
     def complete_queued_jobs(self) -> str:
-        """$1 job ids, $2 pool id: delete jobs and unlock their queues if this pool holds
-        them; returns the number of jobs deleted."""
+        """$1 job ids (:func:`id_list`), $2 pool id: delete jobs and unlock their queues if
+        this pool holds them; returns the number of jobs deleted."""
         return (
             f"with j as (delete from {self._s}._private_jobs as jobs"
-            " where jobs.id = any($1::bigint[]) and jobs.locked_by = $2::text"
+            f" where jobs.id = any({_split('$1', 'bigint')}) and jobs.locked_by = $2::text"
             " returning jobs.job_queue_id),"
             f" q as (update {self._s}._private_job_queues as job_queues"
             " set locked_by = null, locked_at = null from j"
@@ -134,12 +155,13 @@ class Statements:
 
     @property
     def fail_jobs(self) -> str:
-        """$1 pool id, $2 job ids, $3 messages, $4 replacement payloads (json text or null),
-        $5 permanent flags, the arrays aligned: record many failures at once (named queues
-        included); returns the number of jobs updated."""
+        """$1 pool id, $2 job ids (:func:`id_list`), $3 messages (text[]), $4 replacement
+        payloads (text[] of json text or null), $5 permanent flags (:func:`flag_list`), all
+        aligned: record many failures at once (named queues included); returns the number of
+        jobs updated."""
         return (
-            "with f as (select * from unnest($2::bigint[], $3::text[], $4::text[], $5::boolean[])"
-            " as f(id, message, payload, permanent)),"
+            f"with f as (select * from unnest({_split('$2', 'bigint')}, $3::text[], $4::text[],"
+            f" {_split('$5', 'boolean')}) as f(id, message, payload, permanent)),"
             f" j as (update {self._s}._private_jobs as jobs set"
             f" last_error = f.message, run_at = {_BACKOFF},"
             " locked_by = null, locked_at = null,"
@@ -155,13 +177,13 @@ class Statements:
 
     @property
     def fail_jobs_with_message(self) -> str:
-        """$1 job ids, $2 message, $3 pool id: fail the jobs a stopping worker still holds,
-        with one message; returns the ids of the jobs updated."""
+        """$1 job ids (:func:`id_list`), $2 message, $3 pool id: fail the jobs a stopping
+        worker still holds, with one message; returns the ids of the jobs updated."""
         return (
             f"with j as (update {self._s}._private_jobs as jobs set"
             f" last_error = $2::text, run_at = {_BACKOFF},"
             " locked_by = null, locked_at = null"
-            " where jobs.id = any($1::bigint[]) and jobs.locked_by = $3::text"
+            f" where jobs.id = any({_split('$1', 'bigint')}) and jobs.locked_by = $3::text"
             " returning jobs.id, jobs.job_queue_id),"
             f" q as (update {self._s}._private_job_queues as job_queues"
             " set locked_by = null, locked_at = null from j"
@@ -173,13 +195,13 @@ class Statements:
 
     @property
     def return_jobs(self) -> str:
-        """$1 pool id, $2 job ids: give back jobs that were fetched but never started (their
-        attempt is refunded, ``run_at`` and ``last_error`` kept) and unlock their queues;
-        returns the number of jobs returned."""
+        """$1 pool id, $2 job ids (:func:`id_list`): give back jobs that were fetched but
+        never started (their attempt is refunded, ``run_at`` and ``last_error`` kept) and
+        unlock their queues; returns the number of jobs returned."""
         return (
             f"with j as (update {self._s}._private_jobs as jobs set"
             " attempts = greatest(0, jobs.attempts - 1), locked_by = null, locked_at = null"
-            " where jobs.id = any($2::bigint[]) and jobs.locked_by = $1::text"
+            f" where jobs.id = any({_split('$2', 'bigint')}) and jobs.locked_by = $1::text"
             " returning jobs.job_queue_id),"
             f" q as (update {self._s}._private_job_queues as job_queues"
             " set locked_by = null, locked_at = null from j"
@@ -220,7 +242,7 @@ def _fetch_text(schema: str, batch_size: int, with_flags: bool, app_time: bool) 
     flags = " and (jobs.flags ?| $3::text[]) is not true" if with_flags else ""
     runnable = (
         f"jobs.is_available = true and jobs.run_at <= {now}"
-        f" and jobs.task_id = any($2::int[]){flags}"
+        f" and jobs.task_id = any({_split('$2', 'int')}){flags}"
     )
     order = " order by jobs.priority asc, jobs.run_at asc"
     if batch_size == 1:

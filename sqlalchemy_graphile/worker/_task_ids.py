@@ -14,14 +14,15 @@ from dataclasses import dataclass
 import asyncpg
 
 from ._retry import with_retries
-from ._sql import Statements
+from ._sql import Statements, id_list
 
 
 @dataclass(frozen=True, slots=True)
 class TaskIds:
     """The ids of the worker's task identifiers."""
 
-    ids: list[int]
+    ids: str
+    """The ids as the fetch statement takes them (:func:`id_list`)."""
     identifier_by_id: dict[int, str]
 
 
@@ -50,4 +51,4 @@ class TaskIdentifiers:
             await connection.execute(self._statements.register_tasks, self._identifiers)
             rows = await connection.fetch(self._statements.select_task_ids, self._identifiers)
         by_id = {row["id"]: row["identifier"] for row in rows}
-        return TaskIds(sorted(by_id), by_id)
+        return TaskIds(id_list(sorted(by_id)), by_id)

@@ -10,7 +10,7 @@ import asyncpg
 import psycopg
 import pytest
 
-from sqlalchemy_graphile.worker._sql import statements_for
+from sqlalchemy_graphile.worker._sql import flag_list, id_list, statements_for
 
 from ._worker_support import jobs, rows
 
@@ -32,9 +32,9 @@ def add(db: psycopg.Connection, payload: str = "{}", queue: str | None = None) -
     return int(job_id)
 
 
-async def task_ids(conn: asyncpg.Connection) -> list[int]:
+async def task_ids(conn: asyncpg.Connection) -> str:
     await conn.execute(S.register_tasks, ["t"])
-    return [r["id"] for r in await conn.fetch(S.select_task_ids, ["t"])]
+    return id_list(r["id"] for r in await conn.fetch(S.select_task_ids, ["t"]))
 
 
 async def test_batch_fetch_takes_one_job_per_named_queue(
@@ -89,7 +89,7 @@ async def test_batch_fetch_orders_by_priority_then_run_at_within_a_queue(
             S.fetch(500, with_flags=False, app_time=False), POOL, await task_ids(conn)
         )
         order.append(row["id"])
-        await conn.fetchval(S.complete_queued_jobs, [row["id"]], POOL)
+        await conn.fetchval(S.complete_queued_jobs, str(row["id"]), POOL)
     assert order == [urgent, early, late]
 
 
@@ -117,8 +117,8 @@ async def test_bulk_completion_is_guarded_by_the_owner(
     db.execute(
         "update graphile_worker._private_jobs set locked_by = 'other' where id = %s", (plain[1],)
     )
-    assert await conn.fetchval(S.complete_jobs, plain, POOL) == 1
-    assert await conn.fetchval(S.complete_queued_jobs, queued, POOL) == 1
+    assert await conn.fetchval(S.complete_jobs, id_list(plain), POOL) == 1
+    assert await conn.fetchval(S.complete_queued_jobs, id_list(queued), POOL) == 1
     assert [j["id"] for j in jobs(db)] == [plain[1]]
     assert db.execute("select locked_by from graphile_worker._private_job_queues").fetchall() == [
         (None,)
@@ -134,10 +134,10 @@ async def test_bulk_failure_with_replacement_payloads_and_permanent_flags(
     count = await conn.fetchval(
         S.fail_jobs,
         POOL,
-        [first, second],
+        id_list([first, second]),
         ["Batch failures:\nx", "ValueError: y"],
         ['[{"a":2}]', None],
-        [False, True],
+        flag_list([False, True]),
     )
     assert count == 2
     by_id = {j["id"]: j for j in jobs(db)}
@@ -156,9 +156,11 @@ async def test_failing_with_one_message_on_shutdown(
 ) -> None:
     ids = [add(db), add(db, queue="q")]
     await conn.fetch(S.fetch(10, with_flags=False, app_time=False), POOL, await task_ids(conn))
-    failed = await conn.fetch(S.fail_jobs_with_message, ids, "shutting down", "sgpool-other")
+    failed = await conn.fetch(
+        S.fail_jobs_with_message, id_list(ids), "shutting down", "sgpool-other"
+    )
     assert failed == []  # another pool's jobs are left alone
-    failed = await conn.fetch(S.fail_jobs_with_message, ids, "shutting down", POOL)
+    failed = await conn.fetch(S.fail_jobs_with_message, id_list(ids), "shutting down", POOL)
     assert sorted(r["id"] for r in failed) == ids
     assert {(j["last_error"], j["attempts"], j["locked_by"]) for j in jobs(db)} == {
         ("shutting down", 1, None)
@@ -172,8 +174,8 @@ async def test_returning_jobs_refunds_the_attempt(
     db.execute("update graphile_worker._private_jobs set last_error = 'earlier'")
     await conn.fetch(S.fetch(10, with_flags=False, app_time=False), POOL, await task_ids(conn))
     before = {j["id"]: j["run_at"] for j in jobs(db)}
-    assert await conn.fetchval(S.return_jobs, "sgpool-other", ids) == 0
-    assert await conn.fetchval(S.return_jobs, POOL, ids) == 2
+    assert await conn.fetchval(S.return_jobs, "sgpool-other", id_list(ids)) == 0
+    assert await conn.fetchval(S.return_jobs, POOL, id_list(ids)) == 2
     for job in jobs(db):
         assert (job["attempts"], job["locked_by"], job["locked_at"]) == (0, None, None)
         assert job["run_at"] == before[job["id"]]
