@@ -973,8 +973,7 @@ def test_repeated_adds_do_not_consume_lookup_identities(db: psycopg.Connection) 
     db.execute(f"select {S}.add_job('same_task', queue_name := 'same_queue')")
     before = _last_values(db)
     db.execute(
-        f"select {S}.add_job('same_task', queue_name := 'same_queue')"
-        " from generate_series(1, 5000)"
+        f"select {S}.add_job('same_task', queue_name := 'same_queue') from generate_series(1, 5000)"
     )
     db.execute(
         f"select {S}.add_jobs(array_agg(row('same_task', null, 'same_queue', null, null, null,"
