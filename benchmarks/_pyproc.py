@@ -26,22 +26,27 @@ import json
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-
-from sqlalchemy_graphile import Worker, WorkerUtils
+from sqlalchemy_graphile import Worker
 
 from ._modes import MODES, PYTHON_OPTIONS
 from .tasks import Latency, LatencyProbe, LogIf999
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 #: How long one latency sample may take before the run is declared broken.
 SAMPLE_TIMEOUT_S = 30.0
 
 
 def _engine(url: str) -> AsyncEngine:
-    """An asyncpg engine holding a single connection: the dedicated adding connection."""
+    """An asyncpg engine holding a single connection: the dedicated adding connection.
+    (SQLAlchemy is imported here, not at the top, so that a worker-only child does not
+    pay for it.)"""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.ext.asyncio import create_async_engine
+
     return create_async_engine(
         make_url(url).set(drivername="postgresql+asyncpg"), pool_size=1, max_overflow=0
     )
@@ -49,6 +54,8 @@ def _engine(url: str) -> AsyncEngine:
 
 async def enqueue(url: str, count: int) -> dict[str, Any]:
     """Time one ``add_jobs`` call adding ``count`` jobs (its own transaction)."""
+    from sqlalchemy_graphile import WorkerUtils
+
     jobs = [(LogIf999(id=i), None) for i in range(count)]
     engine = _engine(url)
     try:
@@ -83,6 +90,8 @@ async def latency(
     url: str, concurrency: int, samples: int, warmup: int, mode: str
 ) -> dict[str, Any]:
     """Sample add->start latency with a worker running in this process."""
+    from sqlalchemy_graphile import WorkerUtils
+
     probe = LatencyProbe()
     worker = Worker(
         url,

@@ -7,6 +7,9 @@ Define tasks as pydantic models, add jobs inside your own SQLAlchemy transaction
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._identifiers import DEFAULT_SCHEMA, quote_identifier, validate_schema_name
 from .context import WorkerContext
 from .cron import CronItem, CronItemOptions, TimestampDigest, parse_crontab
@@ -40,14 +43,30 @@ from .events import (
     WorkerEvent,
     WorkerEvents,
 )
-from .helpers import AsyncJobHelpers, JobHelpers
 from .job import Job
 from .job_spec import JobKeyMode, JobSpec, RawJobSpec
 from .tasks import BatchTask, BatchTaskResult, Task
-from .utils import WorkerUtils
 from .worker import RefetchDelay, Worker
 
+if TYPE_CHECKING:
+    from .helpers import AsyncJobHelpers, JobHelpers
+    from .utils import WorkerUtils
+
 __version__ = "0.1.0"
+
+# Imported on first use: they pull in SQLAlchemy's asyncio extension and ORM, which a worker
+# process does not otherwise need (its start-up is faster without them).
+_LAZY = {"AsyncJobHelpers": ".helpers", "JobHelpers": ".helpers", "WorkerUtils": ".utils"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DEFAULT_SCHEMA",

@@ -278,6 +278,11 @@ class WorkerEvents:
         if callback in callbacks:
             callbacks.remove(callback)
 
+    def listening(self, name: str) -> bool:
+        """Whether any callback would receive an event called ``name`` (so that the worker
+        need not build events nobody reads)."""
+        return bool(self._any) or bool(self._callbacks.get(name))
+
     def emit(self, event: WorkerEvent) -> None:
         """Deliver ``event`` to its subscribers. Used by the worker's components; never
         raises."""

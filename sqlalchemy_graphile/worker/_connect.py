@@ -7,15 +7,18 @@ A caller's engine is only read (its URL and ``connect_args``); the worker never 
 from __future__ import annotations
 
 import inspect
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import asyncpg
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import ArgumentError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .._urls import async_url, database_url_from_env
 from ..errors import ConfigurationError
@@ -55,6 +58,8 @@ class Database:
         connection options (the caller of this method then owns it)."""
         if self.engine is not None:
             return self.engine
+        from sqlalchemy.ext.asyncio import create_async_engine  # only when needed: it is slow
+
         query = {k: v for k, v in self.url.query.items() if k in _SQLALCHEMY_ONLY}
         return create_async_engine(
             self.url.set(query=query),
@@ -81,7 +86,7 @@ def resolve_database(database: object) -> Database:
     """
     if database is None:
         database = database_url_from_env()
-    if isinstance(database, AsyncEngine):
+    if _is_async_engine(database):
         return _from_engine(database)
     if isinstance(database, str | URL):
         try:
@@ -93,6 +98,12 @@ def resolve_database(database: object) -> Database:
         "database must be a URL (str or sqlalchemy.engine.URL) or an AsyncEngine, "
         f"not {type(database).__name__}"
     )
+
+
+def _is_async_engine(value: object) -> TypeGuard[AsyncEngine]:
+    # An AsyncEngine can only exist once SQLAlchemy's asyncio extension is imported.
+    module = sys.modules.get("sqlalchemy.ext.asyncio")
+    return module is not None and isinstance(value, module.AsyncEngine)
 
 
 def _url_options(url: URL) -> dict[str, Any]:

@@ -12,7 +12,9 @@ memory instead of each asking the database. The queue is always in one mode:
   meanwhile, else after ``poll_interval`` (run-once: it is released instead).
 * ``WAITING``: jobs are cached and handed out; announcements are ignored. When the cache
   empties it goes back to ``POLLING``; after ``ttl`` seconds the jobs still cached are
-  given back (``TTL_EXPIRED``).
+  given back (``TTL_EXPIRED``). Unlike Graphile Worker, when the last fetch was full and
+  half of its jobs are handed out, the next batch is fetched already (a refill), so that
+  slots do not sit idle while it is fetched.
 * ``TTL_EXPIRED``: the next request for a job goes back to ``POLLING``.
 * ``RELEASED``: stopping. Waiting slots get no job and cached jobs are given back (their
   attempt refunded, spec §2.7).
@@ -111,6 +113,9 @@ class LocalQueue:
         self._jobs: deque[FetchedJob] = deque()
         self._waiters: deque[asyncio.Future[FetchedJob | None]] = deque()
         self._fetching = False
+        self._refilling = False
+        self._last_full = False
+        self._refill_at = size // 2
         self._fetch_again = False
         self._fetch_failures = 0
         self._fetch_timer: asyncio.TimerHandle | None = None
@@ -137,7 +142,11 @@ class LocalQueue:
         if self._jobs:
             job = self._jobs.popleft()
             if not self._jobs:
-                self._set_polling()
+                if not self._refilling:  # else the refill decides what comes next
+                    self._set_polling()
+            elif len(self._jobs) <= self._refill_at and self._last_full and not self._refilling:
+                self._refilling = True
+                self._spawn(self._run_refill())
             return self._handed(job)
         waiter: asyncio.Future[FetchedJob | None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
@@ -209,9 +218,12 @@ class LocalQueue:
         self._fetch()
 
     def _set_waiting(self) -> None:
+        self._set_mode(WAITING)
+        self._arm_ttl()
+
+    def _arm_ttl(self) -> None:
         if self._ttl_timer is not None:
             self._ttl_timer.cancel()
-        self._set_mode(WAITING)
         self._ttl_timer = asyncio.get_running_loop().call_later(self._ttl, self._ttl_expired)
 
     def _ttl_expired(self) -> None:
@@ -272,7 +284,7 @@ class LocalQueue:
             logger.warning("fetching jobs works again")
         self._emit("localQueue:getJobs:complete", jobs=tuple(f.job for f in jobs))
         count = len(jobs)
-        full = count >= self._size
+        full = self._last_full = count >= self._size
         self._hand_out(jobs)
         if self.mode == RELEASED:
             self._return_cached()
@@ -292,6 +304,27 @@ class LocalQueue:
             self._set_released()
             return
         self._check_delay_abort()
+
+    async def _run_refill(self) -> None:
+        jobs: list[FetchedJob] = []
+        try:
+            jobs = await self._fetch_batch()
+        except Exception as error:
+            logger.debug("fetching the next batch early failed: %s", error)
+        finally:
+            self._refilling = False
+        self._emit("localQueue:getJobs:complete", jobs=tuple(f.job for f in jobs))
+        self._last_full = len(jobs) >= self._size
+        self._hand_out(jobs)
+        if self.mode == RELEASED:
+            self._return_cached()
+        elif self._jobs:
+            if self.mode == WAITING:
+                self._arm_ttl()
+            else:
+                self._set_waiting()
+        elif self.mode == WAITING:
+            self._set_polling()
 
     async def _fetch_batch(self) -> list[FetchedJob]:
         ids = await self._task_ids.resolve(self._pool)

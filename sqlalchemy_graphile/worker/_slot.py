@@ -230,6 +230,8 @@ class Slot:
         job: FetchedJob | None = None,
         job_error: BaseException | None = None,
     ) -> None:
+        if not self._events.listening(name):
+            return
         self._events.emit(
             SlotEvent(
                 name=name,
@@ -242,6 +244,8 @@ class Slot:
         )
 
     def _emit_job(self, name: str, fetched: FetchedJob, outcome: Outcome | None = None) -> None:
+        if not self._events.listening(name):
+            return
         self._events.emit(
             JobEvent(
                 name=name,

@@ -5,25 +5,31 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Any, Self
 
 import asyncpg
 from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..cron._items import CronItem
 from ..cron._scheduler import CronScheduler
 from ..errors import ConfigurationError
 from ..events import PoolEvent, SignalEvent, WorkerEvents
-from ..tasks import AnyTaskType
-from ..utils import WorkerUtils
+from ..job import Job
+from ..job_spec import JobSpec, RawJobSpec
+from ..tasks import AnyTaskType, BatchTask, Task
 from . import _signals
 from ._connect import Database, resolve_database
 from ._options import ForbiddenFlags, RefetchDelay, WorkerOptions, build_options
 from ._pool import FORCEFUL_STEP_TIMEOUT, WorkerPool
+from ._schema_check import check_schema
 from ._sql import statements_for
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from ..utils import WorkerUtils
 
 logger = logging.getLogger("sqlalchemy_graphile.worker")
 
@@ -208,6 +214,9 @@ class Worker:
         """A :class:`WorkerUtils` on the worker's database and schema. Its engine (made from
         the URL, unless you gave one) is disposed when ``run()`` / ``run_once()`` return."""
         if self._utils is None:
+            # Imported on first use: a worker whose tasks add no jobs never needs it.
+            from ..utils import WorkerUtils
+
             self._engine = self._database.make_engine()
             self._utils = WorkerUtils(self._engine, schema=self._options.schema)
         return self._utils
@@ -292,7 +301,6 @@ class Worker:
                 logger.info("run_once() does not schedule cron items; run() does")
         pool: WorkerPool | None = None
         try:
-            await self.utils.check_schema()
             pool = await self._serve(continuous)
         finally:
             if self._engine is not None and self._database.engine is None:
@@ -320,6 +328,11 @@ class Worker:
                 prepared_statements=options.prepared_statements,
             ),
         )
+        try:
+            await check_schema(db, options.schema)
+        except BaseException:
+            await _close(db)
+            raise
         listen_kwargs = database.asyncpg_kwargs(
             application_name=database.listen_application_name,
             prepared_statements=options.prepared_statements,
@@ -331,7 +344,7 @@ class Worker:
             db=db,
             statements=statements_for(options.schema),
             events=self._events,
-            adder=self.utils,
+            adder=_UtilsAdder(self),
             connect_listener=lambda: asyncpg.connect(**listen_kwargs),
         )
         self._pool = pool
@@ -382,6 +395,30 @@ class Worker:
             pool.forceful_shutdown(f"the worker was stopped forcefully by {name} while the job ran")
         else:
             pool.graceful_shutdown(f"the worker received {name}")
+
+
+class _UtilsAdder:
+    """The :class:`JobAdder` of the worker's tasks: :attr:`Worker.utils`, made on first use."""
+
+    def __init__(self, worker: Worker) -> None:
+        self._worker = worker
+
+    async def add_job(self, task: Task, spec: JobSpec | None = None) -> Job:
+        return await self._worker.utils.add_job(task, spec)
+
+    async def add_jobs(self, jobs: Sequence[tuple[Task, JobSpec | None]]) -> list[Job]:
+        return await self._worker.utils.add_jobs(jobs)
+
+    async def add_raw_job(
+        self, identifier: str, payload: Any = None, spec: JobSpec | None = None
+    ) -> Job:
+        return await self._worker.utils.add_raw_job(identifier, payload, spec)
+
+    async def add_raw_jobs(self, jobs: Sequence[RawJobSpec]) -> list[Job]:
+        return await self._worker.utils.add_raw_jobs(jobs)
+
+    async def add_batch_job(self, items: Sequence[BatchTask], spec: JobSpec | None = None) -> Job:
+        return await self._worker.utils.add_batch_job(items, spec)
 
 
 async def _close(db: asyncpg.Pool) -> None:
