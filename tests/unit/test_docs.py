@@ -59,3 +59,13 @@ def test_cli_page_covers_every_command_and_option() -> None:
             for option in action.option_strings:
                 if option not in ("-h", "--help"):
                     assert option in page, f"docs/cli.md does not mention {name} {option}"
+
+
+@pytest.mark.parametrize(("index", "prefix"), [("README.md", "docs/"), ("docs/index.md", "")])
+def test_the_readme_and_the_overview_link_every_guide(index: str, prefix: str) -> None:
+    text = (ROOT / index).read_text(encoding="utf-8")
+    linked = set(re.findall(r"\]\(([\w./-]+\.md)(?:#[\w-]*)?\)", text))
+    guides = {
+        prefix + page.name for page in (ROOT / "docs").glob("*.md") if page.name != "index.md"
+    }
+    assert guides <= linked, f"{index} does not link {sorted(guides - linked)}"
