@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import pool
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from ._urls import async_url
+from ._urls import async_url, shown_url
 from .errors import ConfigurationError
 
 #: The server tried when no URL is given: a local PostgreSQL with trust authentication.
@@ -57,7 +57,7 @@ async def find_database(url: str | None) -> FoundDatabase:
     is not installed.
     """
     if url:
-        return FoundDatabase(url, f"using {_shown(url)}")
+        return FoundDatabase(url, f"using {shown_url(url)}")
     if await answers(LOCAL_URL):
         return FoundDatabase(LOCAL_URL, f"using the local server at {LOCAL_URL}")
     data_dir = embedded_data_dir()
@@ -108,10 +108,3 @@ def start_embedded(data_dir: Path) -> str:
         query={"host": str(info.socket_dir)},
     )
     return url.render_as_string(hide_password=False)
-
-
-def _shown(url: str) -> str:
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "the given database"

@@ -6,6 +6,7 @@ import importlib.util
 import os
 
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 
 from .errors import ConfigurationError
 
@@ -21,6 +22,15 @@ def database_url_from_env() -> str:
             "(for example postgresql://postgres@127.0.0.1/postgres)"
         )
     return url
+
+
+def shown_url(url: str) -> str:
+    """``url`` for messages, with its password hidden (``the given database`` when it is
+    not a URL at all)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "the given database"
 
 
 def _base(url: str | URL) -> URL:

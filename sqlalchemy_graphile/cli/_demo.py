@@ -17,13 +17,13 @@ import time
 from typing import ClassVar
 
 from pydantic import Field
-from sqlalchemy import func, make_url, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from .. import models
 from .._embedded import find_database
 from .._identifiers import DEFAULT_SCHEMA
-from .._urls import DATABASE_URL_ENV_VAR
+from .._urls import DATABASE_URL_ENV_VAR, shown_url
 from ..context import WorkerContext
 from ..errors import GraphileWorkerError
 from ..helpers import AsyncJobHelpers
@@ -174,10 +174,6 @@ def _schema_option(schema: str) -> str:
     return "" if schema == DEFAULT_SCHEMA else f" -s {schema}"
 
 
-def _shown(url: str) -> str:
-    return make_url(url).render_as_string(hide_password=True)
-
-
 async def demo(args: argparse.Namespace) -> int:
     """Run the demo; returns 0 once every demo job is done or the worker was stopped by a
     signal (57 if a breaking migration stopped it)."""
@@ -199,7 +195,7 @@ async def demo(args: argparse.Namespace) -> int:
         if args.forever:
             print(
                 "Running until Ctrl-C. Add a job from another shell with:\n"
-                f"  sqlalchemy-graphile -c '{_shown(found.url)}'{_schema_option(schema)}"
+                f"  sqlalchemy-graphile -c '{shown_url(found.url)}'{_schema_option(schema)}"
                 " add demo_greet"
                 ' --payload \'{"name": "you"}\'',
                 flush=True,
