@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticSerializationError
 
-from ._payload import encode_payload
+from ._payload import encode_dumped, encode_payload
 from .errors import (
     InvalidJobSpecError,
     InvalidPayloadError,
@@ -52,9 +52,13 @@ class NewJob:
         return None if self.spec.flags is None else list(self.spec.flags)
 
 
+#: The spec of a job added without one (specs are immutable, so one serves every job).
+DEFAULT_SPEC = JobSpec()
+
+
 def _check_spec(spec: object) -> JobSpec:
     if spec is None:
-        return JobSpec()
+        return DEFAULT_SPEC
     if not isinstance(spec, JobSpec):
         raise InvalidJobSpecError(f"spec must be a JobSpec or None, not {type(spec).__name__}")
     return spec
@@ -79,7 +83,7 @@ def from_task(task: object, spec: object = None) -> NewJob:
     if not isinstance(task, Task):
         raise InvalidTaskError(f"expected a Task instance, not {type(task).__qualname__}")
     identifier = type(task).task_identifier()
-    return NewJob(identifier, encode_payload(_dump(task)), _check_spec(spec))
+    return NewJob(identifier, encode_dumped(_dump(task)), _check_spec(spec))
 
 
 def from_tasks(jobs: Iterable[tuple[Task, JobSpec | None]]) -> list[NewJob]:
@@ -149,7 +153,7 @@ def from_batch(items: Iterable[BatchTask], spec: object = None) -> NewJob:
             )
     identifier = item_type.task_identifier()
     payload = [_dump(item) for item in listed]
-    return NewJob(identifier, encode_payload(payload), _check_spec(spec))
+    return NewJob(identifier, encode_dumped(payload), _check_spec(spec))
 
 
 def bulk_preserve_run_at(jobs: Sequence[NewJob]) -> bool:

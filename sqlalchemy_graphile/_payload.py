@@ -6,6 +6,8 @@ import json
 import re
 from typing import Any
 
+import pydantic_core
+
 from .errors import InvalidPayloadError, PayloadNotSerializableError
 
 #: The largest payload we accept, in bytes of UTF-8 JSON text.
@@ -30,6 +32,21 @@ def encode_payload(value: Any) -> str:
         raise InvalidPayloadError(f"payload is not valid JSON: {error}") from error
     except RecursionError as error:
         raise InvalidPayloadError("payload is nested too deeply to encode") from error
+    return check_payload_text(text)
+
+
+def encode_dumped(value: Any) -> str:
+    """:func:`encode_payload` for what ``model_dump(mode="json")`` returned (only JSON
+    types), the same checks and errors, several times faster: pydantic's own encoder writes
+    the text, and anything unusual (a NaN or infinity, a value it cannot encode) goes the
+    standard way, which raises the right error. Floats may be written in a shorter form
+    (``1e-7`` rather than ``1e-07``); the value is the same."""
+    try:
+        text = pydantic_core.to_json(value, inf_nan_mode="constants").decode()
+    except Exception:
+        return encode_payload(value)
+    if "NaN" in text or "Infinity" in text:  # maybe a float; maybe just in a string
+        return encode_payload(value)
     return check_payload_text(text)
 
 

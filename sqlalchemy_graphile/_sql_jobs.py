@@ -25,10 +25,10 @@ from sqlalchemy.sql.expression import text
 from sqlalchemy.types import ARRAY
 
 from ._identifiers import quote_identifier
-from ._job_input import NewJob
+from ._job_input import DEFAULT_SPEC, NewJob
 from .errors import GraphileWorkerError
 from .job import Job
-from .job_spec import JobKeyMode
+from .job_spec import JobKeyMode, JobSpec
 
 #: How many times one add is re-run, in the same transaction, when its key was taken by a
 #: job that got locked in the middle of the call (the database then returns no row).
@@ -193,25 +193,50 @@ def _statement(template: str, schema: str) -> TextClause:
 # --- rows to Job ---------------------------------------------------------------------------
 
 
-def _job(row: Row[Any], identifier: str, queue_name: str | None) -> Job:
+def _job(row: Sequence[Any], identifier: str, queue_name: str | None) -> Job:
+    # Positional: the columns of _JOB_COLUMNS, in order (faster than by name).
+    (
+        job_id,
+        _queue_id,
+        _task_id,
+        payload_json,
+        priority,
+        run_at,
+        attempts,
+        max_attempts,
+        last_error,
+        created_at,
+        updated_at,
+        key,
+        locked_at,
+        locked_by,
+        revision,
+        flags_json,
+        _identifier,
+        _queue_name,
+    ) = row
     return Job(
-        id=row.id,
+        id=job_id,
         task_identifier=identifier,
         queue_name=queue_name,
-        payload_json=row.payload_json,
-        priority=row.priority,
-        run_at=row.run_at,
-        attempts=row.attempts,
-        max_attempts=row.max_attempts,
-        last_error=row.last_error,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        key=row.key,
-        locked_at=row.locked_at,
-        locked_by=row.locked_by,
-        revision=row.revision,
-        flags=None if row.flags_json is None else json.loads(row.flags_json),
+        payload_json=payload_json,
+        priority=priority,
+        run_at=run_at,
+        attempts=attempts,
+        max_attempts=max_attempts,
+        last_error=last_error,
+        created_at=created_at,
+        updated_at=updated_at,
+        key=key,
+        locked_at=locked_at,
+        locked_by=locked_by,
+        revision=revision,
+        flags=None if flags_json is None else json.loads(flags_json),
     )
+
+
+# Positions in _JOB_COLUMNS.
+_QUEUE_ID, _TASK_ID, _IDENTIFIER, _QUEUE_NAME = 1, 2, 16, 17
 
 
 def _to_jobs(
@@ -227,39 +252,34 @@ def _to_jobs(
     joins. ``known[i]`` gives the names row ``i`` is certain to carry (the ones it was added
     with); names still missing after that are read by one more statement, which sees them.
     """
+    values = [tuple(row) for row in rows]
     identifiers: list[str | None] = []
     queue_names: list[str | None] = []
-    for row, certain in zip(rows, known or [None] * len(rows), strict=True):
-        identifier, queue_name = row.task_identifier, row.queue_name
+    for row, certain in zip(values, known or [None] * len(values), strict=True):
+        identifier, queue_name = row[_IDENTIFIER], row[_QUEUE_NAME]
         if certain is not None:
             if identifier is None:
                 identifier = certain[0]
-            if queue_name is None and row.job_queue_id is not None:
+            if queue_name is None and row[_QUEUE_ID] is not None:
                 queue_name = certain[1]
         identifiers.append(identifier)
         queue_names.append(queue_name)
-    tasks = _lookup(
-        connection,
-        schema,
-        _TASK_NAMES,
-        [row.task_id for row, name in zip(rows, identifiers, strict=True) if name is None],
-    )
-    queues = _lookup(
-        connection,
-        schema,
-        _QUEUE_NAMES,
-        [
-            row.job_queue_id
-            for row, name in zip(rows, queue_names, strict=True)
-            if name is None and row.job_queue_id is not None
-        ],
-    )
+    missing_tasks = [
+        row[_TASK_ID] for row, name in zip(values, identifiers, strict=True) if name is None
+    ]
+    missing_queues = [
+        row[_QUEUE_ID]
+        for row, name in zip(values, queue_names, strict=True)
+        if name is None and row[_QUEUE_ID] is not None
+    ]
+    tasks = _lookup(connection, schema, _TASK_NAMES, missing_tasks)
+    queues = _lookup(connection, schema, _QUEUE_NAMES, missing_queues)
     jobs = []
-    for row, identifier, queue_name in zip(rows, identifiers, queue_names, strict=True):
+    for row, identifier, queue_name in zip(values, identifiers, queue_names, strict=True):
         if identifier is None:
-            identifier = _name(tasks, row.task_id, row.id, "task")
-        if queue_name is None and row.job_queue_id is not None:
-            queue_name = _name(queues, row.job_queue_id, row.id, "queue")
+            identifier = _name(tasks, row[_TASK_ID], row[0], "task")
+        if queue_name is None and row[_QUEUE_ID] is not None:
+            queue_name = _name(queues, row[_QUEUE_ID], row[0], "queue")
         jobs.append(_job(row, identifier, queue_name))
     return jobs
 
@@ -317,21 +337,34 @@ def add_job(connection: Connection, schema: str, job: NewJob) -> Job:
     raise _contention(job.spec.job_key)
 
 
+@functools.lru_cache(maxsize=256)
+def _default_spec_head(identifier: str) -> str:
+    """The start of :func:`_spec_json` for a job with the default spec."""
+    return _spec_head(identifier, DEFAULT_SPEC, None)
+
+
 def _spec_json(job: NewJob) -> str:
     spec = job.spec
+    if spec is DEFAULT_SPEC:
+        head = _default_spec_head(job.identifier)
+    else:
+        head = _spec_head(job.identifier, spec, job.flags)
+    # The payload is inserted as the exact text we encoded, so it is stored byte for byte.
+    return head + ',"payload":' + job.payload_json + "}"
+
+
+def _spec_head(identifier: str, spec: JobSpec, flags: list[str] | None) -> str:
     run_at = None if spec.run_at is None else spec.run_at.astimezone(UTC).isoformat()
     fields = {
-        "identifier": job.identifier,
+        "identifier": identifier,
         "queue_name": spec.queue_name,
         "run_at": run_at,
         "max_attempts": spec.max_attempts,
         "job_key": spec.job_key,
         "priority": spec.priority,
-        "flags": job.flags,
+        "flags": flags,
     }
-    head = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
-    # The payload is inserted as the exact text we encoded, so it is stored byte for byte.
-    return head[:-1] + ',"payload":' + job.payload_json + "}"
+    return json.dumps(fields, ensure_ascii=False, separators=(",", ":"))[:-1]
 
 
 def add_jobs(
