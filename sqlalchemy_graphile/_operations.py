@@ -36,21 +36,21 @@ class JobOperations:
         self.schema = resolve_schema(schema)
 
     def add_job(self, task: Task, spec: JobSpec | None) -> Operation[Job]:
-        job = _job_input.from_task(task, spec)
-        return lambda connection: _sql_jobs.add_job(connection, self.schema, job)
+        return self._single(_job_input.from_task(task, spec))
 
     def add_jobs(self, jobs: Sequence[tuple[Task, JobSpec | None]]) -> Operation[list[Job]]:
         return self._bulk(_job_input.from_tasks(jobs))
 
     def add_raw_job(self, identifier: str, payload: Any, spec: JobSpec | None) -> Operation[Job]:
-        job = _job_input.from_raw(identifier, payload, spec)
-        return lambda connection: _sql_jobs.add_job(connection, self.schema, job)
+        return self._single(_job_input.from_raw(identifier, payload, spec))
 
     def add_raw_jobs(self, jobs: Sequence[RawJobSpec]) -> Operation[list[Job]]:
         return self._bulk(_job_input.from_raw_specs(jobs))
 
     def add_batch_job(self, items: Sequence[BatchTask], spec: JobSpec | None) -> Operation[Job]:
-        job = _job_input.from_batch(items, spec)
+        return self._single(_job_input.from_batch(items, spec))
+
+    def _single(self, job: _job_input.NewJob) -> Operation[Job]:
         return lambda connection: _sql_jobs.add_job(connection, self.schema, job)
 
     def _bulk(self, jobs: list[_job_input.NewJob]) -> Operation[list[Job]]:
