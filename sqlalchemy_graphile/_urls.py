@@ -46,8 +46,7 @@ def _base(url: str | URL) -> URL:
 def async_url(url: str | URL) -> URL:
     """The URL for an asyncpg engine: a plain ``postgresql://`` URL gets ``+asyncpg``."""
     parsed = _base(url)
-    driver = parsed.get_driver_name()
-    if "+" not in parsed.drivername or driver != "asyncpg":
+    if parsed.drivername != "postgresql+asyncpg":
         parsed = parsed.set(drivername="postgresql+asyncpg")
     return parsed
 
