@@ -80,30 +80,36 @@ class WorkerContext:
         self._adder = adder
 
     def get_ext(self, ext_type: type[T]) -> T | None:
-        """The extension registered with this type (or a subclass of it), else ``None``."""
+        """The extension registered with this type (or a subclass of it), else ``None``.
+        No database access; raises nothing."""
         found = self._extensions.get(ext_type)
         if found is None:
             found = next((e for e in self._extensions.values() if isinstance(e, ext_type)), None)
         return found  # type: ignore[return-value]
 
     async def add_job(self, task: Task, spec: JobSpec | None = None) -> Job:
-        """Add a follow-up job (own transaction, committed before this returns)."""
+        """Add a follow-up job in a transaction of its own, committed before this returns
+        (whatever becomes of the running job); errors as :meth:`WorkerUtils.add_job`."""
         return await self._adder.add_job(task, spec)
 
     async def add_jobs(self, jobs: Sequence[tuple[Task, JobSpec | None]]) -> list[Job]:
-        """Add several follow-up jobs of one task type in one round trip."""
+        """Add several follow-up jobs of one task type in one round trip, in a transaction
+        of its own, committed before this returns; errors as :meth:`WorkerUtils.add_jobs`."""
         return await self._adder.add_jobs(jobs)
 
     async def add_raw_job(
         self, identifier: str, payload: Any = None, spec: JobSpec | None = None
     ) -> Job:
-        """Add a follow-up job by task identifier and JSON payload."""
+        """Add a follow-up job by task identifier and JSON payload, in a transaction of its
+        own, committed before this returns; errors as :meth:`WorkerUtils.add_raw_job`."""
         return await self._adder.add_raw_job(identifier, payload, spec)
 
     async def add_raw_jobs(self, jobs: Sequence[RawJobSpec]) -> list[Job]:
-        """Add several raw follow-up jobs in one round trip."""
+        """Add several raw follow-up jobs in one round trip, in a transaction of its own,
+        committed before this returns; errors as :meth:`WorkerUtils.add_raw_jobs`."""
         return await self._adder.add_raw_jobs(jobs)
 
     async def add_batch_job(self, items: Sequence[BatchTask], spec: JobSpec | None = None) -> Job:
-        """Add a follow-up batch job holding ``items``."""
+        """Add a follow-up batch job holding ``items``, in a transaction of its own,
+        committed before this returns; errors as :meth:`WorkerUtils.add_batch_job`."""
         return await self._adder.add_batch_job(items, spec)

@@ -59,44 +59,63 @@ class JobHelpers:
     def add_job(self, task: Task, spec: JobSpec | None = None) -> Job:
         """Add one job for ``task`` (its fields are the payload) and return its row.
 
-        With a ``job_key`` the job may update an existing one (see :class:`JobKeyMode`).
-        Raises :class:`InvalidTaskError`, :class:`InvalidPayloadError` or
-        :class:`InvalidJobSpecError` before any SQL.
+        Runs in the session's transaction and never commits. With a ``job_key`` the job may
+        update an existing one (see :class:`JobKeyMode`). Raises :class:`InvalidTaskError`
+        (not a :class:`Task` instance), :class:`InvalidPayloadError` (a payload that cannot
+        be stored) or :class:`InvalidJobSpecError` (``spec`` is not a :class:`JobSpec`)
+        before any SQL; :class:`GraphileWorkerError` if the key was taken by a job locked
+        during each of 50 tries.
         """
         return self._run(self._operations.add_job(task, spec))
 
     def add_jobs(self, jobs: Sequence[tuple[Task, JobSpec | None]]) -> list[Job]:
         """Add several jobs of one task type in one round trip; rows in input order.
 
-        Each pair carries its own spec (or ``None``). Keyed jobs must share their
-        ``job_key_mode`` and may not use ``UNSAFE_DEDUPE``; a key may appear once. Tasks of
-        different types raise :class:`InvalidTaskError` (use :meth:`add_raw_jobs`).
+        Runs in the session's transaction and never commits. Each pair carries its own spec
+        (or ``None``). Keyed jobs must share their ``job_key_mode`` and may not use
+        ``UNSAFE_DEDUPE``; a key may appear once: else :class:`InvalidJobSpecError`. Tasks
+        of different types raise :class:`InvalidTaskError` (use :meth:`add_raw_jobs`);
+        otherwise the errors of :meth:`add_job`.
         """
         return self._run(self._operations.add_jobs(jobs))
 
     def add_raw_job(self, identifier: str, payload: Any = None, spec: JobSpec | None = None) -> Job:
         """Add one job by task identifier and JSON-compatible payload (``None`` means ``{}``).
 
-        A payload with no JSON form raises :class:`PayloadNotSerializableError`.
+        Runs in the session's transaction and never commits. A payload with no JSON form
+        raises :class:`PayloadNotSerializableError`, one that cannot be stored
+        :class:`InvalidPayloadError`, a bad identifier or spec :class:`InvalidJobSpecError`,
+        all before any SQL.
         """
         return self._run(self._operations.add_raw_job(identifier, payload, spec))
 
     def add_raw_jobs(self, jobs: Sequence[RawJobSpec]) -> list[Job]:
-        """Add jobs of any task identifiers in one round trip; rows in input order."""
+        """Add jobs of any task identifiers in one round trip; rows in input order.
+
+        Runs in the session's transaction and never commits. Raises
+        :class:`InvalidJobSpecError` for an entry that is not a :class:`RawJobSpec` or a
+        breach of the bulk rules of :meth:`add_jobs`, and the payload errors of
+        :meth:`add_raw_job`, before any SQL.
+        """
         return self._run(self._operations.add_raw_jobs(jobs))
 
     def add_batch_job(self, items: Sequence[BatchTask], spec: JobSpec | None = None) -> Job:
         """Add one batch job whose payload is the JSON array of ``items`` (one type).
 
-        With a ``job_key`` whose pending job also holds an array, the items are appended to
-        it, so jobs accumulate until a worker takes them.
+        Runs in the session's transaction and never commits. With a ``job_key`` whose
+        pending job also holds an array, the items are appended to it, so jobs accumulate
+        until a worker takes them. Raises :class:`InvalidTaskError` for items that are not
+        :class:`BatchTask` instances of one type and :class:`InvalidPayloadError` for no
+        items, before any SQL; otherwise the errors of :meth:`add_job`.
         """
         return self._run(self._operations.add_batch_job(items, spec))
 
     def remove_job(self, job_key: str) -> Job | None:
         """Remove the job with ``job_key``; return it, or ``None`` if no job has the key.
 
-        A job that is running is not deleted: it loses its key and will not be retried.
+        Runs in the session's transaction and never commits. A job that is running is not
+        deleted: it loses its key and will not be retried. A key that is not a ``str`` of
+        1..512 characters raises :class:`InvalidJobSpecError` before any SQL.
         """
         return self._run(self._operations.remove_job(job_key))
 
@@ -128,28 +147,33 @@ class AsyncJobHelpers:
         return await self.session.run_sync(lambda session: operation(session.connection()))
 
     async def add_job(self, task: Task, spec: JobSpec | None = None) -> Job:
-        """Add one job for ``task``; see :meth:`JobHelpers.add_job`."""
+        """Add one job for ``task`` in the session's transaction (never commits); errors as
+        :meth:`JobHelpers.add_job`."""
         return await self._run(self._operations.add_job(task, spec))
 
     async def add_jobs(self, jobs: Sequence[tuple[Task, JobSpec | None]]) -> list[Job]:
-        """Add several jobs of one task type in one round trip; see :meth:`JobHelpers.add_jobs`."""
+        """Add several jobs of one task type in one round trip, in the session's transaction
+        (never commits); rules and errors as :meth:`JobHelpers.add_jobs`."""
         return await self._run(self._operations.add_jobs(jobs))
 
     async def add_raw_job(
         self, identifier: str, payload: Any = None, spec: JobSpec | None = None
     ) -> Job:
-        """Add one job by identifier and payload; see :meth:`JobHelpers.add_raw_job`."""
+        """Add one job by identifier and payload in the session's transaction (never
+        commits); errors as :meth:`JobHelpers.add_raw_job`."""
         return await self._run(self._operations.add_raw_job(identifier, payload, spec))
 
     async def add_raw_jobs(self, jobs: Sequence[RawJobSpec]) -> list[Job]:
-        """Add jobs of any task identifiers in one round trip; see
-        :meth:`JobHelpers.add_raw_jobs`."""
+        """Add jobs of any task identifiers in one round trip, in the session's transaction
+        (never commits); errors as :meth:`JobHelpers.add_raw_jobs`."""
         return await self._run(self._operations.add_raw_jobs(jobs))
 
     async def add_batch_job(self, items: Sequence[BatchTask], spec: JobSpec | None = None) -> Job:
-        """Add one batch job holding ``items``; see :meth:`JobHelpers.add_batch_job`."""
+        """Add one batch job holding ``items`` in the session's transaction (never commits);
+        errors as :meth:`JobHelpers.add_batch_job`."""
         return await self._run(self._operations.add_batch_job(items, spec))
 
     async def remove_job(self, job_key: str) -> Job | None:
-        """Remove the job with ``job_key``; see :meth:`JobHelpers.remove_job`."""
+        """Remove the job with ``job_key`` in the session's transaction (never commits);
+        see :meth:`JobHelpers.remove_job`."""
         return await self._run(self._operations.remove_job(job_key))

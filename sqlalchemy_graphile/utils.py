@@ -102,7 +102,8 @@ class WorkerUtils:
     # --- schema --------------------------------------------------------------------------
 
     async def migrate(self) -> bool:
-        """Install the schema, or adopt one Graphile Worker installed, in one transaction.
+        """Install the schema, or adopt one Graphile Worker installed, in a transaction of
+        its own, committed on return.
 
         Returns ``True`` when objects were created. Safe to run from several processes at
         once. Raises :class:`SchemaTooOldError` / :class:`SchemaTooNewError` for a schema this
@@ -114,7 +115,8 @@ class WorkerUtils:
     async def check_schema(self) -> None:
         """Raise unless workers of this version can run on the installed schema.
 
-        Raises :class:`SchemaNotInstalledError`, :class:`SchemaTooOldError` or
+        Reads the ledger in a transaction of its own and writes nothing. Raises
+        :class:`SchemaNotInstalledError`, :class:`SchemaTooOldError` or
         :class:`SchemaTooNewError`; a newer, non-breaking revision only logs a warning.
         """
         schema = self.schema
@@ -124,38 +126,48 @@ class WorkerUtils:
     # --- adding jobs (each in its own committed transaction) ------------------------------
 
     async def add_job(self, task: Task, spec: JobSpec | None = None) -> Job:
-        """Add one job for ``task`` and commit; see :meth:`JobHelpers.add_job`."""
+        """Add one job for ``task`` in a transaction of its own, committed on return;
+        errors as :meth:`JobHelpers.add_job`."""
         return await self._run(self._operations.add_job(task, spec))
 
     async def add_jobs(self, jobs: Sequence[tuple[Task, JobSpec | None]]) -> list[Job]:
-        """Add jobs of one task type in one round trip and commit; rows in input order."""
+        """Add jobs of one task type in one round trip, in a transaction of its own,
+        committed on return; rows in input order. Rules and errors as
+        :meth:`JobHelpers.add_jobs`."""
         return await self._run(self._operations.add_jobs(jobs))
 
     async def add_raw_job(
         self, identifier: str, payload: Any = None, spec: JobSpec | None = None
     ) -> Job:
-        """Add one job by task identifier and JSON-compatible payload, and commit."""
+        """Add one job by task identifier and JSON-compatible payload, in a transaction of
+        its own, committed on return; errors as :meth:`JobHelpers.add_raw_job`."""
         return await self._run(self._operations.add_raw_job(identifier, payload, spec))
 
     async def add_raw_jobs(self, jobs: Sequence[RawJobSpec]) -> list[Job]:
-        """Add jobs of any task identifiers in one round trip and commit."""
+        """Add jobs of any task identifiers in one round trip, in a transaction of its own,
+        committed on return; errors as :meth:`JobHelpers.add_raw_jobs`."""
         return await self._run(self._operations.add_raw_jobs(jobs))
 
     async def add_batch_job(self, items: Sequence[BatchTask], spec: JobSpec | None = None) -> Job:
-        """Add one batch job holding ``items`` (appended to a pending keyed batch) and commit."""
+        """Add one batch job holding ``items`` (appended to a pending keyed batch), in a
+        transaction of its own, committed on return; errors as
+        :meth:`JobHelpers.add_batch_job`."""
         return await self._run(self._operations.add_batch_job(items, spec))
 
     # --- administration -------------------------------------------------------------------
 
     async def remove_job(self, job_key: str) -> Job | None:
-        """Remove the job with ``job_key``; see :meth:`JobHelpers.remove_job`."""
+        """Remove the job with ``job_key`` in a transaction of its own, committed on return;
+        see :meth:`JobHelpers.remove_job`."""
         return await self._run(self._operations.remove_job(job_key))
 
     async def complete_jobs(self, ids: Iterable[int]) -> list[Job]:
         """Delete the listed jobs as if they had succeeded; return the deleted rows.
 
-        Jobs locked by a worker (less than four hours ago) are skipped. Permanently failed
-        jobs can be completed.
+        Runs in a transaction of its own, committed on return. Jobs locked by a worker (less
+        than four hours ago) are skipped. Permanently failed jobs can be completed. Ids that
+        are not ints in the ``bigint`` range raise :class:`InvalidJobSpecError` before any
+        SQL.
         """
         return await self._run(self._operations.complete_jobs(ids))
 
@@ -163,7 +175,11 @@ class WorkerUtils:
         self, ids: Iterable[int], reason: str | None = None
     ) -> list[Job]:
         """Mark the listed unlocked jobs as permanently failed (``attempts = max_attempts``,
-        ``last_error = reason`` or ``"Manually marked as failed"``); return those rows."""
+        ``last_error = reason`` or ``"Manually marked as failed"``); return those rows.
+
+        Runs in a transaction of its own, committed on return. Bad ids or a ``reason`` that
+        is not text PostgreSQL can store raise :class:`InvalidJobSpecError` before any SQL.
+        """
         return await self._run(self._operations.permanently_fail_jobs(ids, reason))
 
     async def reschedule_jobs(
@@ -178,8 +194,9 @@ class WorkerUtils:
         """Overwrite ``run_at`` / ``priority`` / ``attempts`` / ``max_attempts`` of the
         listed unlocked jobs; return those rows.
 
-        ``None`` leaves a field alone; ``0`` is a value (``attempts=0`` revives a job).
-        ``run_at`` must be timezone-aware. Bad values raise :class:`InvalidJobSpecError`.
+        Runs in a transaction of its own, committed on return. ``None`` leaves a field
+        alone; ``0`` is a value (``attempts=0`` revives a job). ``run_at`` must be
+        timezone-aware. Bad values raise :class:`InvalidJobSpecError` before any SQL.
         """
         return await self._run(
             self._operations.reschedule_jobs(
@@ -190,7 +207,9 @@ class WorkerUtils:
     async def force_unlock_workers(self, worker_ids: Iterable[str]) -> None:
         """Unlock every job and queue locked by these worker (pool) ids.
 
-        Use it only for workers known to be dead: their interrupted attempt still counts.
+        Runs in a transaction of its own, committed on return. Use it only for workers known
+        to be dead: their interrupted attempt still counts. Ids that are not strings raise
+        :class:`InvalidJobSpecError` before any SQL.
         """
         await self._run(self._operations.force_unlock_workers(worker_ids))
 
@@ -199,7 +218,8 @@ class WorkerUtils:
         tasks: Iterable[str] = ("GC_JOB_QUEUES",),
         task_identifiers_to_keep: Iterable[str] = (),
     ) -> dict[str, int]:
-        """Run cleanup tasks; return how many rows each deleted.
+        """Run cleanup tasks in a transaction of their own, committed on return; return how
+        many rows each deleted.
 
         * ``DELETE_PERMAFAILED_JOBS``: delete unlocked jobs that used all their attempts.
         * ``GC_TASK_IDENTIFIERS``: delete task identifiers no job uses, except
