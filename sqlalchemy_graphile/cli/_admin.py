@@ -30,13 +30,6 @@ from ._common import (
     table,
 )
 
-# Our command names (the Rust CLI's) and the names WorkerUtils.cleanup takes (Node's).
-_CLEANUP_NAMES = {
-    "delete-permanently-failed-jobs": "DELETE_PERMAFAILED_JOBS",
-    "gc-task-identifiers": "GC_TASK_IDENTIFIERS",
-    "gc-job-queues": "GC_JOB_QUEUES",
-}
-
 
 @asynccontextmanager
 async def _utils(args: argparse.Namespace) -> AsyncIterator[WorkerUtils]:
@@ -159,7 +152,7 @@ async def cleanup(args: argparse.Namespace) -> int:
     """``cleanup [TASK ...]``: run the named cleanup tasks (all three by default), in their
     fixed order; prints how many rows each deleted."""
     chosen = args.tasks or CLEANUP_TASKS
-    names = {_CLEANUP_NAMES[t]: t for t in CLEANUP_TASKS if t in chosen}
+    names = {theirs: ours for ours, theirs in CLEANUP_TASKS.items() if ours in chosen}
     async with _utils(args) as utils:
         counts = await utils.cleanup(tasks=list(names))
     deleted = {names[name]: count for name, count in counts.items()}

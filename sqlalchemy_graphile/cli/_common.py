@@ -24,14 +24,17 @@ from ..job import Job
 JOB_STATES = ("all", "ready", "scheduled", "locked", "failed")
 #: The ``--job-key-mode`` values.
 KEY_MODES = ("replace", "preserve_run_at", "unsafe_dedupe")
-#: The ``cleanup`` task names, in the order they always run.
-CLEANUP_TASKS = ("delete-permanently-failed-jobs", "gc-task-identifiers", "gc-job-queues")
+#: The ``cleanup`` task names (the Rust CLI's), in the order they always run, each with the
+#: name :meth:`WorkerUtils.cleanup` takes for it (Graphile Worker's).
+CLEANUP_TASKS = {
+    "delete-permanently-failed-jobs": "DELETE_PERMAFAILED_JOBS",
+    "gc-task-identifiers": "GC_TASK_IDENTIFIERS",
+    "gc-job-queues": "GC_JOB_QUEUES",
+}
 #: The environment variable naming a worker's ``application_name``.
 APPLICATION_NAME_ENV_VAR = "SG_APPLICATION_NAME"
 #: The ``application_name`` of the connections admin commands open.
 CLI_APPLICATION_NAME = "sqlalchemy-graphile-cli"
-
-_CLEANUP_ALIASES = {"delete-permafailed-jobs": "delete-permanently-failed-jobs"}
 
 
 def key_mode_name(text: str) -> str:
@@ -40,15 +43,20 @@ def key_mode_name(text: str) -> str:
 
 
 def cleanup_task_name(text: str) -> str:
-    """A :data:`CLEANUP_TASKS` name; Graphile Worker's ``GC_JOB_QUEUES`` style is accepted
-    for ``gc-job-queues``. Anything else is an ``argparse.ArgumentTypeError``."""
-    name = text.strip().lower().replace("_", "-")
-    name = _CLEANUP_ALIASES.get(name, name)
+    """A :data:`CLEANUP_TASKS` name; Graphile Worker's names are accepted too, in either
+    case and with ``-`` or ``_`` (``GC_JOB_QUEUES`` for ``gc-job-queues``). Anything else is
+    an ``argparse.ArgumentTypeError``."""
+    name = _normal(text)
+    name = next((ours for ours, theirs in CLEANUP_TASKS.items() if _normal(theirs) == name), name)
     if name not in CLEANUP_TASKS:
         raise argparse.ArgumentTypeError(
             f"unknown cleanup task {text!r} (choose from {', '.join(CLEANUP_TASKS)})"
         )
     return name
+
+
+def _normal(name: str) -> str:
+    return name.strip().lower().replace("_", "-")
 
 
 def database_url(args: argparse.Namespace) -> str:
