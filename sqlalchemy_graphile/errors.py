@@ -19,7 +19,7 @@ catches them all. Errors about bad input also derive from the matching built-in
     │   ├── SchemaTooOldError
     │   └── SchemaTooNewError                    a newer *breaking* migration (CLI exit code 57)
     ├── PayloadValidationError (ValueError)      a stored payload does not fit the task model
-    └── BatchJobError                            a batch task reported failed items
+    └── BatchJobError                            the error of a batch job with failed items
 """
 
 from __future__ import annotations
@@ -95,7 +95,9 @@ class PayloadValidationError(GraphileWorkerError, ValueError):
 
 
 class BatchJobError(GraphileWorkerError):
-    """Raised internally when some items of a batch job failed; ``errors`` has them."""
+    """The error of a batch job some of whose items failed: it is the ``error`` of the job's
+    ``job:error`` event, its text (``Batch failures:`` and one line per failed item) is the
+    job's ``last_error``, and ``errors`` holds the items' own errors. Never raised."""
 
     def __init__(self, errors: Sequence[BaseException | str]) -> None:
         lines = [str(e) if isinstance(e, str) else _describe(e) for e in errors]
