@@ -28,6 +28,10 @@ DEFAULT_APPLICATION_NAME = "sg-worker"
 #: Suffix of the LISTEN connection's ``application_name``.
 LISTEN_SUFFIX = "-listen"
 _MAX_APPLICATION_NAME = 63
+#: Settings of the worker's connections unless the URL or engine sets them. The worker's
+#: statements are short; JIT compilation (which the batch fetch's plan can trigger) costs
+#: far more than it saves.
+WORKER_SETTINGS = {"jit": "off"}
 
 # Query options SQLAlchemy's asyncpg dialect consumes itself; asyncpg never sees them.
 _SQLALCHEMY_ONLY = frozenset(
@@ -71,7 +75,11 @@ class Database:
     def asyncpg_kwargs(self, *, application_name: str, prepared_statements: bool) -> dict[str, Any]:
         """Keyword arguments for ``asyncpg.connect`` / ``asyncpg.create_pool``."""
         kwargs = dict(self.connect_kwargs)
-        kwargs["server_settings"] = {**self.server_settings, "application_name": application_name}
+        kwargs["server_settings"] = {
+            **WORKER_SETTINGS,
+            **self.server_settings,
+            "application_name": application_name,
+        }
         if not prepared_statements:
             kwargs["statement_cache_size"] = 0
         return kwargs
