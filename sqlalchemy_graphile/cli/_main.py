@@ -6,7 +6,10 @@ import argparse
 import asyncio
 import importlib
 import logging
+import os
 import sys
+import threading
+import time
 import traceback
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
@@ -24,6 +27,12 @@ EXIT_USAGE = 2
 EXIT_SCHEMA_TOO_NEW = SchemaTooNewError.exit_code  # 57, as Graphile Worker
 EXIT_INTERRUPTED = 130
 
+#: Seconds a finished command waits for task code that a forceful shutdown abandoned before
+#: the process exits without it (Graphile Worker's command line waits one second too).
+ABANDONED_CODE_GRACE = 1.0
+
+logger = logging.getLogger("sqlalchemy_graphile.cli")
+
 # A worker's progress is the point of running one, so `run` logs at INFO; the other
 # commands (the demo prints its own story) log warnings only.
 _CHATTY_COMMANDS = frozenset({"run"})
@@ -39,9 +48,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
     verbose: bool = args.verbose
     _configure_logging(verbose, args.command in _CHATTY_COMMANDS)
+    threads_before = set(threading.enumerate())
     try:
         with asyncio.Runner(loop_factory=_loop_factory(getattr(args, "uvloop", False))) as runner:
-            status: int = runner.run(_handler(args.handler)(args))
+            try:
+                status: int = runner.run(_handler(args.handler)(args))
+            finally:
+                _exit_if_code_lingers(runner.get_loop(), threads_before)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except SchemaTooNewError as error:
@@ -51,6 +64,51 @@ def main(argv: Sequence[str] | None = None) -> int:
         _report(error, verbose)
         return EXIT_ERROR
     return status
+
+
+def _exit_if_code_lingers(
+    loop: asyncio.AbstractEventLoop, threads_before: set[threading.Thread]
+) -> None:
+    """Once the command is done: cancel what still runs on its event loop, and give it and
+    the threads the command started :data:`ABANDONED_CODE_GRACE` seconds to end.
+
+    Only task code that a forceful shutdown abandoned (a task that ignores cancellation, a
+    plain ``def`` task blocked in its thread) can still be running; its job was failed and
+    unlocked already. It would keep the process alive, so the process exits without it,
+    with status 1, as Graphile Worker's command line does.
+    """
+    deadline = time.monotonic() + ABANDONED_CODE_GRACE
+    pending = asyncio.all_tasks(loop)
+    for task in pending:
+        task.cancel()
+    if pending:
+        loop.run_until_complete(asyncio.wait(pending, timeout=ABANDONED_CODE_GRACE))
+    for task in pending:
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            loop.call_exception_handler(
+                {
+                    "message": "unhandled exception while the command stopped",
+                    "exception": task.exception(),
+                    "task": task,
+                }
+            )
+    loop.run_until_complete(loop.shutdown_default_executor())
+    threads = [t for t in threading.enumerate() if t not in threads_before and not t.daemon]
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    tasks_left = sum(1 for task in pending if not task.done())
+    threads_left = sum(1 for thread in threads if thread.is_alive())
+    if tasks_left or threads_left:
+        logger.warning(
+            "task code abandoned by the forceful shutdown still runs (%d task(s), %d "
+            "thread(s)); exiting without it",
+            tasks_left,
+            threads_left,
+        )
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_ERROR)
 
 
 def _loop_factory(uvloop: bool) -> Callable[[], asyncio.AbstractEventLoop] | None:

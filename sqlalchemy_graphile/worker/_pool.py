@@ -9,8 +9,10 @@ Graceful shutdown: stop fetching (source, listener and sweep are released), let 
 finish and record their outcome, set ``abort_signal`` after
 ``graceful_shutdown_abort_timeout`` seconds, then flush the releaser. Forceful shutdown:
 also fail every job whose task is still running with the shutdown message (the attempt
-counts and the normal backoff applies) and cancel those tasks. Either way no lock of this
-pool is left behind, unless the database cannot be reached.
+counts and the normal backoff applies) and cancel those tasks; slots still busy after
+``FORCEFUL_STEP_TIMEOUT`` (task code that ignores cancellation) are cancelled and abandoned,
+not awaited. Either way no lock of this pool is left behind, unless the database cannot be
+reached.
 """
 
 from __future__ import annotations
@@ -154,6 +156,7 @@ class WorkerPool:
         self.active = True
         self.shutting_down = False
         self._forcing = False
+        self._forced = asyncio.Event()
         self._stopping = asyncio.Event()
         self._deactivation: asyncio.Future[list[Exception]] | None = None
         self._graceful: asyncio.Task[None] | None = None
@@ -227,6 +230,7 @@ class WorkerPool:
         if self._forceful is None:
             self.shutting_down = True
             self._forcing = True
+            self._forced.set()
             self._forceful = asyncio.create_task(self._forceful_shutdown(message))
             self._stopping.set()
         return self._forceful
@@ -320,7 +324,7 @@ class WorkerPool:
         try:
             errors = list(await asyncio.shield(self._deactivate()))
             if self._slots:
-                await asyncio.wait(self._slots.values())
+                await self._slots_stopped_or_forced()
             held = self._held_jobs()
             if held and not self._forcing:
                 try:
@@ -344,6 +348,17 @@ class WorkerPool:
             await self.forceful_shutdown(describe_error(error))
         finally:
             self._abort_timer.cancel()
+
+    async def _slots_stopped_or_forced(self) -> None:
+        """Wait until every slot has stopped, or until a forceful shutdown takes over (it
+        deals with the slots still running, even those whose task ignores cancellation)."""
+        slots = asyncio.ensure_future(asyncio.wait(self._slots.values()))
+        forced = asyncio.ensure_future(self._forced.wait())
+        try:
+            await asyncio.wait({slots, forced}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            slots.cancel()
+            forced.cancel()
 
     async def _forceful_shutdown(self, message: str) -> None:
         self._emit("pool:forcefulShutdown", message=message)
@@ -376,7 +391,14 @@ class WorkerPool:
                 for task in late:
                     task.cancel()
                 if late:
-                    await asyncio.wait(late)
+                    # Task code that ignores cancellation is abandoned: its job is failed
+                    # and unlocked already, and its slot writes nothing when it returns.
+                    logger.warning(
+                        "%d worker slot(s) did not stop within %g s (task code that ignores "
+                        "cancellation); abandoned",
+                        len(late),
+                        FORCEFUL_STEP_TIMEOUT,
+                    )
             errors.extend(await self._terminate())
             if errors:
                 raise _combine(errors, "errors during forceful shutdown")
