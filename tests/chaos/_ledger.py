@@ -1,0 +1,184 @@
+"""The ledger: what each execution of a test task did, as seen by the database.
+
+Test tasks (``tests/chaos/_tasks.py``) write one ``start`` row when they begin and one
+``finish`` row when they end, each on a connection of its own in autocommit mode, so a row
+is durable whatever happens to the worker afterwards. ``at`` is the server's
+``clock_timestamp()`` (or, for a finish recorded late, the worker's clock when the task
+ended). A finish may add a row to ``effects``, whose unique ``idempotency_key`` (the job id)
+shows how many distinct side effects happened however often a job ran.
+
+The checks below read the ledger and the job table back for the assertions:
+:func:`no_loss`, :func:`dupes` (starts minus one) and :func:`locked_by_dead`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections import Counter
+from collections.abc import Iterable
+from datetime import datetime
+
+import asyncpg
+import psycopg
+
+logger = logging.getLogger("tests.chaos.ledger")
+
+#: Where the tasks find the ledger: a ``postgresql://`` URL of the test database.
+LEDGER_URL_ENV = "SG_CHAOS_LEDGER_URL"
+
+SCHEMA_DDL = """
+create schema chaos;
+create table chaos.ledger (
+    id bigserial primary key,
+    event text not null check (event in ('start', 'finish')),
+    job_id bigint not null,
+    job_key text,
+    attempt int not null,
+    pid int not null,
+    tag text not null default '',
+    at timestamptz not null default clock_timestamp()
+);
+create index on chaos.ledger (job_id);
+create table chaos.effects (
+    idempotency_key text primary key,
+    job_id bigint not null,
+    at timestamptz not null default clock_timestamp()
+);
+"""
+
+_RECORD = """
+insert into chaos.ledger (event, job_id, job_key, attempt, pid, tag, at)
+values ($1, $2, $3, $4, $5, $6, coalesce($7, clock_timestamp()))
+"""
+_RECORD_WITH_EFFECT = f"""
+with effect as (
+    insert into chaos.effects (idempotency_key, job_id) values ($2::bigint::text, $2)
+    on conflict (idempotency_key) do nothing
+)
+{_RECORD}
+"""
+
+#: How long a late finish keeps trying to reach the database.
+LATE_WRITE_DEADLINE = 120.0
+
+_late_writes: set[asyncio.Task[None]] = set()
+
+
+# -- writing (in the worker processes) -----------------------------------------------
+
+
+async def record(
+    event: str,
+    *,
+    job_id: int,
+    job_key: str | None,
+    attempt: int,
+    tag: str,
+    effect: bool = False,
+    at: datetime | None = None,
+) -> None:
+    """Write one ledger row (and with ``effect``, the job's effects row) in its own
+    autocommit transaction on a new connection; database errors propagate."""
+    connection = await asyncpg.connect(os.environ[LEDGER_URL_ENV])
+    try:
+        await connection.execute(
+            _RECORD_WITH_EFFECT if effect else _RECORD,
+            event,
+            job_id,
+            job_key,
+            attempt,
+            os.getpid(),
+            tag,
+            at,
+        )
+    finally:
+        await connection.close()
+
+
+def record_later(**row: object) -> None:
+    """Write a row in the background, trying again until the database is reachable (at
+    most :data:`LATE_WRITE_DEADLINE` seconds): for tasks that end while it is down."""
+    task = asyncio.ensure_future(_record_eventually(row))
+    _late_writes.add(task)
+    task.add_done_callback(_late_writes.discard)
+
+
+async def _record_eventually(row: dict[str, object]) -> None:
+    deadline = asyncio.get_running_loop().time() + LATE_WRITE_DEADLINE
+    while True:
+        try:
+            await record(**row)  # type: ignore[arg-type]
+            return
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            if asyncio.get_running_loop().time() > deadline:
+                logger.error("giving up on a ledger row %s: %s", row, error)
+                return
+            await asyncio.sleep(0.5)
+
+
+# -- reading (in the tests) ----------------------------------------------------------
+
+
+def starts(db: psycopg.Connection) -> Counter[int]:
+    """How many times each job started."""
+    return _count(db, "start")
+
+
+def finishes(db: psycopg.Connection) -> Counter[int]:
+    """How many times each job finished."""
+    return _count(db, "finish")
+
+
+def _count(db: psycopg.Connection, event: str) -> Counter[int]:
+    rows = db.execute(
+        "select job_id, count(*) from chaos.ledger where event = %s group by job_id", (event,)
+    ).fetchall()
+    return Counter({job_id: count for job_id, count in rows})
+
+
+def attempts_started(db: psycopg.Connection, job_id: int) -> list[int]:
+    """The attempt numbers job ``job_id`` started with, in order."""
+    rows = db.execute(
+        "select attempt from chaos.ledger where job_id = %s and event = 'start' order by id",
+        (job_id,),
+    ).fetchall()
+    return [attempt for (attempt,) in rows]
+
+
+def no_loss(db: psycopg.Connection, job_ids: Iterable[int]) -> list[int]:
+    """The committed jobs that are lost: no ``finish`` row and not permanently failed. An
+    empty list is the at-least-once guarantee holding."""
+    finished = finishes(db)
+    dead = {
+        job_id
+        for (job_id,) in db.execute(
+            "select id from graphile_worker._private_jobs where attempts >= max_attempts"
+        ).fetchall()
+    }
+    return sorted(i for i in job_ids if not finished[i] and i not in dead)
+
+
+def dupes(db: psycopg.Connection, job_id: int) -> int:
+    """How many times job ``job_id`` ran more than once (starts minus one; -1: never ran)."""
+    return starts(db)[job_id] - 1
+
+
+def effects(db: psycopg.Connection) -> int:
+    """The number of distinct side effects recorded."""
+    (count,) = db.execute("select count(*) from chaos.effects").fetchone()  # type: ignore[misc]
+    return int(count)
+
+
+def locked_by_dead(db: psycopg.Connection, dead_pool_ids: Iterable[str]) -> int:
+    """Jobs and named queues still locked by workers whose processes have exited."""
+    ids = list(dead_pool_ids)
+    (count,) = db.execute(
+        "select (select count(*) from graphile_worker._private_jobs"
+        "        where locked_by = any(%(ids)s))"
+        " + (select count(*) from graphile_worker._private_job_queues"
+        "    where locked_by = any(%(ids)s))",
+        {"ids": ids},
+    ).fetchone()  # type: ignore[misc]
+    return int(count)
