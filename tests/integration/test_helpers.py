@@ -28,7 +28,7 @@ from sqlalchemy_graphile import (
 )
 from sqlalchemy_graphile.context import WorkerContext
 
-from ._enqueue_drivers import DRIVERS, Driver, listening
+from ._enqueue_drivers import Driver, listening
 
 
 class SendEmail(Task):
@@ -64,13 +64,6 @@ class Digest(BatchTask):
     @classmethod
     async def run_batch(cls, items: list[Digest], ctx: WorkerContext) -> None:
         return None
-
-
-@pytest.fixture(params=DRIVERS)
-async def driver(request: pytest.FixtureRequest, db_url: str) -> AsyncIterator[Driver]:
-    made = Driver(request.param, db_url)
-    yield made
-    await made.dispose()
 
 
 @pytest.fixture

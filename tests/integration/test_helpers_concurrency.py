@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import psycopg
 import pytest
@@ -27,16 +27,9 @@ from sqlalchemy_graphile import (
     _sql_jobs,
 )
 
-from ._enqueue_drivers import DRIVERS, Driver
+from ._enqueue_drivers import Driver
 
 DEADLINE = 20.0
-
-
-@pytest.fixture(params=DRIVERS)
-async def driver(request: pytest.FixtureRequest, db_url: str) -> AsyncIterator[Driver]:
-    made = Driver(request.param, db_url)
-    yield made
-    await made.dispose()
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
 import psycopg
@@ -23,7 +22,7 @@ from sqlalchemy_graphile import (
 from sqlalchemy_graphile._payload import MAX_PAYLOAD_BYTES
 from sqlalchemy_graphile.context import WorkerContext
 
-from ._enqueue_drivers import DRIVERS, Driver, Tx
+from ._enqueue_drivers import Driver, Tx
 
 HOSTILE = [
     "'",
@@ -70,13 +69,6 @@ class Measure(Task):
 
     async def run(self, ctx: WorkerContext) -> None:
         return None
-
-
-@pytest.fixture(params=DRIVERS)
-async def driver(request: pytest.FixtureRequest, db_url: str) -> AsyncIterator[Driver]:
-    made = Driver(request.param, db_url)
-    yield made
-    await made.dispose()
 
 
 def stored(db: psycopg.Connection, job_id: int) -> tuple[Any, ...]:
