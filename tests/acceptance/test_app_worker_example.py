@@ -4,16 +4,15 @@ SIGTERM and leaves no lock behind."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psycopg
 
+from .._processes import reaped, terminate, wait_until
+
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "app_worker.py"
-DEADLINE_SECONDS = 60.0
 
 
 def _remaining_jobs(db: psycopg.Connection) -> int:
@@ -40,18 +39,9 @@ def test_example_processes_jobs_and_stops_cleanly_on_sigterm(
         process = subprocess.Popen(
             [sys.executable, str(EXAMPLE)], env=env, stdout=log, stderr=subprocess.STDOUT
         )
-        try:
-            deadline = time.monotonic() + DEADLINE_SECONDS
-            while _remaining_jobs(db) and process.poll() is None:
-                assert time.monotonic() < deadline, log_path.read_text()
-                time.sleep(0.1)
-            assert process.poll() is None, log_path.read_text()
-            process.send_signal(signal.SIGTERM)
-            status = process.wait(timeout=DEADLINE_SECONDS)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+        with reaped(process):
+            wait_until(lambda: not _remaining_jobs(db), process, log_path)
+            status = terminate(process, log_path)
     output = log_path.read_text()
     assert status == 0, output
     for name in ("Ada", "Grace", "Linus"):

@@ -4,11 +4,9 @@ and a continuous worker process stopped by SIGTERM."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,8 @@ import pytest
 
 from sqlalchemy_graphile.cli import EXIT_ERROR, EXIT_OK, EXIT_SCHEMA_TOO_NEW, main
 
-DEADLINE_SECONDS = 60.0
+from .._processes import DEADLINE_SECONDS, reaped, terminate, wait_until
+
 SCRIPT = Path(sys.executable).parent / "sqlalchemy-graphile"
 
 _TASKS = """
@@ -197,34 +196,19 @@ def _start_worker(
     return process, log_path
 
 
-def _wait_until(
-    condition: Callable[[], bool], process: subprocess.Popen[bytes], log_path: Path
-) -> None:
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while not condition():
-        assert process.poll() is None, log_path.read_text()
-        assert time.monotonic() < deadline, log_path.read_text()
-        time.sleep(0.1)
-
-
 def test_continuous_worker_process_stops_on_sigterm(
     db_url: str, db: psycopg.Connection, tmp_path: Path
 ) -> None:
     process, log_path = _start_worker(db_url, tmp_path, "sg-clitest-1")
-    try:
-        _wait_until(
+    with reaped(process):
+        wait_until(
             lambda: {"sg-clitest-1", "sg-clitest-1-listen"} <= _application_names(db),
             process,
             log_path,
         )
         _add(db, "shout", '{"word": "late"}')
-        _wait_until(lambda: not _jobs(db), process, log_path)
-        process.send_signal(signal.SIGTERM)
-        status = process.wait(timeout=DEADLINE_SECONDS)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        wait_until(lambda: not _jobs(db), process, log_path)
+        status = terminate(process, log_path)
     assert status == 0, log_path.read_text()
     assert "sg-clitest-1" not in _application_names(db)
 
@@ -235,14 +219,10 @@ def test_breaking_migration_notice_stops_the_process_with_57(
     if not SCRIPT.exists():
         pytest.skip("the sqlalchemy-graphile script is not installed next to this Python")
     process, log_path = _start_worker(db_url, tmp_path, "sg-clitest-2", console_script=True)
-    try:
-        _wait_until(lambda: "sg-clitest-2-listen" in _application_names(db), process, log_path)
+    with reaped(process):
+        wait_until(lambda: "sg-clitest-2-listen" in _application_names(db), process, log_path)
         db.execute(
             "select pg_notify('worker:migrate', '{\"migrationNumber\": 20, \"breaking\": true}')"
         )
         status = process.wait(timeout=DEADLINE_SECONDS)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
     assert status == EXIT_SCHEMA_TOO_NEW, log_path.read_text()

@@ -4,10 +4,8 @@ bad crontab stops the command with a one-line error."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,9 +14,8 @@ import pytest
 
 from sqlalchemy_graphile.cli import EXIT_ERROR, main
 
+from .._processes import reaped, terminate, wait_until
 from ._cron_support import known
-
-DEADLINE_SECONDS = 60.0
 
 _TASKS = """
 from typing import ClassVar
@@ -67,18 +64,9 @@ def test_worker_process_registers_its_crontab(
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    try:
-        deadline = time.monotonic() + DEADLINE_SECONDS
-        while not known(db):
-            assert process.poll() is None, log_path.read_text()
-            assert time.monotonic() < deadline, log_path.read_text()
-            time.sleep(0.1)
-        process.send_signal(signal.SIGTERM)
-        status = process.wait(timeout=DEADLINE_SECONDS)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    with reaped(process):
+        wait_until(lambda: known(db), process, log_path)
+        status = terminate(process, log_path)
     assert status == 0, log_path.read_text()
     ((identifier, _since, last_execution),) = known(db)
     assert (identifier, last_execution) == ("nightly", None)
