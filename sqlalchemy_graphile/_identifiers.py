@@ -55,7 +55,8 @@ def validate_schema_name(name: object) -> str:
 
 
 def quote_identifier(name: str) -> str:
-    """Validate ``name`` as a schema name and return it double-quoted for SQL text."""
+    """Validate ``name`` as a schema name and return it double-quoted for SQL text; raises
+    :class:`InvalidIdentifierError` as :func:`validate_schema_name` does."""
     return '"' + validate_schema_name(name).replace('"', '""') + '"'
 
 

@@ -261,13 +261,15 @@ class WorkerEvents:
     @overload
     def on(self, name: CronEventName, callback: Callback[CronEvent]) -> None: ...
     def on(self, name: str, callback: Callable[[Any], Any]) -> None:
-        """Call ``callback(event)`` for every event called ``name``."""
+        """Call ``callback(event)`` for every event called ``name``. Raises ``TypeError``
+        if ``callback`` is not callable."""
         if not callable(callback):
             raise TypeError("callback must be callable")
         self._callbacks.setdefault(name, []).append(callback)
 
     def on_any(self, callback: Callback[WorkerEvent]) -> None:
-        """Call ``callback(event)`` for every event, whatever its name."""
+        """Call ``callback(event)`` for every event, whatever its name. Raises
+        ``TypeError`` if ``callback`` is not callable."""
         if not callable(callback):
             raise TypeError("callback must be callable")
         self._any.append(callback)
