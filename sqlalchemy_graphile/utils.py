@@ -99,6 +99,15 @@ class WorkerUtils:
         async with self._engine.begin() as connection:
             return await connection.run_sync(operation)
 
+    async def _add(self, operation: Operation[T]) -> T:
+        """Run an add with each statement committing on its own: one round trip for a
+        single add instead of three (``BEGIN``, the statement, ``COMMIT``). Each statement
+        of an add leaves the queue consistent by itself, so nothing needs a wider
+        transaction."""
+        async with self._engine.connect() as connection:
+            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            return await autocommit.run_sync(operation)
+
     # --- schema --------------------------------------------------------------------------
 
     async def migrate(self) -> bool:
@@ -128,31 +137,31 @@ class WorkerUtils:
     async def add_job(self, task: Task, spec: JobSpec | None = None) -> Job:
         """Add one job for ``task`` in a transaction of its own, committed on return;
         errors as :meth:`JobHelpers.add_job`."""
-        return await self._run(self._operations.add_job(task, spec))
+        return await self._add(self._operations.add_job(task, spec))
 
     async def add_jobs(self, jobs: Sequence[tuple[Task, JobSpec | None]]) -> list[Job]:
         """Add jobs of one task type in one round trip, in a transaction of its own,
         committed on return; rows in input order. Rules and errors as
         :meth:`JobHelpers.add_jobs`."""
-        return await self._run(self._operations.add_jobs(jobs))
+        return await self._add(self._operations.add_jobs(jobs))
 
     async def add_raw_job(
         self, identifier: str, payload: Any = None, spec: JobSpec | None = None
     ) -> Job:
         """Add one job by task identifier and JSON-compatible payload, in a transaction of
         its own, committed on return; errors as :meth:`JobHelpers.add_raw_job`."""
-        return await self._run(self._operations.add_raw_job(identifier, payload, spec))
+        return await self._add(self._operations.add_raw_job(identifier, payload, spec))
 
     async def add_raw_jobs(self, jobs: Sequence[RawJobSpec]) -> list[Job]:
         """Add jobs of any task identifiers in one round trip, in a transaction of its own,
         committed on return; errors as :meth:`JobHelpers.add_raw_jobs`."""
-        return await self._run(self._operations.add_raw_jobs(jobs))
+        return await self._add(self._operations.add_raw_jobs(jobs))
 
     async def add_batch_job(self, items: Sequence[BatchTask], spec: JobSpec | None = None) -> Job:
         """Add one batch job holding ``items`` (appended to a pending keyed batch), in a
         transaction of its own, committed on return; errors as
         :meth:`JobHelpers.add_batch_job`."""
-        return await self._run(self._operations.add_batch_job(items, spec))
+        return await self._add(self._operations.add_batch_job(items, spec))
 
     # --- administration -------------------------------------------------------------------
 
