@@ -10,15 +10,17 @@ import sys
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import pool
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from .._identifiers import resolve_schema
 from .._urls import DATABASE_URL_ENV_VAR, async_url
 from ..errors import ConfigurationError
 from ..job import Job
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 #: The job states ``list --state`` filters on (the Rust CLI's definitions).
 JOB_STATES = ("all", "ready", "scheduled", "locked", "failed")
@@ -82,6 +84,10 @@ def schema_name(args: argparse.Namespace) -> str:
 async def open_engine(url: str, application_name: str | None) -> AsyncIterator[AsyncEngine]:
     """An asyncpg engine without a pool (every command is short-lived or owns its worker's
     connections), disposed on exit. ``application_name`` is set on every connection."""
+    # Imported here: SQLAlchemy's asyncio extension (and the ORM it loads) is slow to
+    # import, and `--help` or a usage error should not wait for it.
+    from sqlalchemy.ext.asyncio import create_async_engine
+
     connect_args: dict[str, Any] = {}
     if application_name:
         connect_args["server_settings"] = {"application_name": application_name}
