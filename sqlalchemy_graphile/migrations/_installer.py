@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, text
 
 from .._identifiers import quote_identifier, validate_schema_name
-from ..errors import SchemaNotInstalledError, SchemaTooNewError, SchemaTooOldError
+from ..errors import SchemaError, SchemaNotInstalledError, SchemaTooNewError, SchemaTooOldError
 from . import _ddl
 
 logger = logging.getLogger("sqlalchemy_graphile.migrations")
@@ -97,12 +97,14 @@ def install(connection: Connection, schema: str) -> bool:
     concurrent installers of the same schema, so they all succeed and one does the work.
     Returns ``True`` when objects were created, ``False`` when an existing schema was adopted.
     Raises :class:`SchemaTooOldError` / :class:`SchemaTooNewError` for a schema this version
-    cannot adopt.
+    cannot adopt, :class:`SchemaError` on a server older than PostgreSQL 12.
     """
     validate_schema_name(schema)  # before any SQL runs
     version = int(connection.execute(text("show server_version_num")).scalar_one())
     if version < _MIN_SERVER_VERSION:
-        raise SchemaNotInstalledError("PostgreSQL 12 or newer is required")
+        raise SchemaError(
+            f"the job queue schema needs PostgreSQL 12 or newer (server_version_num is {version})"
+        )
     connection.execute(
         text("select pg_advisory_xact_lock(hashtext('sqlalchemy_graphile install'), hashtext(:s))"),
         {"s": schema},
