@@ -67,6 +67,26 @@ def alembic_cli(
     )
 
 
+def alembic_three_at_once(*args: str, url: str, cwd: Path = REPO) -> list[str]:
+    """Run ``alembic *args`` in three processes at once, from ``cwd`` with
+    ``DATABASE_URL=url``; assert that each one succeeds and return their stderr."""
+    processes = [
+        subprocess.Popen(
+            [*ALEMBIC, *args],
+            cwd=cwd,
+            env=alembic_environment(url),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    outputs = [process.communicate(timeout=90) for process in processes]
+    for process, (_, stderr) in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, stderr
+    return [stderr for _, stderr in outputs]
+
+
 def ledger(conn: psycopg.Connection, schema: str = S) -> list[tuple[Any, ...]]:
     quoted = quote_identifier(schema)
     return [tuple(r) for r in conn.execute(f"select * from {quoted}.migrations order by id")]
@@ -288,20 +308,7 @@ def test_ledger_below_19_is_refused(db_url: str, db: psycopg.Connection) -> None
 
 
 def test_three_concurrent_alembic_processes(empty_db_url: str) -> None:
-    processes = [
-        subprocess.Popen(
-            [*ALEMBIC, "upgrade", "head"],
-            cwd=REPO,
-            env=alembic_environment(empty_db_url),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(3)
-    ]
-    outputs = [process.communicate(timeout=90) for process in processes]
-    for process, (_, stderr) in zip(processes, outputs, strict=True):
-        assert process.returncode == 0, stderr
-    installed = [stderr for _, stderr in outputs if "installed schema" in stderr]
+    errors = alembic_three_at_once("upgrade", "head", url=empty_db_url)
+    installed = [stderr for stderr in errors if "installed schema" in stderr]
     assert len(installed) == 1
     assert_installed(empty_db_url)

@@ -16,7 +16,7 @@ import pytest
 
 from sqlalchemy_graphile.migrations import HEAD_REVISION, VERSION_LOCATION
 from tests._catalog import describe_schema
-from tests.integration.test_alembic import ALEMBIC, alembic_environment
+from tests.integration.test_alembic import ALEMBIC, alembic_environment, alembic_three_at_once
 from tests.integration.test_catalog import EXPECTED
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "alembic_app"
@@ -141,21 +141,10 @@ def test_autogenerate_proposes_changes_to_the_app_models(app: Path, empty_db_url
 
 
 def test_concurrent_upgrades_of_the_example(app: Path, empty_db_url: str) -> None:
-    processes = [
-        subprocess.Popen(
-            [*ALEMBIC, "-c", str(app / "alembic.ini"), "upgrade", "head"],
-            cwd=app.parent,
-            env=alembic_environment(empty_db_url),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(3)
-    ]
-    outputs = [process.communicate(timeout=90) for process in processes]
-    for process, (_, stderr) in zip(processes, outputs, strict=True):
-        assert process.returncode == 0, stderr
-    assert sum("gw0019 -> app0001" in stderr for _, stderr in outputs) == 1
+    errors = alembic_three_at_once(
+        "-c", str(app / "alembic.ini"), "upgrade", "head", url=empty_db_url, cwd=app.parent
+    )
+    assert sum("gw0019 -> app0001" in stderr for stderr in errors) == 1
     with psycopg.connect(empty_db_url, autocommit=True) as conn:
         assert conn.execute("select version_num from alembic_version").fetchall() == [("app0001",)]
         assert describe_schema(conn, "graphile_worker") == EXPECTED
