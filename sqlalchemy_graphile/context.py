@@ -56,8 +56,8 @@ class WorkerContext:
     * ``abort_signal``: an :class:`asyncio.Event` set when a graceful shutdown has waited
       ``graceful_shutdown_abort_timeout`` seconds; long tasks should watch it;
     * :meth:`get_ext`: the worker's extension object of a type (process-local resources);
-    * :meth:`add_job` and friends: add follow-up jobs. They run in their own transaction,
-      committed at once, independent of the running job.
+    * :meth:`add_job` and friends: add follow-up jobs, through :class:`WorkerUtils`. They
+      are committed at once, independent of the running job.
     """
 
     __slots__ = ("_adder", "_extensions", "abort_signal", "job", "logger", "worker_id")
@@ -88,28 +88,28 @@ class WorkerContext:
         return found  # type: ignore[return-value]
 
     async def add_job(self, task: Task, spec: JobSpec | None = None) -> Job:
-        """Add a follow-up job in a transaction of its own, committed before this returns
-        (whatever becomes of the running job); errors as :meth:`WorkerUtils.add_job`."""
+        """Add a follow-up job, committed before this returns whatever becomes of the
+        running job; errors as :meth:`WorkerUtils.add_job`."""
         return await self._adder.add_job(task, spec)
 
     async def add_jobs(self, jobs: Sequence[tuple[Task, JobSpec | None]]) -> list[Job]:
-        """Add several follow-up jobs of one task type in one round trip, in a transaction
-        of its own, committed before this returns; errors as :meth:`WorkerUtils.add_jobs`."""
+        """Add several follow-up jobs of one task type in one round trip, committed before
+        this returns; errors as :meth:`WorkerUtils.add_jobs`."""
         return await self._adder.add_jobs(jobs)
 
     async def add_raw_job(
         self, identifier: str, payload: Any = None, spec: JobSpec | None = None
     ) -> Job:
-        """Add a follow-up job by task identifier and JSON payload, in a transaction of its
-        own, committed before this returns; errors as :meth:`WorkerUtils.add_raw_job`."""
+        """Add a follow-up job by task identifier and JSON payload, committed before this
+        returns; errors as :meth:`WorkerUtils.add_raw_job`."""
         return await self._adder.add_raw_job(identifier, payload, spec)
 
     async def add_raw_jobs(self, jobs: Sequence[RawJobSpec]) -> list[Job]:
-        """Add several raw follow-up jobs in one round trip, in a transaction of its own,
-        committed before this returns; errors as :meth:`WorkerUtils.add_raw_jobs`."""
+        """Add several raw follow-up jobs in one round trip, committed before this returns;
+        errors as :meth:`WorkerUtils.add_raw_jobs`."""
         return await self._adder.add_raw_jobs(jobs)
 
     async def add_batch_job(self, items: Sequence[BatchTask], spec: JobSpec | None = None) -> Job:
-        """Add a follow-up batch job holding ``items``, in a transaction of its own,
-        committed before this returns; errors as :meth:`WorkerUtils.add_batch_job`."""
+        """Add a follow-up batch job holding ``items``, committed before this returns;
+        errors as :meth:`WorkerUtils.add_batch_job`."""
         return await self._adder.add_batch_job(items, spec)

@@ -132,34 +132,34 @@ class WorkerUtils:
         state = await self._run(lambda connection: migrations.read_ledger(connection, schema))
         migrations.check_compatible(state, schema)
 
-    # --- adding jobs (each in its own committed transaction) ------------------------------
+    # --- adding jobs (auto-committed: each add has committed when it returns) -------------
 
     async def add_job(self, task: Task, spec: JobSpec | None = None) -> Job:
-        """Add one job for ``task`` in a transaction of its own, committed on return;
+        """Add one job for ``task``, auto-committed: it has committed when this returns;
         errors as :meth:`JobHelpers.add_job`."""
         return await self._add(self._operations.add_job(task, spec))
 
     async def add_jobs(self, jobs: Sequence[tuple[Task, JobSpec | None]]) -> list[Job]:
-        """Add jobs of one task type in one round trip, in a transaction of its own,
-        committed on return; rows in input order. Rules and errors as
+        """Add jobs of one task type in one round trip, auto-committed: they have committed
+        when this returns; rows in input order. Rules and errors as
         :meth:`JobHelpers.add_jobs`."""
         return await self._add(self._operations.add_jobs(jobs))
 
     async def add_raw_job(
         self, identifier: str, payload: Any = None, spec: JobSpec | None = None
     ) -> Job:
-        """Add one job by task identifier and JSON-compatible payload, in a transaction of
-        its own, committed on return; errors as :meth:`JobHelpers.add_raw_job`."""
+        """Add one job by task identifier and JSON-compatible payload, auto-committed: it
+        has committed when this returns; errors as :meth:`JobHelpers.add_raw_job`."""
         return await self._add(self._operations.add_raw_job(identifier, payload, spec))
 
     async def add_raw_jobs(self, jobs: Sequence[RawJobSpec]) -> list[Job]:
-        """Add jobs of any task identifiers in one round trip, in a transaction of its own,
-        committed on return; errors as :meth:`JobHelpers.add_raw_jobs`."""
+        """Add jobs of any task identifiers in one round trip, auto-committed: they have
+        committed when this returns; errors as :meth:`JobHelpers.add_raw_jobs`."""
         return await self._add(self._operations.add_raw_jobs(jobs))
 
     async def add_batch_job(self, items: Sequence[BatchTask], spec: JobSpec | None = None) -> Job:
-        """Add one batch job holding ``items`` (appended to a pending keyed batch), in a
-        transaction of its own, committed on return; errors as
+        """Add one batch job holding ``items`` (appended to a pending keyed batch),
+        auto-committed: it has committed when this returns; errors as
         :meth:`JobHelpers.add_batch_job`."""
         return await self._add(self._operations.add_batch_job(items, spec))
 
