@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import nox
 
 nox.options.sessions = ["lint", "typecheck", "tests"]
@@ -26,7 +28,10 @@ def compat(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def chaos(session: nox.Session) -> None:
-    """Opt-in fault injection; restarts PostgreSQL, so it needs SG_ALLOW_PG_RESTART=1."""
+    """Opt-in fault injection on a PostgreSQL cluster of its own (docs/reliability.md); it
+    stops and restarts that cluster, so it needs SG_ALLOW_PG_RESTART=1."""
+    if os.environ.get("SG_ALLOW_PG_RESTART") != "1":
+        session.error("the chaos tests stop and restart PostgreSQL: set SG_ALLOW_PG_RESTART=1")
     session.install("-e", ".[test]")
     session.run("pytest", "-m", "chaos", "-p", "no:xdist", "tests/chaos", *session.posargs)
 
