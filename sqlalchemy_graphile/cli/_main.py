@@ -17,6 +17,7 @@ from typing import Any
 import pydantic
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from .._validation import validation_problems
 from ..errors import ConfigurationError, GraphileWorkerError, SchemaTooNewError
 from ._parser import PROG, parse_args
 
@@ -156,10 +157,7 @@ def _describe(error: BaseException) -> str:
     if isinstance(error, GraphileWorkerError):
         return str(error)
     if isinstance(error, pydantic.ValidationError):
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in error.errors()
-        )
-        return f"invalid {error.title}: {problems}"
+        return f"invalid {error.title}: {validation_problems(error)}"
     if isinstance(error, OperationalError | DBAPIError) and error.orig is not None:
         return f"database error: {_one_line(str(error.orig))}"
     if isinstance(error, OSError):

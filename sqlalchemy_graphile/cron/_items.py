@@ -15,6 +15,7 @@ from typing import Any
 import pydantic
 
 from .._payload import encode_payload
+from .._validation import validation_problems
 from ..errors import CrontabError, GraphileWorkerError
 from ..job_spec import JobKeyMode, JobSpec, check_task_identifier, check_text
 from ._matcher import CronMatch, TimestampDigest, parse_pattern
@@ -72,9 +73,7 @@ class CronItemOptions:
                 priority=self.priority,
             )
         except pydantic.ValidationError as error:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
-            )
+            problems = validation_problems(error)
             raise CrontabError(f"invalid cron item options: {problems}") from None
         if spec.job_key is not None and spec.job_key_mode is None:
             object.__setattr__(self, "job_key_mode", JobKeyMode.REPLACE)
