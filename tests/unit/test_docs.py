@@ -42,6 +42,9 @@ def test_readme_first_screen_has_exactly_two_setup_commands() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     first_block = re.search(r"```sh\n(.*?)```", readme, flags=re.DOTALL)
     assert first_block is not None
+    title, _, intro = readme[: first_block.start()].partition("\n")
+    assert title.startswith("# ")
+    assert "\n\n" not in intro.strip(), "the README opens with one paragraph, then the commands"
     commands = [line.split("#")[0].strip() for line in first_block.group(1).splitlines()]
     assert commands == ["make demo", "make test"]
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
