@@ -12,7 +12,6 @@ from sqlalchemy.engine import URL
 from .._urls import async_url
 from ..cron import CronItem, parse_crontab
 from ..errors import ConfigurationError, CrontabError
-from ..utils import WorkerUtils
 from ..worker import Worker
 from ._common import (
     APPLICATION_NAME_ENV_VAR,
@@ -61,6 +60,10 @@ async def run(args: argparse.Namespace) -> int:
     schema = schema_name(args)
     url = database_url(args)
     if args.migrate:
+        # Imported here: with --no-migrate the worker never loads SQLAlchemy's asyncio
+        # extension and ORM, and starts sooner.
+        from ..utils import WorkerUtils
+
         async with open_engine(url, CLI_APPLICATION_NAME) as engine:
             await WorkerUtils(engine, schema=schema).migrate()
     if args.schema_only:
