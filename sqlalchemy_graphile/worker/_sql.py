@@ -45,7 +45,9 @@ def flag_list(flags: Iterable[bool]) -> str:
 
 
 def _split(parameter: str, sql_type: str) -> str:
-    return f"string_to_array({parameter}::text, ',')::{sql_type}[]"
+    # A scalar sub-select, so that the list is split once per statement, not once per row
+    # (the outer cast makes `any(...)` take it as an array, not as a sub-query).
+    return f"(select string_to_array({parameter}::text, ',')::{sql_type}[])::{sql_type}[]"
 
 
 _BACKOFF = "greatest(now(), jobs.run_at) + exp(least(jobs.attempts, 10)) * interval '1 second'"
