@@ -196,14 +196,7 @@ def job_key(key: object) -> str:
         raise InvalidJobSpecError(
             f"job_key must be 1..{MAX_JOB_KEY_LENGTH} characters long, not {len(key)}"
         )
-    return _text(key, "job_key")
-
-
-def _text(value: str, what: str) -> str:
-    try:
-        return check_text(value, what)
-    except ValueError as error:
-        raise InvalidJobSpecError(str(error)) from None
+    return check_text(key, "job_key", InvalidJobSpecError)
 
 
 def optional_text(value: object, what: str) -> str | None:
@@ -212,7 +205,7 @@ def optional_text(value: object, what: str) -> str | None:
         return None
     if not isinstance(value, str):
         raise InvalidJobSpecError(f"{what} must be a str or None, not {type(value).__name__}")
-    return _text(value, what)
+    return check_text(value, what, InvalidJobSpecError)
 
 
 def _int_list(values: object, what: str) -> list[int]:
@@ -241,7 +234,7 @@ def text_list(values: object, what: str) -> list[str]:
     for value in values:
         if not isinstance(value, str):
             raise InvalidJobSpecError(f"{what} must hold str values, not {type(value).__name__}")
-        result.append(_text(value, what))
+        result.append(check_text(value, what, InvalidJobSpecError))
     return result
 
 

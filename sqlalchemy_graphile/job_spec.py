@@ -37,14 +37,16 @@ class JobKeyMode(StrEnum):
     UNSAFE_DEDUPE = "unsafe_dedupe"
 
 
-def check_text(value: str, what: str = "value") -> str:
-    """Refuse text PostgreSQL cannot store: NUL characters and lone surrogates."""
+def check_text(value: str, what: str = "value", error: type[Exception] = ValueError) -> str:
+    """Refuse text PostgreSQL cannot store, NUL characters and lone surrogates, by raising
+    ``error`` (``ValueError`` by default, which pydantic validators turn into a
+    ``ValidationError``); return ``value`` unchanged."""
     if "\x00" in value:
-        raise ValueError(f"{what} must not contain NUL characters")
+        raise error(f"{what} must not contain NUL characters")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise ValueError(f"{what} must be valid Unicode (no lone surrogates)") from None
+        raise error(f"{what} must be valid Unicode (no lone surrogates)") from None
     return value
 
 
@@ -60,10 +62,7 @@ def check_task_identifier(identifier: object) -> str:
             f"task identifier is {len(identifier)} characters long; "
             f"the limit is {MAX_IDENTIFIER_LENGTH}"
         )
-    try:
-        return check_text(identifier, "task identifier")
-    except ValueError as error:
-        raise InvalidJobSpecError(str(error)) from None
+    return check_text(identifier, "task identifier", InvalidJobSpecError)
 
 
 def _text(what: str) -> AfterValidator:

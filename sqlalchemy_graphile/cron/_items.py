@@ -128,10 +128,7 @@ class CronItem:
         identifier = self.task if self.identifier is None else self.identifier
         if not isinstance(identifier, str) or not identifier:
             raise CrontabError(f"a cron item identifier must be a non-empty str: {identifier!r}")
-        try:
-            check_text(identifier, "a cron item identifier")
-        except ValueError as error:
-            raise CrontabError(str(error)) from None
+        check_text(identifier, "a cron item identifier", CrontabError)
         object.__setattr__(self, "identifier", identifier)
         if not isinstance(self.options, CronItemOptions):
             raise CrontabError(
