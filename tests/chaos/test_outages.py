@@ -30,6 +30,12 @@ def listen_backend(db: psycopg.Connection, worker: WorkerProcess) -> tuple[int, 
     ).fetchone()
 
 
+def allow_connections(chaos_db: ChaosDatabase, allow: bool) -> None:
+    """Let new connections into the test database, or refuse them (superusers too)."""
+    with psycopg.connect(chaos_db.cluster.conninfo("postgres"), autocommit=True) as admin:
+        admin.execute(f'alter database "{chaos_db.name}" allow_connections {allow}')
+
+
 def test_worker_survives_a_restart_while_idle(chaos_db: ChaosDatabase, workers: Workers) -> None:
     """Reliability test 11."""
     worker = workers.start("idle", poll_interval=LONG_POLL)
@@ -53,17 +59,23 @@ def test_listen_connection_terminated(chaos_db: ChaosDatabase, workers: Workers)
     worker = workers.start("listen", poll_interval=LONG_POLL)
     with chaos_db.connect() as db:
         old_pid, _ = wait_for(lambda: listen_backend(db, worker), "the worker to LISTEN")
-        (terminated,) = db.execute("select pg_terminate_backend(%s, 5000)", (old_pid,)).fetchone()  # type: ignore[misc]
-        assert terminated
-        # Reconnecting takes at least 68 ms (50 ms * e, jittered): these commit in the gap.
-        job_ids = [
-            job_id
-            for (job_id,) in db.execute(
-                "select (graphile_worker.add_job('chaos_sleep', json_build_object('tag', n))).id"
-                " from generate_series(1, 3) as n"
-            ).fetchall()
-        ]
-        (committed_at,) = db.execute("select clock_timestamp()").fetchone()  # type: ignore[misc]
+        # Hold the worker off the database while the gap lasts: it cannot reconnect.
+        allow_connections(chaos_db, False)
+        try:
+            (terminated,) = db.execute(
+                "select pg_terminate_backend(%s, 5000)", (old_pid,)
+            ).fetchone()  # type: ignore[misc]
+            assert terminated
+            job_ids = [
+                job_id
+                for (job_id,) in db.execute(
+                    "select (graphile_worker.add_job('chaos_sleep', json_build_object('tag', n)))"
+                    ".id from generate_series(1, 3) as n"
+                ).fetchall()
+            ]
+            (committed_at,) = db.execute("select clock_timestamp()").fetchone()  # type: ignore[misc]
+        finally:
+            allow_connections(chaos_db, True)
 
         new_pid, listening_since = wait_for(
             lambda: listen_backend(db, worker), "LISTEN to come back", within=10
