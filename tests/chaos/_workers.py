@@ -178,10 +178,6 @@ class Workers:
         self._started.append(worker)
         return worker.start()
 
-    @property
-    def started(self) -> list[WorkerProcess]:
-        return list(self._started)
-
     def dead_pool_ids(self) -> list[str]:
         """The lock owner ids of the workers that have exited."""
         return [w.pool_id for w in self._started if not w.alive]

@@ -14,6 +14,9 @@ pytestmark = [pytest.mark.chaos, pytest.mark.timeout(60)]
 
 
 def test_acknowledged_jobs_survive_an_immediate_stop(chaos_db: ChaosDatabase) -> None:
+    with chaos_db.connect() as db:  # the server's defaults, which the guarantee relies on
+        assert db.execute("show synchronous_commit").fetchone() == ("on",)
+        assert db.execute("show fsync").fetchone() == ("on",)
     acknowledged: list[int] = []
     with chaos_db.engine(pooled=True) as engine:
         for number in range(1000):

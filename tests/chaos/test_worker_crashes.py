@@ -44,10 +44,10 @@ async def force_unlock(url: str, pool_ids: list[str]) -> None:
         await utils.force_unlock_workers(pool_ids)
 
 
-async def sweep_and_run(url: str, job_ids: list[int], chaos_db: ChaosDatabase) -> None:
+async def sweep_and_run(chaos_db: ChaosDatabase, job_ids: list[int]) -> None:
     """Run a worker whose stale-lock sweep fires within a second until the jobs finish."""
     worker = Worker(
-        url,
+        chaos_db.url,
         tasks=[Sleep],
         local_queue_size=10,
         poll_interval=0.5,
@@ -91,7 +91,7 @@ def test_kill_with_a_full_local_queue(
                 (first.pool_id,),
             )
         monkeypatch.setenv(LEDGER_URL_ENV, chaos_db.url)
-        asyncio.run(asyncio.wait_for(sweep_and_run(chaos_db.url, job_ids, chaos_db), 40))
+        asyncio.run(asyncio.wait_for(sweep_and_run(chaos_db, job_ids), 40))
 
     with chaos_db.connect() as db:
         started, finished = ledger.starts(db), ledger.finishes(db)
