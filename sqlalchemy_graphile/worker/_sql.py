@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 
 from .._identifiers import quote_identifier
 
@@ -53,19 +53,37 @@ def _split(parameter: str, sql_type: str) -> str:
 _BACKOFF = "greatest(now(), jobs.run_at) + exp(least(jobs.attempts, 10)) * interval '1 second'"
 
 
+def _fail_set(*, message: str, payload: str, permanent: str) -> str:
+    """The assignments of a failure: record the message, schedule the retry with backoff,
+    unlock, keep or replace the payload, and use up the attempts when permanent."""
+    return (
+        f"last_error = {message}, run_at = {_BACKOFF}, locked_by = null, locked_at = null,"
+        f" payload = coalesce({payload}, jobs.payload),"
+        f" attempts = case when {permanent} then jobs.max_attempts else jobs.attempts end"
+    )
+
+
 @dataclass(frozen=True)
 class Statements:
     """The statements for one schema. Get them with :func:`statements_for`."""
 
     schema: str
 
-    @property
+    @cached_property
     def _s(self) -> str:
         return quote_identifier(self.schema)
 
+    def _unlock_queues(self, owner: str) -> str:
+        """An update that unlocks the queues of the jobs in CTE ``j`` held by ``owner``."""
+        return (
+            f"update {self._s}._private_job_queues as job_queues"
+            " set locked_by = null, locked_at = null from j"
+            f" where job_queues.id = j.job_queue_id and job_queues.locked_by = {owner}"
+        )
+
     # -- task identifiers (spec §2.2) ---------------------------------------------------
 
-    @property
+    @cached_property
     def register_tasks(self) -> str:
         """$1 identifiers: make sure each identifier has a row."""
         return (
@@ -73,7 +91,7 @@ class Statements:
             " select unnest($1::text[]) on conflict do nothing"
         )
 
-    @property
+    @cached_property
     def select_task_ids(self) -> str:
         """$1 identifiers -> (id, identifier) rows."""
         return (
@@ -95,7 +113,7 @@ class Statements:
 
     # -- completing (spec §2.4) --------------------------------------------------------
 
-    @property
+    @cached_property
     def complete_jobs(self) -> str:
         """$1 job ids (:func:`id_list`), $2 pool id: delete jobs that are not in a named
         queue; returns the number of jobs deleted."""
@@ -106,7 +124,7 @@ class Statements:
             " select count(*) from j"
         )
 
-    @property
+    @cached_property
     def complete_queued_jobs(self) -> str:
         """$1 job ids (:func:`id_list`), $2 pool id: delete jobs and unlock their queues if
         this pool holds them; returns the number of jobs deleted."""
@@ -114,15 +132,13 @@ class Statements:
             f"with j as (delete from {self._s}._private_jobs as jobs"
             f" where jobs.id = any({_split('$1', 'bigint')}) and jobs.locked_by = $2::text"
             " returning jobs.job_queue_id),"
-            f" q as (update {self._s}._private_job_queues as job_queues"
-            " set locked_by = null, locked_at = null from j"
-            " where job_queues.id = j.job_queue_id and job_queues.locked_by = $2::text)"
+            f" q as ({self._unlock_queues('$2')})"
             " select count(*) from j"
         )
 
     # -- failing (spec §2.5) -----------------------------------------------------------
 
-    @property
+    @cached_property
     def fail_job(self) -> str:
         """$1 job id, $2 pool id, $3 message, $4 replacement payload (json text or null),
         $5 permanent: record the failure of a job that is not in a named queue and schedule
@@ -130,32 +146,24 @@ class Statements:
         (0 when the lock was lost)."""
         return (
             f"with j as (update {self._s}._private_jobs as jobs set"
-            f" last_error = $3::text, run_at = {_BACKOFF},"
-            " locked_by = null, locked_at = null,"
-            " payload = coalesce($4::json, jobs.payload),"
-            " attempts = case when $5::boolean then jobs.max_attempts else jobs.attempts end"
+            f" {_fail_set(message='$3::text', payload='$4::json', permanent='$5::boolean')}"
             " where jobs.id = $1::bigint and jobs.locked_by = $2::text returning jobs.id)"
             " select count(*) from j"
         )
 
-    @property
+    @cached_property
     def fail_queued_job(self) -> str:
         """As :attr:`fail_job`, and unlock the job's queue if this pool holds it."""
         return (
             f"with j as (update {self._s}._private_jobs as jobs set"
-            f" last_error = $3::text, run_at = {_BACKOFF},"
-            " locked_by = null, locked_at = null,"
-            " payload = coalesce($4::json, jobs.payload),"
-            " attempts = case when $5::boolean then jobs.max_attempts else jobs.attempts end"
+            f" {_fail_set(message='$3::text', payload='$4::json', permanent='$5::boolean')}"
             " where jobs.id = $1::bigint and jobs.locked_by = $2::text"
             " returning jobs.job_queue_id),"
-            f" q as (update {self._s}._private_job_queues as job_queues"
-            " set locked_by = null, locked_at = null from j"
-            " where job_queues.id = j.job_queue_id and job_queues.locked_by = $2::text)"
+            f" q as ({self._unlock_queues('$2')})"
             " select count(*) from j"
         )
 
-    @property
+    @cached_property
     def fail_jobs(self) -> str:
         """$1 pool id, $2 job ids (:func:`id_list`), $3 messages (text[]), $4 replacement
         payloads (text[] of json text or null), $5 permanent flags (:func:`flag_list`), all
@@ -165,19 +173,14 @@ class Statements:
             f"with f as (select * from unnest({_split('$2', 'bigint')}, $3::text[], $4::text[],"
             f" {_split('$5', 'boolean')}) as f(id, message, payload, permanent)),"
             f" j as (update {self._s}._private_jobs as jobs set"
-            f" last_error = f.message, run_at = {_BACKOFF},"
-            " locked_by = null, locked_at = null,"
-            " payload = coalesce(f.payload::json, jobs.payload),"
-            " attempts = case when f.permanent then jobs.max_attempts else jobs.attempts end"
+            f" {_fail_set(message='f.message', payload='f.payload::json', permanent='f.permanent')}"
             " from f where jobs.id = f.id and jobs.locked_by = $1::text"
             " returning jobs.job_queue_id),"
-            f" q as (update {self._s}._private_job_queues as job_queues"
-            " set locked_by = null, locked_at = null from j"
-            " where job_queues.id = j.job_queue_id and job_queues.locked_by = $1::text)"
+            f" q as ({self._unlock_queues('$1')})"
             " select count(*) from j"
         )
 
-    @property
+    @cached_property
     def fail_jobs_with_message(self) -> str:
         """$1 job ids (:func:`id_list`), $2 message, $3 pool id: fail the jobs a stopping
         worker still holds, with one message; returns the ids of the jobs updated."""
@@ -187,15 +190,13 @@ class Statements:
             " locked_by = null, locked_at = null"
             f" where jobs.id = any({_split('$1', 'bigint')}) and jobs.locked_by = $3::text"
             " returning jobs.id, jobs.job_queue_id),"
-            f" q as (update {self._s}._private_job_queues as job_queues"
-            " set locked_by = null, locked_at = null from j"
-            " where job_queues.id = j.job_queue_id and job_queues.locked_by = $3::text)"
+            f" q as ({self._unlock_queues('$3')})"
             " select j.id from j"
         )
 
     # -- returning unstarted jobs (spec §2.7) ------------------------------------------
 
-    @property
+    @cached_property
     def return_jobs(self) -> str:
         """$1 pool id, $2 job ids (:func:`id_list`): give back jobs that were fetched but
         never started (their attempt is refunded, ``run_at`` and ``last_error`` kept) and
@@ -205,9 +206,7 @@ class Statements:
             " attempts = greatest(0, jobs.attempts - 1), locked_by = null, locked_at = null"
             f" where jobs.id = any({_split('$2', 'bigint')}) and jobs.locked_by = $1::text"
             " returning jobs.job_queue_id),"
-            f" q as (update {self._s}._private_job_queues as job_queues"
-            " set locked_by = null, locked_at = null from j"
-            " where job_queues.id = j.job_queue_id and job_queues.locked_by = $1::text)"
+            f" q as ({self._unlock_queues('$1')})"
             " select count(*) from j"
         )
 
