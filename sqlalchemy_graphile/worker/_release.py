@@ -79,14 +79,7 @@ class DirectReleaser:
         query = (
             statements.complete_jobs if job.queue_id is None else statements.complete_queued_jobs
         )
-        count = await write_waiting_out_outages(
-            lambda: self._pool.fetchval(query, str(job.id), self._pool_id),
-            f"the completion of job {job.id}",
-        )
-        if not count:
-            _log_fenced(job, "completion")
-        if job.queue_id is not None:
-            self._queues_released(1)
+        await self._write(job, "completion", query, str(job.id), self._pool_id)
 
     async def fail(
         self,
@@ -98,14 +91,17 @@ class DirectReleaser:
     ) -> None:
         statements = self._statements
         query = statements.fail_job if job.queue_id is None else statements.fail_queued_job
+        await self._write(
+            job, "failure", query, job.id, self._pool_id, message, replacement_payload, permanent
+        )
+
+    async def _write(self, job: FetchedJob, what: str, query: str, *args: object) -> None:
+        """Write one outcome (waiting out outages); log when our lock was lost."""
         count = await write_waiting_out_outages(
-            lambda: self._pool.fetchval(
-                query, job.id, self._pool_id, message, replacement_payload, permanent
-            ),
-            f"the failure of job {job.id}",
+            lambda: self._pool.fetchval(query, *args), f"the {what} of job {job.id}"
         )
         if not count:
-            _log_fenced(job, "failure")
+            _log_fenced(job, what)
         if job.queue_id is not None:
             self._queues_released(1)
 
