@@ -30,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
+from .._aio import wait_event
 from ..events import CronEvent, CronJob, WorkerEvents
 from ..job_spec import JobSpec
 from ..worker._retry import Backoff
@@ -142,11 +143,7 @@ class CronScheduler:
                     error,
                     exc_info=error,
                 )
-                try:
-                    async with asyncio.timeout(delay):
-                        await self._stopped.wait()
-                except TimeoutError:
-                    pass
+                await wait_event(self._stopped, delay)
 
     async def _every_minute(self, start: datetime) -> None:
         """Schedule each minute from the one after ``start``, until stopped."""

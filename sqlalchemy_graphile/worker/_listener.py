@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
+from .._aio import wait_event
 from ..events import ListenEvent, WorkerEvents
 from ._retry import listen_reconnect_delay
 
@@ -168,11 +169,7 @@ class Listener:
             await connection.fetchval("select 1", timeout=self._ping_timeout)
 
     async def _sleep(self, seconds: float) -> None:
-        try:
-            async with asyncio.timeout(seconds):
-                await self._stopped.wait()
-        except TimeoutError:
-            pass
+        await wait_event(self._stopped, seconds)
 
     async def _release(self, connection: asyncpg.Connection) -> None:
         self._emit("pool:listen:release")

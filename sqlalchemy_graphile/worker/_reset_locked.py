@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
+from .._aio import wait_event
 from ..events import ResetLockedEvent, WorkerEvents
 from ._retry import first_reset_locked_delay, reset_locked_delay, with_retries
 from ._sql import Statements
@@ -82,12 +83,7 @@ class ResetLockedSweeper:
 
     async def _wait(self, seconds: float) -> bool:
         """Sleep ``seconds``; ``False`` if stopped meanwhile."""
-        try:
-            async with asyncio.timeout(seconds):
-                await self._stopped.wait()
-        except TimeoutError:
-            return not self._stopped.is_set()
-        return False
+        return not await wait_event(self._stopped, seconds)
 
     async def _sweep(self, next_delay: Callable[[], float | None]) -> None:
         self._emit("resetLocked:started")
