@@ -175,9 +175,8 @@ class LocalQueue:
         """``count`` jobs were announced: fetch now if polling (or count towards ending a
         refetch delay). Slots that fetch directly (forbidden flags) may be woken too."""
         self._delay_counter += count
-        if self._check_delay_abort():
-            pass
-        elif self.mode == POLLING:
+        # During a refetch delay a pulse only counts towards ending the delay.
+        if not self._check_delay_abort() and self.mode == POLLING:
             if self._fetching:
                 self._fetch_again = True
             elif self._fetch_timer is not None:

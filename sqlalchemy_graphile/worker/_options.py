@@ -248,7 +248,7 @@ def _flag_list(value: object, what: str) -> list[str]:
     flags = list(value)
     for flag in flags:
         if not isinstance(flag, str):
-            raise ConfigurationError(f"{what} a flag that is not a str: {flag!r}")
+            raise ConfigurationError(f"{what} contains a flag that is not a str: {flag!r}")
     return flags
 
 
