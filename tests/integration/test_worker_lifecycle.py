@@ -120,14 +120,18 @@ async def test_graceful_stop_lets_the_running_job_finish_and_leaves_no_locks(
     db_url: str, db: psycopg.Connection
 ) -> None:
     rec = Recorder()
+    events = WorkerEvents()
+    shutting_down = asyncio.Event()
+    events.on("pool:gracefulShutdown", lambda _event: shutting_down.set())
     add(db, "gated", '{"n":1}', queue_name="q")
-    worker = make_worker(db_url, Gated, rec=rec, concurrency=2)
+    worker = make_worker(db_url, Gated, rec=rec, concurrency=2, events=events)
     running = asyncio.create_task(worker.run())
     await asyncio.wait_for(rec.started.wait(), 15)
     assert locks(db) == 2  # the job and its queue
     stopping = asyncio.create_task(worker.stop())
-    await asyncio.sleep(0)
-    assert not stopping.done()
+    await asyncio.wait_for(shutting_down.wait(), 15)
+    assert not stopping.done()  # the shutdown has begun and waits for the running job
+    assert locks(db) == 2
     rec.gate.set()
     await stopping
     await running

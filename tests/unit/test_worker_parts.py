@@ -162,9 +162,11 @@ async def test_events_reach_sync_and_async_callbacks() -> None:
 
 async def test_drain_cancels_slow_callbacks() -> None:
     events = WorkerEvents()
+    started = asyncio.Event()
     cancelled = asyncio.Event()
 
     async def slow(_event: WorkerEvent) -> None:
+        started.set()
         try:
             await asyncio.sleep(3600)
         except asyncio.CancelledError:
@@ -173,7 +175,7 @@ async def test_drain_cancels_slow_callbacks() -> None:
 
     events.on_any(slow)
     events.emit(PoolEvent(name="stop", pool_id="sgpool-1"))
-    await asyncio.sleep(0)
+    await asyncio.wait_for(started.wait(), 5)
     await events.drain(0.01)
     assert cancelled.is_set()
 
