@@ -7,16 +7,27 @@
   history away from our objects.
 * :func:`install` / :func:`uninstall` do the work on a SQLAlchemy ``Connection`` inside the
   caller's transaction; Alembic, :meth:`WorkerUtils.migrate` and the CLI all call them.
+
+Importing this package does not import SQLAlchemy: :func:`install`, :func:`read_ledger` and
+:func:`uninstall` are loaded on first use, so a worker can use :class:`LedgerState` and
+:func:`check_compatible` without paying for SQLAlchemy's import.
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from .._identifiers import DEFAULT_SCHEMA, resolve_schema, validate_schema_name
 from ._ddl import BREAKING_MIGRATIONS, SCHEMA_REVISION
-from ._installer import LedgerState, check_compatible, install, read_ledger, uninstall
+from ._ledger import LedgerState, check_compatible
+
+if TYPE_CHECKING:
+    from ._installer import install, read_ledger, uninstall
+
+# The functions that work on a SQLAlchemy Connection, imported on first use.
+_ON_SQLALCHEMY = frozenset({"install", "read_ledger", "uninstall"})
 
 #: The Alembic branch label of our revisions (``alembic upgrade graphile_worker@head``).
 BRANCH_LABEL = "graphile_worker"
@@ -79,6 +90,14 @@ def include_object(
     if obj_schema is not None and obj_schema in _our_schemas():
         return False
     return not (table is not None and getattr(table, "metadata", None) is our_metadata)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _ON_SQLALCHEMY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module("._installer", __name__), name)
+    globals()[name] = value
+    return value
 
 
 __all__ = [

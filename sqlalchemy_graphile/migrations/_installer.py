@@ -1,93 +1,35 @@
 """Install, adopt, check and remove the schema on a SQLAlchemy ``Connection``.
 
 The same code serves the Alembic revision (on Alembic's connection and transaction),
-:meth:`WorkerUtils.migrate` and the worker's start-up check (through
-``AsyncConnection.run_sync``). Each function joins the transaction already open on the
-connection and never commits.
+:meth:`WorkerUtils.migrate` and the command line's schema commands. Each function joins the
+transaction already open on the connection and never commits. The ledger statements and the
+compatibility decision live in :mod:`._ledger`, which the worker uses without SQLAlchemy.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 from sqlalchemy import Connection, text
 
 from .._identifiers import quote_identifier, validate_schema_name
-from ..errors import SchemaError, SchemaNotInstalledError, SchemaTooNewError, SchemaTooOldError
-from . import _ddl
+from ..errors import SchemaError
+from . import _ddl, _ledger
+from ._ledger import LedgerState, check_compatible
 
 logger = logging.getLogger("sqlalchemy_graphile.migrations")
 
 _MIN_SERVER_VERSION = 120000  # generated columns need PostgreSQL 12
 
 
-@dataclass(frozen=True)
-class LedgerState:
-    """What the ``migrations`` ledger of a schema says."""
-
-    exists: bool
-    has_breaking_column: bool = False
-    latest: int | None = None
-    latest_breaking: int | None = None
-
-
 def read_ledger(connection: Connection, schema: str) -> LedgerState:
-    """Read the ledger of ``schema`` (no locks, no writes)."""
-    quoted = quote_identifier(schema)
-    row = connection.execute(
-        text(
-            "select to_regclass(:ledger) is not null as has_ledger,"
-            " exists(select 1 from pg_attribute where attrelid = to_regclass(:ledger)"
-            " and attname = 'breaking' and not attisdropped) as has_breaking"
-        ),
-        {"ledger": f"{quoted}.migrations"},
-    ).one()
-    if not row.has_ledger:
-        return LedgerState(exists=False)
-    if not row.has_breaking:
-        latest = connection.execute(text(f"select max(id) from {quoted}.migrations")).scalar()
-        return LedgerState(exists=True, latest=latest)
-    latest, latest_breaking = connection.execute(
-        text(f"select max(id), max(id) filter (where breaking) from {quoted}.migrations")
-    ).one()
-    return LedgerState(True, True, latest, latest_breaking)
-
-
-def check_compatible(state: LedgerState, schema: str) -> None:
-    """Raise unless a worker of this version can run on a schema in ``state``.
-
-    Raises :class:`SchemaNotInstalledError`, :class:`SchemaTooOldError` or
-    :class:`SchemaTooNewError`; logs a warning for a newer non-breaking revision.
-    """
-    supported = _ddl.SCHEMA_REVISION
-    if not state.exists or state.latest is None:
-        raise SchemaNotInstalledError(
-            f"the job queue schema {schema!r} is not installed: run `alembic upgrade head` "
-            "(or `await WorkerUtils(...).migrate()`, or `sqlalchemy-graphile migrate`) first"
-        )
-    if state.latest_breaking is not None and state.latest_breaking > supported:
-        raise SchemaTooNewError(
-            f"database schema {schema!r} is at revision {state.latest}, which includes "
-            f"breaking migration {state.latest_breaking}; this version of sqlalchemy-graphile "
-            f"supports revisions up to {supported}. Upgrade sqlalchemy-graphile.",
-            latest_breaking=state.latest_breaking,
-            supported=supported,
-        )
-    if not state.has_breaking_column or state.latest < supported:
-        raise SchemaTooOldError(
-            f"database schema {schema!r} is at Graphile Worker revision {state.latest}, older "
-            f"than {supported}. Bring it to revision {supported} with Graphile Worker 0.17 "
-            "(`npx graphile-worker@0.17 --schema-only`), then run the migration again."
-        )
-    if state.latest > supported:
-        logger.warning(
-            "database schema %r is at revision %s, newer than %s; it is not marked as "
-            "breaking, so this worker carries on",
-            schema,
-            state.latest,
-            supported,
-        )
+    """Read the ledger of ``schema`` (no locks, no writes) in the connection's transaction,
+    with the statements the worker's start-up check uses. Raises
+    :class:`InvalidIdentifierError` for an unsafe schema name; database errors propagate."""
+    probe = connection.exec_driver_sql(_ledger.probe_sql(schema)).one()
+    statement = _ledger.latest_sql(schema, probe)
+    latest = None if statement is None else connection.exec_driver_sql(statement).one()
+    return _ledger.ledger_state(probe, latest)
 
 
 def install(connection: Connection, schema: str) -> bool:
