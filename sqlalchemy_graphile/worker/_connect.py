@@ -2,6 +2,8 @@
 arguments of ``asyncpg.connect`` for the worker's own asyncpg pool and LISTEN connection.
 
 A caller's engine is only read (its URL and ``connect_args``); the worker never disposes it.
+A URL string is read without SQLAlchemy (see :func:`~sqlalchemy_graphile._urls.asyncpg_options`),
+so a worker given one does not import SQLAlchemy until a task adds a job.
 """
 
 from __future__ import annotations
@@ -13,14 +15,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeGuard
 
 import asyncpg
-from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
-from sqlalchemy.engine import URL
-from sqlalchemy.exc import ArgumentError
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-from .._urls import async_url, database_url_from_env
+from .._urls import async_url, asyncpg_options, database_url_from_env
 from ..errors import ConfigurationError
 
 #: ``application_name`` of the worker's connections unless the URL or engine sets one.
@@ -44,9 +44,10 @@ _RESERVED = frozenset({"statement_cache_size", "connection_class", "record_class
 
 @dataclass(frozen=True)
 class Database:
-    """The resolved connection target."""
+    """The resolved connection target: ``url`` as given (a string, or a SQLAlchemy ``URL``
+    when one was given or read from the engine)."""
 
-    url: URL
+    url: str | URL
     engine: AsyncEngine | None
     connect_kwargs: Mapping[str, Any]
     application_name: str = DEFAULT_APPLICATION_NAME
@@ -64,9 +65,10 @@ class Database:
             return self.engine
         from sqlalchemy.ext.asyncio import create_async_engine  # only when needed: it is slow
 
-        query = {k: v for k, v in self.url.query.items() if k in _SQLALCHEMY_ONLY}
+        url = async_url(self.url)
+        query = {k: v for k, v in url.query.items() if k in _SQLALCHEMY_ONLY}
         return create_async_engine(
-            self.url.set(query=query),
+            url.set(query=query),
             connect_args=self.asyncpg_kwargs(
                 application_name=self.application_name, prepared_statements=True
             ),
@@ -96,11 +98,12 @@ def resolve_database(database: object) -> Database:
         database = database_url_from_env()
     if _is_async_engine(database):
         return _from_engine(database)
-    if isinstance(database, str | URL):
-        try:
-            url = async_url(database)
-        except ArgumentError as error:
-            raise ConfigurationError(f"not a database URL: {error}") from None
+    if isinstance(database, str):
+        options = asyncpg_options(database)
+        if options is not None:
+            return _from_options(database, None, options)
+    if isinstance(database, str) or _is_sqlalchemy_url(database):
+        url = _parsed_url(database)
         return _from_options(url, None, _url_options(url))
     raise ConfigurationError(
         "database must be a URL (str or sqlalchemy.engine.URL) or an AsyncEngine, "
@@ -114,7 +117,26 @@ def _is_async_engine(value: object) -> TypeGuard[AsyncEngine]:
     return module is not None and isinstance(value, module.AsyncEngine)
 
 
+def _is_sqlalchemy_url(value: object) -> TypeGuard[URL]:
+    # Likewise, a SQLAlchemy URL can only exist once SQLAlchemy is imported.
+    module = sys.modules.get("sqlalchemy.engine.url")
+    return module is not None and isinstance(value, module.URL)
+
+
+def _parsed_url(database: str | URL) -> URL:
+    """SQLAlchemy's reading of ``database``, for the URLs :func:`asyncpg_options` leaves to
+    it (malformed ones, several hosts) and for SQLAlchemy ``URL`` objects."""
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return async_url(database)
+    except ArgumentError as error:
+        raise ConfigurationError(f"not a database URL: {error}") from None
+
+
 def _url_options(url: URL) -> dict[str, Any]:
+    from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
+
     dialect_class: Any = PGDialect_asyncpg
     dialect = dialect_class()
     _args, options = dialect.create_connect_args(url)
@@ -135,7 +157,7 @@ def _from_engine(engine: AsyncEngine) -> Database:
     return _from_options(url, engine, options)
 
 
-def _from_options(url: URL, engine: AsyncEngine | None, options: dict[str, Any]) -> Database:
+def _from_options(url: str | URL, engine: AsyncEngine | None, options: dict[str, Any]) -> Database:
     for key in _SQLALCHEMY_ONLY:
         options.pop(key, None)
     settings = dict(options.pop("server_settings", None) or {})

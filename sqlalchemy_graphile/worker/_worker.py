@@ -10,7 +10,6 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 import asyncpg
-from sqlalchemy.engine import URL
 
 from ..cron._items import CronItem
 from ..cron._scheduler import CronScheduler
@@ -27,6 +26,7 @@ from ._schema_check import check_schema
 from ._sql import statements_for
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from ..utils import WorkerUtils
