@@ -12,8 +12,6 @@ from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import pool
-
 from .._identifiers import resolve_schema
 from .._urls import DATABASE_URL_ENV_VAR, async_url
 from ..errors import ConfigurationError
@@ -86,6 +84,7 @@ async def open_engine(url: str, application_name: str | None) -> AsyncIterator[A
     connections), disposed on exit. ``application_name`` is set on every connection."""
     # Imported here: SQLAlchemy's asyncio extension (and the ORM it loads) is slow to
     # import, and `--help` or a usage error should not wait for it.
+    from sqlalchemy import pool
     from sqlalchemy.ext.asyncio import create_async_engine
 
     connect_args: dict[str, Any] = {}

@@ -15,7 +15,6 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import pydantic
-from sqlalchemy.exc import DBAPIError, OperationalError
 
 from .._validation import validation_problems
 from ..errors import ConfigurationError, GraphileWorkerError, SchemaTooNewError
@@ -158,11 +157,22 @@ def _describe(error: BaseException) -> str:
         return str(error)
     if isinstance(error, pydantic.ValidationError):
         return f"invalid {error.title}: {validation_problems(error)}"
-    if isinstance(error, OperationalError | DBAPIError) and error.orig is not None:
-        return f"database error: {_one_line(str(error.orig))}"
+    orig = _driver_error(error)
+    if orig is not None:
+        return f"database error: {_one_line(str(orig))}"
     if isinstance(error, OSError):
         return f"cannot connect to the database: {_one_line(str(error))}"
     return f"{type(error).__name__}: {_one_line(str(error))}"
+
+
+def _driver_error(error: BaseException) -> BaseException | None:
+    """The driver's error inside a SQLAlchemy ``DBAPIError``, else ``None``. (SQLAlchemy is
+    not imported for this: a worker command that never loaded it cannot have raised one.)"""
+    exc = sys.modules.get("sqlalchemy.exc")
+    if exc is None or not isinstance(error, exc.DBAPIError):
+        return None
+    orig: BaseException | None = error.orig
+    return orig
 
 
 def _one_line(text: str) -> str:

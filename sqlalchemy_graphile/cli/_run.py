@@ -7,9 +7,7 @@ import logging
 import os
 from pathlib import Path
 
-from sqlalchemy.engine import URL
-
-from .._urls import async_url
+from .._urls import with_query_option
 from ..cron import CronItem, parse_crontab
 from ..errors import ConfigurationError, CrontabError
 from ..worker import Worker
@@ -40,13 +38,13 @@ def load_crontab(path: str) -> list[CronItem]:
         raise CrontabError(f"in the crontab file {path!r}: {error}", line=error.line) from None
 
 
-def worker_url(url: str, application_name: str | None) -> URL:
-    """The asyncpg URL for the worker, with ``application_name`` set when one is given (the
-    worker names its LISTEN connection ``<name>-listen``)."""
-    parsed = async_url(url)
-    if application_name:
-        parsed = parsed.update_query_dict({"application_name": application_name})
-    return parsed
+def worker_url(url: str, application_name: str | None) -> str:
+    """``url`` with its ``application_name`` set when one is given (the worker names its
+    LISTEN connection ``<name>-listen``), edited as text so that a worker given it does not
+    import SQLAlchemy."""
+    if not application_name:
+        return url
+    return with_query_option(url, "application_name", application_name)
 
 
 async def run(args: argparse.Namespace) -> int:

@@ -1,0 +1,73 @@
+"""A worker given a URL string starts without importing SQLAlchemy or Alembic.
+
+Each check runs in a fresh interpreter, since this test process has imported both.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+LOADED = """
+import json, sys
+names = [m for m in sys.modules if m.partition(".")[0] in ("sqlalchemy", "alembic")]
+print(json.dumps(sorted(names)))
+"""
+
+
+def loaded_after(code: str) -> list[str]:
+    """The SQLAlchemy and Alembic modules a fresh interpreter has loaded after ``code``."""
+    done = subprocess.run(
+        [sys.executable, "-c", code + LOADED],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    loaded: list[str] = json.loads(done.stdout.splitlines()[-1])
+    return loaded
+
+
+def test_a_worker_from_a_url_string_does_not_import_sqlalchemy() -> None:
+    code = """
+from typing import ClassVar
+from sqlalchemy_graphile import Task, Worker
+
+class Noop(Task):
+    IDENTIFIER: ClassVar[str] = "noop"
+    async def run(self, ctx): return None
+
+worker = Worker("postgresql://app:s3cret@db.example:5433/app?application_name=w", tasks=[Noop])
+assert worker._database.connect_kwargs["port"] == 5433
+"""
+    assert loaded_after(code) == []
+
+
+def test_the_schema_check_and_the_cli_entry_do_not_import_sqlalchemy() -> None:
+    code = """
+from sqlalchemy_graphile.cli import main
+from sqlalchemy_graphile.cli._run import run, worker_url
+from sqlalchemy_graphile.migrations import check_compatible
+from sqlalchemy_graphile.worker._schema_check import check_schema
+assert worker_url("postgresql://h/db", "w") == "postgresql://h/db?application_name=w"
+"""
+    assert loaded_after(code) == []
+
+
+def test_the_sqlalchemy_parts_load_on_first_use() -> None:
+    code = """
+import sqlalchemy_graphile, sqlalchemy_graphile.migrations as migrations
+assert callable(migrations.install) and callable(sqlalchemy_graphile.WorkerUtils)
+"""
+    assert "sqlalchemy.ext.asyncio" in loaded_after(code)
+
+
+def test_an_unknown_migrations_attribute_is_an_attribute_error() -> None:
+    import sqlalchemy_graphile.migrations as migrations
+
+    assert not hasattr(migrations, "no_such_function")
