@@ -5,6 +5,8 @@ Its parts, one private module each:
 
 * ``_worker``: :class:`Worker`, the public face (options, run / run_once / stop);
 * ``_options``: option validation; ``_connect``: URL or engine to asyncpg arguments;
+  ``_schema_check``: the start-up schema check (neither imports SQLAlchemy for a URL
+  string: a worker given one never loads it unless a task adds jobs);
 * ``_pool``: one run (slots, wake-ups, graceful and forceful shutdown);
 * ``_slot``: the per-slot loop (fetch, run, release);
 * ``_fetch``: job sources (the direct fetch of one job); ``_local_queue``: the source that
