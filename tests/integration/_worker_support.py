@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Self
 
 import psycopg
 
-from sqlalchemy_graphile import BatchTask, Task, Worker, WorkerContext, WorkerEvent
+from sqlalchemy_graphile import BatchTask, Task, Worker, WorkerContext, WorkerEvent, WorkerEvents
 
 
 @dataclass
@@ -201,3 +201,21 @@ def locks(db: psycopg.Connection) -> int:
         " where locked_by is not null)"
     ).fetchone() or (0,)
     return int(count)
+
+
+def add(db: psycopg.Connection, identifier: str, payload: str = "{}", **named: Any) -> int:
+    """Add a job with the SQL function (named arguments bound); return its id."""
+    extra = "".join(f", {name} := %({name})s" for name in named)
+    (job_id,) = db.execute(
+        f"select id from graphile_worker.add_job(%(i)s, %(p)s::json{extra})",
+        {"i": identifier, "p": payload, **named},
+    ).fetchone()  # type: ignore[misc]
+    return int(job_id)
+
+
+def logged() -> tuple[WorkerEvents, EventLog]:
+    """A new events object whose every event goes to a new :class:`EventLog`."""
+    log = EventLog()
+    events = WorkerEvents()
+    events.on_any(log)
+    return events, log

@@ -6,40 +6,24 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from datetime import timedelta
-from typing import Any
 
 import psycopg
 import pytest
 
-from sqlalchemy_graphile import PoolErrorEvent, WorkerEvents, WorkerUtils
+from sqlalchemy_graphile import PoolErrorEvent, WorkerUtils
 
 from ._worker_support import (
-    EventLog,
     Gated,
     Item,
     Job3,
     Recorder,
+    add,
     jobs,
     locks,
+    logged,
     make_worker,
     rows,
 )
-
-
-def add(db: psycopg.Connection, identifier: str, payload: str = "{}", **named: Any) -> int:
-    extra = "".join(f", {name} := %({name})s" for name in named)
-    (job_id,) = db.execute(
-        f"select id from graphile_worker.add_job(%(i)s, %(p)s::json{extra})",
-        {"i": identifier, "p": payload, **named},
-    ).fetchone()  # type: ignore[misc]
-    return int(job_id)
-
-
-def logged() -> tuple[WorkerEvents, EventLog]:
-    log = EventLog()
-    events = WorkerEvents()
-    events.on_any(log)
-    return events, log
 
 
 async def test_ten_jobs_complete_through_the_batcher(db_url: str, db: psycopg.Connection) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import asyncpg
 import psycopg
@@ -26,6 +26,7 @@ from ._worker_support import (
     Job2,
     Job3,
     Recorder,
+    add,
     jobs,
     locks,
     make_worker,
@@ -42,14 +43,6 @@ class WaitsForAbort(Task):
         rec.started.set()
         await ctx.abort_signal.wait()
         raise RuntimeError("aborted by the shutdown")
-
-
-def add(db: psycopg.Connection, identifier: str, payload: str = "{}", **named: Any) -> None:
-    extra = "".join(f", {name} := %({name})s" for name in named)
-    db.execute(
-        f"select graphile_worker.add_job(%(i)s, %(p)s::json{extra})",
-        {"i": identifier, "p": payload, **named},
-    )
 
 
 async def test_notify_wakes_an_idle_worker_despite_a_long_poll_interval(

@@ -4,7 +4,7 @@ the refetch delay, and named queues that stay serial at any batch size."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import psycopg
 
@@ -14,7 +14,6 @@ from sqlalchemy_graphile import (
     Task,
     Worker,
     WorkerContext,
-    WorkerEvents,
 )
 
 from ._worker_support import (
@@ -22,21 +21,14 @@ from ._worker_support import (
     Gated,
     Job3,
     Recorder,
+    add,
     eventually,
     jobs,
     locks,
+    logged,
     make_worker,
     rows,
 )
-
-
-def add(db: psycopg.Connection, identifier: str, payload: str = "{}", **named: Any) -> int:
-    extra = "".join(f", {name} := %({name})s" for name in named)
-    (job_id,) = db.execute(
-        f"select id from graphile_worker.add_job(%(i)s, %(p)s::json{extra})",
-        {"i": identifier, "p": payload, **named},
-    ).fetchone()  # type: ignore[misc]
-    return int(job_id)
 
 
 def add_many(db: psycopg.Connection, identifier: str, count: int) -> None:
@@ -46,13 +38,6 @@ def add_many(db: psycopg.Connection, identifier: str, count: int) -> None:
         " from generate_series(1, %s) as n))",
         (identifier, count),
     )
-
-
-def logged() -> tuple[WorkerEvents, EventLog]:
-    log = EventLog()
-    events = WorkerEvents()
-    events.on_any(log)
-    return events, log
 
 
 def modes(log: EventLog) -> list[tuple[str | None, str | None]]:
