@@ -8,11 +8,6 @@ modules it loaded once its run is over. The start-up check's ledger reader (asyn
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import asyncpg
 import psycopg
 from sqlalchemy import create_engine
@@ -20,26 +15,7 @@ from sqlalchemy import create_engine
 from sqlalchemy_graphile.migrations import LedgerState, read_ledger
 from sqlalchemy_graphile.worker._schema_check import _read_ledger
 
-ROOT = Path(__file__).resolve().parents[2]
-
-REPORT = """
-import json, sys
-names = [m for m in sys.modules if m.partition(".")[0] in ("sqlalchemy", "alembic")]
-print(json.dumps(sorted(names)))
-"""
-
-
-def run_and_report(code: str) -> list[str]:
-    done = subprocess.run(
-        [sys.executable, "-c", code + REPORT],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=90,
-    )
-    assert done.returncode == 0, done.stderr
-    loaded: list[str] = json.loads(done.stdout.splitlines()[-1])
-    return loaded
+from .._imports import loaded_after
 
 
 def add_jobs(db: psycopg.Connection, count: int) -> None:
@@ -64,7 +40,7 @@ status = main(["run", "-c", {db_url!r}, "--tasks", "benchmarks.tasks", "--once",
                "--no-migrate", "--name", "lean worker"])
 assert status == 0, status
 """
-    assert run_and_report(code) == []
+    assert loaded_after(code) == []
     assert remaining(db) == 0
 
 
@@ -74,7 +50,7 @@ def test_benchmark_worker_child(db_url: str, db: psycopg.Connection) -> None:
 from benchmarks._pyproc import main
 main(["once", {db_url!r}, "4", "batched"])
 """
-    assert run_and_report(code) == []
+    assert loaded_after(code) == []
     assert remaining(db) == 0
 
 

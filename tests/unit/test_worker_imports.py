@@ -5,32 +5,7 @@ Each check runs in a fresh interpreter, since this test process has imported bot
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
-
-LOADED = """
-import json, sys
-names = [m for m in sys.modules if m.partition(".")[0] in ("sqlalchemy", "alembic")]
-print(json.dumps(sorted(names)))
-"""
-
-
-def loaded_after(code: str) -> list[str]:
-    """The SQLAlchemy and Alembic modules a fresh interpreter has loaded after ``code``."""
-    done = subprocess.run(
-        [sys.executable, "-c", code + LOADED],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    loaded: list[str] = json.loads(done.stdout.splitlines()[-1])
-    return loaded
+from .._imports import loaded_after
 
 
 def test_a_worker_from_a_url_string_does_not_import_sqlalchemy() -> None:
