@@ -25,7 +25,7 @@ from ._cron_support import (
     running_cron,
     ts,
 )
-from ._worker_support import EventLog, eventually
+from ._worker_support import eventually, logged
 
 EVERY_FOUR_HOURS = "0 */4 * * * my_task"
 
@@ -362,9 +362,7 @@ async def test_an_error_restarts_cron_and_backfill_recovers_the_minute(
 async def test_stop_interrupts_the_wait_and_start_up_reports_the_start(
     db_url: str, db: psycopg.Connection
 ) -> None:
-    log = EventLog()
-    events = WorkerEvents()
-    events.on_any(log)
+    events, log = logged()
     pool = await asyncpg.create_pool(db_url, min_size=1, max_size=1)
     clock = FakeClock(REFERENCE)
     scheduler = CronScheduler(

@@ -16,11 +16,10 @@ from sqlalchemy_graphile import (
     CronItemOptions,
     Task,
     WorkerContext,
-    WorkerEvents,
 )
 
 from ._cron_support import cron_jobs, known
-from ._worker_support import EventLog, Job2, Recorder, eventually, make_worker, recorder
+from ._worker_support import Job2, Recorder, eventually, logged, make_worker, recorder
 
 FOUR_HOURS = timedelta(hours=4)
 CRONTAB_DO_IT = "\n0 */4 * * * do_it ?fill=1d\n"  # the worker has no do_it task
@@ -34,13 +33,6 @@ class Tick(Task):
         recorder(ctx).calls.append(("tick", self.cron))
 
 
-def logged_events() -> tuple[WorkerEvents, EventLog]:
-    log = EventLog()
-    events = WorkerEvents()
-    events.on_any(log)
-    return events, log
-
-
 def not_within_the_test(now: datetime) -> str:
     """A daily time pattern twelve hours away from ``now``."""
     return f"0 {(now.hour + 12) % 24} * * *"
@@ -49,7 +41,7 @@ def not_within_the_test(now: datetime) -> str:
 async def test_registers_identifiers(db_url: str, db: psycopg.Connection) -> None:
     assert known(db) == []
     before = datetime.now(UTC)
-    events, log = logged_events()
+    events, log = logged()
     crontab = f"{not_within_the_test(before)} do_it ?fill=1d"
     async with make_worker(db_url, Job2, crontab=crontab, events=events) as worker:
         started = await log.wait_for("cron:started")
@@ -78,7 +70,7 @@ async def test_backfills_if_identifier_already_registered(
         " (identifier, known_since, last_execution)"
         f" values ('do_it', now() - interval '14 days', now() - interval '{lag}')"
     )
-    events, log = logged_events()
+    events, log = logged()
     async with make_worker(db_url, Job2, crontab=CRONTAB_DO_IT, events=events):
         await log.wait_for("cron:started")
     ((identifier, _known_since, last_execution),) = known(db)
@@ -114,7 +106,7 @@ async def test_the_worker_runs_the_jobs_it_scheduled(db_url: str, db: psycopg.Co
 
 
 async def test_run_once_does_not_schedule(db_url: str, db: psycopg.Connection) -> None:
-    events, log = logged_events()
+    events, log = logged()
     worker = make_worker(db_url, Job2, crontab="* * * * * job2 ?fill=1h", events=events)
     await worker.run_once()
     assert known(db) == []

@@ -21,7 +21,6 @@ from sqlalchemy_graphile import (
 )
 
 from ._worker_support import (
-    EventLog,
     Gated,
     Job2,
     Job3,
@@ -29,6 +28,7 @@ from ._worker_support import (
     add,
     jobs,
     locks,
+    logged,
     make_worker,
     rows,
 )
@@ -48,9 +48,7 @@ class WaitsForAbort(Task):
 async def test_notify_wakes_an_idle_worker_despite_a_long_poll_interval(
     db_url: str, db: psycopg.Connection
 ) -> None:
-    log = EventLog()
-    events = WorkerEvents()
-    events.on_any(log)
+    events, log = logged()
     rec = Recorder()
     async with make_worker(db_url, Job3, rec=rec, poll_interval=60.0, events=events):
         await log.wait_for("pool:listen:success")
@@ -66,9 +64,7 @@ async def test_notify_wakes_an_idle_worker_despite_a_long_poll_interval(
 async def test_worker_survives_its_listen_connection_being_terminated(
     db_url: str, db: psycopg.Connection
 ) -> None:
-    log = EventLog()
-    events = WorkerEvents()
-    events.on_any(log)
+    events, log = logged()
     rec = Recorder()
     async with make_worker(db_url, Job3, rec=rec, poll_interval=60.0, events=events):
         await log.wait_for("pool:listen:success")
@@ -93,9 +89,7 @@ async def test_worker_survives_its_listen_connection_being_terminated(
 async def test_worker_survives_fetch_errors(
     db_url: str, db: psycopg.Connection, caplog: pytest.LogCaptureFixture
 ) -> None:
-    log = EventLog()
-    events = WorkerEvents()
-    events.on_any(log)
+    events, log = logged()
     rec = Recorder()
     async with make_worker(db_url, Job3, rec=rec, poll_interval=0.05, listen=False, events=events):
         await log.wait_for("worker:getJob:empty")
@@ -152,9 +146,7 @@ async def test_graceful_shutdown_sets_the_abort_signal(
 async def test_forceful_stop_fails_the_running_job(db_url: str, db: psycopg.Connection) -> None:
     rec = Recorder()
     add(db, "gated", '{"n":1}', queue_name="q")
-    log = EventLog()
-    events = WorkerEvents()
-    events.on_any(log)
+    events, log = logged()
     worker = make_worker(db_url, Gated, rec=rec, events=events)
     running = asyncio.create_task(worker.run())
     await asyncio.wait_for(rec.started.wait(), 15)
@@ -173,9 +165,7 @@ async def test_forceful_stop_fails_the_running_job(db_url: str, db: psycopg.Conn
 async def test_breaking_migration_notification_stops_the_worker_with_57(
     db_url: str, db: psycopg.Connection
 ) -> None:
-    log = EventLog()
-    events = WorkerEvents()
-    events.on_any(log)
+    events, log = logged()
     worker = make_worker(db_url, Job3, events=events)
     running = asyncio.create_task(worker.run())
     await log.wait_for("pool:listen:success")
@@ -199,9 +189,7 @@ async def test_reset_locked_clears_only_locks_older_than_four_hours(
                     f" locked_at = now() - %s::interval where {where} = %s",
                     (age, value),
                 )
-    log = EventLog()
-    events = WorkerEvents()
-    events.on_any(log)
+    events, log = logged()
     worker = make_worker(
         db_url,
         Job2,  # nothing above is runnable by this worker
@@ -230,9 +218,7 @@ async def test_reset_locked_clears_only_locks_older_than_four_hours(
 
 
 async def test_events_are_emitted_in_order(db_url: str, db: psycopg.Connection) -> None:
-    log = EventLog()
-    events = WorkerEvents()
-    events.on_any(log)
+    events, log = logged()
     worker = make_worker(db_url, Job3, concurrency=3, events=events, poll_interval=60.0)
     rec_fail = Recorder(fail_with=RuntimeError("nope"))
     failing = make_worker(db_url, Job3, rec=rec_fail, events=events)
@@ -324,9 +310,7 @@ async def test_schema_too_new_at_start(db_url: str, db: psycopg.Connection) -> N
 
 async def test_signal_handlers_are_installed_only_while_running(db_url: str) -> None:
     before = signal.getsignal(signal.SIGTERM)
-    log = EventLog()
-    events = WorkerEvents()
-    events.on_any(log)
+    events, log = logged()
     worker = make_worker(db_url, Job3, events=events, handle_signals=True)
     async with worker:
         await log.wait_for("worker:getJob:empty")
@@ -341,9 +325,7 @@ async def test_signal_handlers_are_installed_only_while_running(db_url: str) -> 
 async def test_an_outcome_that_cannot_be_written_stops_the_worker_with_the_error(
     db_url: str, db: psycopg.Connection
 ) -> None:
-    log = EventLog()
-    events = WorkerEvents()
-    events.on_any(log)
+    events, log = logged()
     rec = Recorder()
     add(db, "gated", '{"n":1}', queue_name="q")
     worker = make_worker(db_url, Gated, rec=rec, events=events)
