@@ -8,11 +8,15 @@ bearer token comes from the environment, or is generated and printed once.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import os
 import secrets
+import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .._urls import shown_url
 from ..errors import ConfigurationError
@@ -77,6 +81,26 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+def _server_class(uvicorn: Any) -> Any:
+    """uvicorn's server, stopping gracefully on SIGINT and SIGTERM and then returning
+    normally (uvicorn itself raises the signal again once stopped, so the process would
+    die of it instead of exiting with status 0)."""
+
+    class Server(uvicorn.Server):  # type: ignore[misc]
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, self.handle_exit, signum, None)
+            try:
+                yield
+            finally:
+                for signum in (signal.SIGINT, signal.SIGTERM):
+                    loop.remove_signal_handler(signum)
+
+    return Server
+
+
 async def serve(args: argparse.Namespace) -> int:
     """Serve the dashboard until interrupted."""
     try:
@@ -119,7 +143,7 @@ async def serve(args: argparse.Namespace) -> int:
         lines.append(f"  {note}")
     lines.append("Press Ctrl-C to stop.")
     print("\n".join(lines), flush=True)
-    server = uvicorn.Server(config)
+    server = _server_class(uvicorn)(config)
     try:
         await server.serve(sockets=[sock])
     finally:
