@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass, is_dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -72,7 +72,7 @@ def user_of(request: Request) -> str:
 def jsonable(value: Any) -> Any:
     """``value`` with dataclasses as objects and datetimes as ISO 8601 text."""
     if is_dataclass(value) and not isinstance(value, type):
-        return jsonable(asdict(value))
+        return {f.name: jsonable(getattr(value, f.name)) for f in fields(value)}
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, Mapping):
