@@ -87,6 +87,16 @@ select jobs.id, tasks.identifier as task_identifier, queues.queue_name, jobs.pri
     + " as state"
 )
 _AFTER_NEWEST = "jobs.id < cast(:after_id as bigint)"
+#: How many of the newest jobs a search looks at before it reads the whole table.
+SEARCH_WINDOW = 20_000
+# The next SEARCH_WINDOW jobs, newest first (after the cursor, if any), in place of the table.
+_RECENT_JOBS_FROM = """
+from (select recent.* from {s}._private_jobs as recent {after}
+       order by recent.id desc limit cast(:window as integer)) as jobs
+left join {s}._private_tasks as tasks on tasks.id = jobs.task_id
+left join {s}._private_job_queues as queues on queues.id = jobs.job_queue_id
+"""
+_RECENT_AFTER = "where recent.id < cast(:after_id as bigint)"
 _AFTER_RUN_ORDER = """
   (jobs.priority, jobs.run_at, jobs.id)
     > (cast(:after_priority as smallint), cast(:after_run_at as timestamptz),
@@ -232,6 +242,7 @@ _TYPES: Mapping[str, Any] = {
     "key": Text(),
     "relation": Text(),
     "timeout": Text(),
+    "window": Integer(),
 }
 _PARAMETER = re.compile(r"(?<![:\w]):(\w+)")
 
@@ -497,7 +508,11 @@ class DashboardQueries:
         self, connection: AsyncConnection, job_filter: JobFilter, cursor: Cursor | None, limit: int
     ) -> JobPage:
         """One page of jobs matching ``job_filter``, after ``cursor``: ready and scheduled
-        jobs in run order, others newest first."""
+        jobs in run order, others newest first.
+
+        A newest-first search first looks among the next :data:`SEARCH_WINDOW` jobs only: a
+        common term fills the page there at once. Otherwise it reads the whole table.
+        """
         run_order = job_filter.run_order
         params = _filter_params(job_filter)
         extra: tuple[str, ...] = ()
@@ -507,16 +522,35 @@ class DashboardQueries:
             if run_order:
                 params["after_priority"] = cursor.priority
                 params["after_run_at"] = cursor.run_at
+        params["limit"] = limit + 1
         where = _filtered(*_filter_shape(job_filter), extra)
         if run_order:
-            order = _ORDER_RUN
-        else:
-            order = _ORDER_NEWEST if job_filter.search is None else _ORDER_NEWEST_SEARCHED
-        template = f"{_LIST_COLUMNS}{_JOBS_FROM}{where}\n{order}\nlimit cast(:limit as integer)"
-        rows = (await connection.execute(self._sql(template), {**params, "limit": limit + 1})).all()
+            return await self._page(connection, _JOBS_FROM, where, _ORDER_RUN, params, limit)
+        if job_filter.search is None:
+            return await self._page(connection, _JOBS_FROM, where, _ORDER_NEWEST, params, limit)
+        window = _RECENT_JOBS_FROM.replace("{after}", "" if cursor is None else _RECENT_AFTER)
+        params["window"] = SEARCH_WINDOW
+        page = await self._page(connection, window, where, _ORDER_NEWEST, params, limit)
+        if page.next_cursor is not None:
+            return page  # a full page among the newest jobs: no older job can come first
+        return await self._page(
+            connection, _JOBS_FROM, where, _ORDER_NEWEST_SEARCHED, params, limit
+        )
+
+    async def _page(
+        self,
+        connection: AsyncConnection,
+        source: str,
+        where: str,
+        order: str,
+        params: dict[str, Any],
+        limit: int,
+    ) -> JobPage:
+        template = f"{_LIST_COLUMNS}{source}{where}\n{order}\nlimit cast(:limit as integer)"
+        rows = (await connection.execute(self._sql(template), params)).all()
         jobs = [_job_row(row) for row in rows[:limit]]
         more = len(rows) > limit
-        return JobPage(jobs, jobs[-1].cursor(run_order).encode() if more else None)
+        return JobPage(jobs, jobs[-1].cursor(order == _ORDER_RUN).encode() if more else None)
 
     async def count_matching(
         self, connection: AsyncConnection, job_filter: JobFilter

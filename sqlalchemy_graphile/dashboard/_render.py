@@ -32,7 +32,7 @@ def iso(when: datetime | None) -> str:
 
 
 def duration(seconds: float) -> str:
-    """A rough length of time: ``12 s``, ``4 min``, ``3 h 5 min``, ``2 d 4 h``."""
+    """A rough length of time: ``12 s``, ``4 min``, ``3 h 5 min``, ``2 d 4 h``, ``3 years``."""
     seconds = abs(seconds)
     if seconds < 60:
         return f"{seconds:.0f} s"
@@ -43,6 +43,9 @@ def duration(seconds: float) -> str:
     if hours < 24:
         return f"{hours} h {minutes} min" if minutes else f"{hours} h"
     days, hours = divmod(hours, 24)
+    if days >= 365:
+        years = days // 365
+        return "1 year" if years == 1 else f"{years} years"
     return f"{days} d {hours} h" if hours else f"{days} d"
 
 

@@ -3,6 +3,7 @@ keyset pages, job details, queues, cron items and workers, on any schema name.""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 
 from sqlalchemy_graphile import CronItem, WorkerUtils
 from sqlalchemy_graphile.dashboard import DashboardApp, dashboard_app
+from sqlalchemy_graphile.dashboard import _queries as queries_module
 
 from .._dashboard_support import (
     STATES,
@@ -165,6 +167,28 @@ async def test_keyset_pages_cover_every_job_once(
         assert keys == sorted(keys)  # run order
     else:
         assert seen == sorted(seen, reverse=True)  # newest first
+
+
+@pytest.mark.parametrize("window", [3, 8, 20_000])
+async def test_search_pages_are_right_with_or_without_the_window(
+    app: DashboardApp, db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch, window: int
+) -> None:
+    monkeypatch.setattr(queries_module, "SEARCH_WINDOW", window)
+    expected = []
+    for n in range(30):
+        needle = n % 3 != 0 or n > 25
+        job_id = add_job(db, "hay", payload=json.dumps({"text": "needle" if needle else "straw"}))
+        if needle:
+            expected.append(job_id)
+    seen: list[int] = []
+    cursor = ""
+    while True:
+        listed = await _get_json(app, "/api/jobs?" + _query(q="NEEDLE", limit="5", cursor=cursor))
+        seen += [job["id"] for job in listed["jobs"]]
+        if listed["next_cursor"] is None:
+            break
+        cursor = listed["next_cursor"]
+    assert seen == sorted(expected, reverse=True)
 
 
 async def test_bad_list_parameters_are_400(app: DashboardApp) -> None:

@@ -142,6 +142,8 @@ def test_durations() -> None:
     assert duration(-125) == "2 min"
     assert duration(3 * 3600 + 5 * 60) == "3 h 5 min"
     assert duration(2 * 86400 + 4 * 3600) == "2 d 4 h"
+    assert duration(400 * 86400) == "1 year"
+    assert duration(1000 * 365 * 86400) == "1000 years"
     assert relative(T0 + timedelta(minutes=3), T0) == "in 3 min"
     assert relative(T0 - timedelta(hours=2), T0) == "2 h ago"
     assert relative(None, T0) == ""
