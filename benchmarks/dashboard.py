@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import time
@@ -215,14 +216,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     with ScratchDatabases(server, prefix=None) as databases:
         url = databases.create()
         _fill(url, args.jobs)
+        load_before = os.getloadavg()
         timings = asyncio.run(_measure(url, args.repeat))
+        load_after = os.getloadavg()
         document: dict[str, Any] = {
             "jobs": args.jobs,
             "repeat": args.repeat,
+            # Other work on the machine moves the numbers: the 1-minute load average.
+            "load_average": {"before": load_before[0], "after": load_after[0]},
             "machine": {**describe_machine(), **describe_server(url)},
             "timings": [{**asdict(t), "met": t.met} for t in timings],
         }
     print(format_table(timings))
+    print(f"\nLoad average (1 min) before and after: {load_before[0]:.1f}, {load_after[0]:.1f}")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(document, indent=2) + "\n")
