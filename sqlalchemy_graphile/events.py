@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, TypeVar, overload
 
+from .errors import InvalidCallbackError
 from .job import Job
 from .job_spec import JobSpec
 
@@ -261,17 +262,19 @@ class WorkerEvents:
     @overload
     def on(self, name: CronEventName, callback: Callback[CronEvent]) -> None: ...
     def on(self, name: str, callback: Callable[[Any], Any]) -> None:
-        """Call ``callback(event)`` for every event called ``name``. Raises ``TypeError``
-        if ``callback`` is not callable."""
+        """Call ``callback(event)`` for every event called ``name``. Raises
+        :class:`InvalidCallbackError` (a ``TypeError``) if ``callback`` is not callable."""
         if not callable(callback):
-            raise TypeError("callback must be callable")
+            raise InvalidCallbackError(f"the callback for {name!r} is not callable: {callback!r}")
         self._callbacks.setdefault(name, []).append(callback)
 
     def on_any(self, callback: Callback[WorkerEvent]) -> None:
         """Call ``callback(event)`` for every event, whatever its name. Raises
-        ``TypeError`` if ``callback`` is not callable."""
+        :class:`InvalidCallbackError` (a ``TypeError``) if ``callback`` is not callable."""
         if not callable(callback):
-            raise TypeError("callback must be callable")
+            raise InvalidCallbackError(
+                f"the callback for every event is not callable: {callback!r}"
+            )
         self._any.append(callback)
 
     def off(self, name: str, callback: Callable[[Any], Any]) -> None:

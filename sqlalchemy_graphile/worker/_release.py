@@ -21,6 +21,7 @@ from typing import Generic, Protocol, TypeVar
 
 import asyncpg
 
+from ..errors import WorkerStateError
 from ._jobs import FetchedJob
 from ._retry import WRITE_ERROR_BACKOFF, is_connection_error, with_retries
 from ._sql import Statements, flag_list, id_list
@@ -177,7 +178,7 @@ class _Batcher(Generic[T]):
         if not self._flowing.is_set():
             await self._flowing.wait()
         if self._released:
-            raise RuntimeError("the batch writer was released; no more outcomes can be written")
+            raise WorkerStateError("the batch writer was released; no more outcomes can be written")
         items = self._items
         if items is None:
             items = self._items = []

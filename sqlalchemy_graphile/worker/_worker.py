@@ -13,13 +13,13 @@ import asyncpg
 
 from ..cron._items import CronItem
 from ..cron._scheduler import CronScheduler
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, WorkerStateError
 from ..events import PoolEvent, SignalEvent, WorkerEvents
 from ..job import Job
 from ..job_spec import JobSpec, RawJobSpec
 from ..tasks import AnyTaskType, BatchTask, Task
 from . import _signals
-from ._connect import Database, resolve_database
+from ._connect import Database, connection_failure, resolve_database
 from ._options import ForbiddenFlags, RefetchDelay, WorkerOptions, build_options
 from ._pool import FORCEFUL_STEP_TIMEOUT, WorkerPool
 from ._schema_check import check_schema
@@ -37,6 +37,11 @@ logger = logging.getLogger("sqlalchemy_graphile.worker")
 def new_pool_id(*, continuous: bool) -> str:
     """A fresh lock owner id: ``sgpool-`` (or ``sgotpool-`` for run-once) + 18 hex digits."""
     return f"{'sgpool' if continuous else 'sgotpool'}-{secrets.token_hex(9)}"
+
+
+#: What the driver raises when the database cannot be reached or used at start (refused,
+#: unknown host, timeout, authentication, unknown database, permissions, ...).
+_START_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 async def _keep_session(_connection: asyncpg.Connection) -> None:
@@ -226,16 +231,20 @@ class Worker:
     async def run(self) -> None:
         """Run until a termination signal or :meth:`stop`, then shut down gracefully.
 
-        Checks the schema first: :class:`SchemaNotInstalledError` (install it with
-        ``alembic upgrade head``), :class:`SchemaTooOldError`, :class:`SchemaTooNewError`.
-        Database outages while running are waited out. Raises the error that ended the run
-        if it was not a requested stop (for example an outcome that could not be written).
+        Connects and checks the schema first: :class:`DatabaseConnectionError` (naming the
+        host, port, database and schema) if the database cannot be reached or used,
+        :class:`SchemaNotInstalledError` (install it with ``alembic upgrade head``),
+        :class:`SchemaTooOldError`, :class:`SchemaTooNewError`; :class:`WorkerStateError` if
+        the worker is running already. Database outages while running are waited out.
+        Raises the error that ended the run if it was not a requested stop (for example an
+        outcome that could not be written).
         """
         await self._run(continuous=True)
 
     async def run_once(self) -> None:
         """Run every job that is runnable now (with ``concurrency`` slots, no LISTEN, no
-        lock sweep), then return. Raises a fetch error instead of waiting it out."""
+        lock sweep), then return. Starts as :meth:`run` does (with the same errors); raises
+        a fetch error instead of waiting it out."""
         await self._run(continuous=False)
 
     async def stop(self, *, force: bool = False) -> None:
@@ -290,7 +299,9 @@ class Worker:
 
     async def _run(self, *, continuous: bool, events_ready: bool = False) -> None:
         if self._running:
-            raise RuntimeError("this worker is already running")
+            raise WorkerStateError(
+                "this worker is already running; stop() it first, or make another Worker"
+            )
         self._running = True
         if not events_ready:
             self._new_run_events()
@@ -319,19 +330,24 @@ class Worker:
     async def _serve(self, continuous: bool) -> WorkerPool:
         options = self._options
         database = self._database
-        db: asyncpg.Pool = await asyncpg.create_pool(
-            min_size=1,
-            max_size=options.max_pool_size,
-            reset=_keep_session,
-            **database.asyncpg_kwargs(
-                application_name=database.application_name,
-                prepared_statements=options.prepared_statements,
-            ),
-        )
+        try:
+            db: asyncpg.Pool = await asyncpg.create_pool(
+                min_size=1,
+                max_size=options.max_pool_size,
+                reset=_keep_session,
+                **database.asyncpg_kwargs(
+                    application_name=database.application_name,
+                    prepared_statements=options.prepared_statements,
+                ),
+            )
+        except _START_ERRORS as error:
+            raise connection_failure(database, options.schema, error) from error
         try:
             await check_schema(db, options.schema)
-        except BaseException:
+        except BaseException as error:
             await _close(db)
+            if isinstance(error, _START_ERRORS):
+                raise connection_failure(database, options.schema, error) from error
             raise
         listen_kwargs = database.asyncpg_kwargs(
             application_name=database.listen_application_name,
