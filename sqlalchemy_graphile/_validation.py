@@ -13,13 +13,17 @@ from pydantic_core import InitErrorDetails
 E = TypeVar("E", bound=ValidationError)
 
 
-def validation_problems(error: ValidationError, *, whole: str = "value") -> str:
+def validation_problems(error: ValidationError, *, whole: str | None = "value") -> str:
     """``location: message`` for each problem of ``error``, joined by ``"; "``; a problem
-    with the whole value (no location) is named ``whole``."""
-    return "; ".join(
-        f"{'.'.join(str(part) for part in detail['loc']) or whole}: {detail['msg']}"
-        for detail in error.errors(include_url=False, include_input=False)
-    )
+    with the whole value (no location) is named ``whole``, or not named if it is ``None``.
+    A problem a validator raised as a ``ValueError`` reads as that error's text."""
+    problems = []
+    for detail in error.errors(include_url=False, include_input=False):
+        cause = detail.get("ctx", {}).get("error")
+        message = str(cause) if detail["type"] == "value_error" and cause else detail["msg"]
+        location = ".".join(str(part) for part in detail["loc"]) or whole
+        problems.append(f"{location}: {message}" if location else message)
+    return "; ".join(problems)
 
 
 def as_error_class(error: ValidationError, cls: type[E]) -> E:

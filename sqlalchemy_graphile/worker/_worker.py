@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import textwrap
 from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -20,7 +21,7 @@ from ..job_spec import JobSpec, RawJobSpec
 from ..tasks import AnyTaskType, BatchTask, Task
 from . import _signals
 from ._connect import Database, connection_failure, resolve_database
-from ._options import ForbiddenFlags, RefetchDelay, WorkerOptions, build_options
+from ._options import ForbiddenFlags, RefetchDelay, WorkerOptions, describe_options, option_fields
 from ._pool import FORCEFUL_STEP_TIMEOUT, WorkerPool
 from ._schema_check import check_schema
 from ._sql import statements_for
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
     from ..utils import WorkerUtils
 
 logger = logging.getLogger("sqlalchemy_graphile.worker")
+
+_OPTION_NAMES = frozenset(option_fields())
 
 
 def new_pool_id(*, continuous: bool) -> str:
@@ -68,49 +71,14 @@ class Worker:
     connection; add ``?application_name=...`` to name them (default ``sg-worker`` and
     ``sg-worker-listen``).
 
-    Options (Graphile Worker's, in snake_case; every time is in **seconds**):
+    Bad options raise :class:`ConfigurationError` naming each (:class:`InvalidTaskError`,
+    :class:`InvalidIdentifierError`, :class:`CrontabError` for a bad task class, schema name
+    or crontab) here, before any connection is made.
 
-    * ``tasks``: the :class:`Task` / :class:`BatchTask` classes to run (any iterable); two
-      with one identifier are a :class:`ConfigurationError`.
-    * ``concurrency`` (1): jobs run at once. Async tasks run on the event loop, sync tasks
-      in a thread pool of this size.
-    * ``schema``: default ``$GRAPHILE_WORKER_SCHEMA`` or ``graphile_worker``.
-    * ``poll_interval`` (2.0): how often an idle slot looks for jobs; new jobs announced by
-      ``NOTIFY`` are picked up at once.
-    * ``extensions``: objects tasks reach with ``ctx.get_ext(Type)``.
-    * ``forbidden_flags``: ``None``, a list of flags, or a function (sync or async)
-      returning ``None`` or a list, called before every fetch; jobs carrying any of the
-      flags are skipped.
-    * ``listen`` (True): ``False`` for poolers that cannot ``LISTEN`` (polling only).
-    * ``use_local_time`` (False): decide which jobs are due by this machine's clock.
-    * ``graceful_shutdown_abort_timeout`` (5.0): after a graceful shutdown begins, wait
-      this long, then set ``ctx.abort_signal``.
-    * ``handle_signals`` (True): on the main thread, SIGINT, SIGTERM, SIGHUP and SIGUSR2
-      shut the worker down gracefully; a second signal fails running jobs and stops.
-    * ``max_pool_size``: connections for jobs (default ``max(10, concurrency)``).
-    * ``min_reset_locked_interval`` / ``max_reset_locked_interval`` (480 / 600): the
-      bounds of the interval between sweeps of locks older than four hours.
-    * ``prepared_statements`` (True): ``False`` for poolers in transaction mode.
-    * ``crontab``: recurring jobs, as crontab text (see :func:`parse_crontab`) or a list
-      of :class:`CronItem`; scheduled by ``run()`` on this machine's clock, not by
-      ``run_once()``. A bad line or item raises :class:`CrontabError`.
-    * ``local_queue_size`` (``None`` or -1: off): fetch this many jobs at once into a local
-      queue that feeds the slots, instead of one fetch per job. Unstarted jobs are given
-      back (their attempt refunded) after ``local_queue_ttl`` (300) seconds and on
-      shutdown. A batch takes at most one job per named queue, so queues stay serial.
-    * ``local_queue_refetch_delay``: seconds, or a :class:`RefetchDelay`; after a fetch
-      that found (almost) nothing, wait this long before fetching again. At most
-      ``poll_interval``.
-    * ``complete_job_batch_delay`` / ``fail_job_batch_delay`` (``None`` or -1: off): gather
-      completions / failures for this many seconds (0: until the event loop's next turn)
-      and write each batch with one statement. A batch that cannot be written stops the
-      worker (``pool:fatalError``); its jobs stay locked until the stale-lock sweep.
-    * ``events``: a :class:`WorkerEvents` to report to (default: a new one, on
-      :attr:`events`).
-
-    Bad options raise :class:`ConfigurationError` (:class:`InvalidTaskError`,
-    :class:`InvalidIdentifierError` for a bad task class or schema name) here, before any
-    connection is made.
+    ``events`` is a :class:`WorkerEvents` to report to (default: a new one, on
+    :attr:`events`). The other options (Graphile Worker's, in snake_case; every time is in
+    **seconds**) are declared, with their types, bounds and documentation, on
+    :class:`WorkerOptions`; this list is generated from there:
     """
 
     def __init__(
@@ -139,35 +107,17 @@ class Worker:
         fail_job_batch_delay: float | None = None,
         events: WorkerEvents | None = None,
     ) -> None:
-        self._options: WorkerOptions = build_options(
-            tasks=tasks,
-            concurrency=concurrency,
-            schema=schema,
-            poll_interval=poll_interval,
-            extensions=extensions,
-            forbidden_flags=forbidden_flags,
-            listen=listen,
-            use_local_time=use_local_time,
-            graceful_shutdown_abort_timeout=graceful_shutdown_abort_timeout,
-            handle_signals=handle_signals,
-            max_pool_size=max_pool_size,
-            min_reset_locked_interval=min_reset_locked_interval,
-            max_reset_locked_interval=max_reset_locked_interval,
-            prepared_statements=prepared_statements,
-            crontab=crontab,
-            local_queue_size=local_queue_size,
-            local_queue_ttl=local_queue_ttl,
-            local_queue_refetch_delay=local_queue_refetch_delay,
-            complete_job_batch_delay=complete_job_batch_delay,
-            fail_job_batch_delay=fail_job_batch_delay,
-        )
+        # Every keyword but database and events is a field of WorkerOptions, under the same
+        # name and with the same default (tests/unit/test_worker_options.py checks).
+        given = {name: value for name, value in locals().items() if name in _OPTION_NAMES}
+        self._options = WorkerOptions.build(**given)
         if events is not None and not isinstance(events, WorkerEvents):
             raise ConfigurationError(f"events must be a WorkerEvents, not {type(events).__name__}")
         self._database: Database = resolve_database(database)
-        if self._options.max_pool_size < self._options.concurrency:
+        if self._options.pool_size < self._options.concurrency:
             logger.warning(
                 "max_pool_size (%d) is below concurrency (%d): jobs will wait for connections",
-                self._options.max_pool_size,
+                self._options.pool_size,
                 self._options.concurrency,
             )
         queue_size = self._options.local_queue_size
@@ -333,7 +283,7 @@ class Worker:
         try:
             db: asyncpg.Pool = await asyncpg.create_pool(
                 min_size=1,
-                max_size=options.max_pool_size,
+                max_size=options.pool_size,
                 reset=_keep_session,
                 **database.asyncpg_kwargs(
                     application_name=database.application_name,
@@ -411,6 +361,9 @@ class Worker:
             pool.forceful_shutdown(f"the worker was stopped forcefully by {name} while the job ran")
         else:
             pool.graceful_shutdown(f"the worker received {name}")
+
+
+Worker.__doc__ = f"{Worker.__doc__}\n{textwrap.indent(describe_options(), '    ')}\n"
 
 
 class _UtilsAdder:
