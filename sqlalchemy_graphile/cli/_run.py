@@ -79,7 +79,7 @@ async def run(args: argparse.Namespace) -> int:
     )
     logger.info(
         "worker %s: %d task type(s) (%s), concurrency %d",
-        worker.worker_id,
+        worker.pool_id,
         len(tasks),
         ", ".join(t.task_identifier() for t in tasks),
         worker.options.concurrency,

@@ -98,7 +98,7 @@ class CronScheduler:
             task.cancel()
             await asyncio.wait({task})
 
-    async def run_once(self) -> datetime:
+    async def start_up(self) -> datetime:
         """The start-up step: record new items and backfill the known ones. Returns the
         clock reading it started from. Errors propagate."""
         start = self._now()
@@ -130,7 +130,7 @@ class CronScheduler:
     async def _main(self) -> None:
         while not self._stopped.is_set():
             try:
-                start = await self.run_once()
+                start = await self.start_up()
                 await self._every_minute(start)
                 return
             except Exception as error:

@@ -62,7 +62,7 @@ class ResetLockedSweeper:
         if self._task is not None:
             await self._task
 
-    async def run_once(self) -> None:
+    async def sweep_now(self) -> None:
         """Sweep now (with events; the reported delay is ``None``). Errors propagate."""
         await self._sweep(lambda: None)
 

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import secrets
 import textwrap
+import warnings
 from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -128,7 +129,7 @@ class Worker:
                 self._options.concurrency,
             )
         self._events = events if events is not None else WorkerEvents()
-        self._worker_id = new_pool_id(continuous=True)
+        self._pool_id = new_pool_id(continuous=True)
         self._engine: AsyncEngine | None = None
         self._utils: WorkerUtils | None = None
         self._pool: WorkerPool | None = None
@@ -143,10 +144,20 @@ class Worker:
     # -- properties ------------------------------------------------------------------
 
     @property
-    def worker_id(self) -> str:
+    def pool_id(self) -> str:
         """The lock owner id (``locked_by``) of the current run, or of the next continuous
-        run. Each ``run_once()`` uses a fresh ``sgotpool-`` id."""
-        return self._worker_id
+        run. Each ``run_once()`` uses a fresh ``sgotpool-`` id. Tasks see it as
+        ``ctx.worker_id``; ``WorkerUtils.force_unlock_workers()`` takes it."""
+        return self._pool_id
+
+    @property
+    def worker_id(self) -> str:
+        """Deprecated: use :attr:`pool_id` (the same id; "worker" also names a slot in
+        Graphile Worker's events)."""
+        warnings.warn(
+            "Worker.worker_id is deprecated; use Worker.pool_id", DeprecationWarning, stacklevel=2
+        )
+        return self._pool_id
 
     @property
     def events(self) -> WorkerEvents:
@@ -207,7 +218,7 @@ class Worker:
         """
         if not self._running:
             return
-        self._events.emit(PoolEvent(name="stop", pool_id=self._worker_id))
+        self._events.emit(PoolEvent(name="stop", pool_id=self._pool_id))
         if self._cron is not None:
             self._cron.release()
         pool = self._pool
@@ -222,7 +233,7 @@ class Worker:
     async def __aenter__(self) -> Self:
         self._new_run_events()
         self._background = asyncio.create_task(
-            self._run(continuous=True, events_ready=True), name=f"{self._worker_id} run"
+            self._run(continuous=True, events_ready=True), name=f"{self._pool_id} run"
         )
         started = asyncio.create_task(self._started.wait())
         await asyncio.wait({self._background, started}, return_when=asyncio.FIRST_COMPLETED)
@@ -257,7 +268,7 @@ class Worker:
             self._new_run_events()
         self._stop_requested = None
         if not continuous:
-            self._worker_id = new_pool_id(continuous=False)
+            self._pool_id = new_pool_id(continuous=False)
             if self._options.crontab:
                 logger.info("run_once() does not schedule cron items; run() does")
         pool: WorkerPool | None = None
@@ -269,7 +280,7 @@ class Worker:
             await self._events.drain(self._options.graceful_shutdown_abort_timeout)
             self._running = False
             self._pool = None
-            self._worker_id = new_pool_id(continuous=True)
+            self._pool_id = new_pool_id(continuous=True)
             self._finished.set()
         if pool is not None:
             self._exit_code = pool.exit_code
@@ -305,7 +316,7 @@ class Worker:
         )
         pool = WorkerPool(
             options=options,
-            pool_id=self._worker_id,
+            pool_id=self._pool_id,
             continuous=continuous,
             db=db,
             statements=statements_for(options.schema),

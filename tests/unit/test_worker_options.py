@@ -63,12 +63,18 @@ def test_defaults() -> None:
     assert worker(concurrency=20, max_pool_size=5).options.pool_size == 5
 
 
-def test_worker_id_is_a_pool_id() -> None:
-    first, second = worker().worker_id, worker().worker_id
+def test_pool_id_is_a_fresh_lock_owner_id() -> None:
+    first, second = worker().pool_id, worker().pool_id
     assert first != second
     assert first.startswith("sgpool-")
     assert len(first) == len("sgpool-") + 18
     assert int(first.removeprefix("sgpool-"), 16) >= 0
+
+
+def test_worker_id_is_a_deprecated_name_of_pool_id() -> None:
+    w = worker()
+    with pytest.deprecated_call(match="use Worker.pool_id"):
+        assert w.worker_id == w.pool_id
 
 
 def test_duplicate_identifiers_are_refused() -> None:
