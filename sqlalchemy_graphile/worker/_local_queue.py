@@ -41,7 +41,7 @@ from typing import Any
 
 import asyncpg
 
-from ..events import LocalQueueEvent, WorkerEvents
+from ..events import LocalQueueEvent, LocalQueueMode, WorkerEvents
 from ._fetch import DirectJobSource
 from ._jobs import FetchedJob, fetched_job
 from ._options import RefetchDelay
@@ -51,11 +51,11 @@ from ._task_ids import TaskIdentifiers
 
 logger = logging.getLogger("sqlalchemy_graphile.worker")
 
-STARTING = "STARTING"
-POLLING = "POLLING"
-WAITING = "WAITING"
-TTL_EXPIRED = "TTL_EXPIRED"
-RELEASED = "RELEASED"
+STARTING = LocalQueueMode.STARTING
+POLLING = LocalQueueMode.POLLING
+WAITING = LocalQueueMode.WAITING
+TTL_EXPIRED = LocalQueueMode.TTL_EXPIRED
+RELEASED = LocalQueueMode.RELEASED
 
 #: Giving jobs back is tried this often before the worker is asked to shut down.
 RETURN_MAX_ATTEMPTS = 20
@@ -205,7 +205,7 @@ class LocalQueue:
 
     # -- modes ------------------------------------------------------------------------
 
-    def _set_mode(self, mode: str) -> None:
+    def _set_mode(self, mode: LocalQueueMode) -> None:
         old, self.mode = self.mode, mode
         self._emit("localQueue:setMode", old_mode=old, new_mode=mode)
 
