@@ -1,4 +1,5 @@
-"""The cron scheduler: adds the jobs of cron items, minute by minute (spec §4.6).
+"""The cron scheduler: adds the jobs of cron items, minute by minute, as Graphile Worker's
+cron does (https://worker.graphile.org/docs/cron).
 
 **Start-up.** Read which items ``_private_known_crontabs`` knows. Record the new ones as
 known since now; they are never backfilled. Then walk the minutes of the largest backfill

@@ -1,5 +1,5 @@
 """The local queue: a job source that fetches batches of jobs for the whole worker
-(``local_queue_size``, spec §5.3).
+(``local_queue_size``, Graphile Worker's ``localQueue``).
 
 One fetch locks up to ``size`` jobs to the worker's pool id; slots then take jobs from
 memory instead of each asking the database. The queue is always in one mode:
@@ -17,7 +17,7 @@ memory instead of each asking the database. The queue is always in one mode:
   slots do not sit idle while it is fetched.
 * ``TTL_EXPIRED``: the next request for a job goes back to ``POLLING``.
 * ``RELEASED``: stopping. Waiting slots get no job and cached jobs are given back (their
-  attempt refunded, spec §2.7).
+  attempt refunded).
 
 A batch never holds two jobs of one named queue (see :meth:`Statements.fetch`); the pool
 pulses the queue when it releases a queued job, so the queue's next job is fetched soon.

@@ -1,4 +1,4 @@
-"""One run of a worker: its slots, wake-ups, maintenance and shutdown (spec §5.2, §5.4).
+"""One run of a worker: its slots, wake-ups, maintenance and shutdown.
 
 A :class:`WorkerPool` lives from ``Worker.run()`` (or ``run_once()``) to its return. It has
 one lock owner id, ``concurrency`` slots sharing a job source (direct fetches, or the local

@@ -1,4 +1,4 @@
-"""The stale-lock sweep (spec §2.8).
+"""The stale-lock sweep.
 
 A worker that died while holding jobs leaves them locked. Every continuous worker therefore
 clears job and queue locks older than four hours: first after a random delay below
