@@ -109,9 +109,10 @@ class Worker:
         events: WorkerEvents | None = None,
     ) -> None:
         # Every keyword but database and events is a field of WorkerOptions, under the same
-        # name and with the same default (tests/unit/test_worker_options.py checks).
-        given = {name: value for name, value in locals().items() if name in _OPTION_NAMES}
-        self._options = WorkerOptions.build(**given)
+        # name and with the same default (tests/unit/test_worker_options.py checks), so the
+        # keywords are passed on by name. Nothing may be assigned before this line.
+        arguments = locals()
+        self._options = WorkerOptions.build(**{name: arguments[name] for name in _OPTION_NAMES})
         if events is not None and not isinstance(events, WorkerEvents):
             raise ConfigurationError(f"events must be a WorkerEvents, not {type(events).__name__}")
         self._database: Database = resolve_database(database)
