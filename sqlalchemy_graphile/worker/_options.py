@@ -455,9 +455,9 @@ class WorkerOptions:
             raise _options_error(error) from None
 
     @property
-    def pool_size(self) -> int:
-        """The size of the pool that runs jobs: ``max_pool_size``, or by default the larger
-        of 10 and ``concurrency``."""
+    def max_connections(self) -> int:
+        """The most connections the worker opens for running jobs (its asyncpg pool's
+        size): ``max_pool_size``, or by default the larger of 10 and ``concurrency``."""
         if self.max_pool_size is not None:
             return self.max_pool_size
         return max(DEFAULT_MAX_POOL_SIZE, self.concurrency)

@@ -116,10 +116,10 @@ class Worker:
         if events is not None and not isinstance(events, WorkerEvents):
             raise ConfigurationError(f"events must be a WorkerEvents, not {type(events).__name__}")
         self._database: Database = resolve_database(database)
-        if self._options.pool_size < self._options.concurrency:
+        if self._options.max_connections < self._options.concurrency:
             logger.warning(
                 "max_pool_size (%d) is below concurrency (%d): jobs will wait for connections",
-                self._options.pool_size,
+                self._options.max_connections,
                 self._options.concurrency,
             )
         queue_size = self._options.local_queue_size
@@ -295,7 +295,7 @@ class Worker:
         try:
             db: asyncpg.Pool = await asyncpg.create_pool(
                 min_size=1,
-                max_size=options.pool_size,
+                max_size=options.max_connections,
                 reset=_keep_session,
                 **database.asyncpg_kwargs(
                     application_name=database.application_name,

@@ -55,12 +55,12 @@ def test_defaults() -> None:
     assert options.poll_interval == 2.0
     assert options.schema == "graphile_worker"
     assert options.max_pool_size is None
-    assert options.pool_size == 10
+    assert options.max_connections == 10
     assert (options.min_reset_locked_interval, options.max_reset_locked_interval) == (480.0, 600.0)
     assert options.graceful_shutdown_abort_timeout == 5.0
     assert options.listen is True
-    assert worker(concurrency=20).options.pool_size == 20
-    assert worker(concurrency=20, max_pool_size=5).options.pool_size == 5
+    assert worker(concurrency=20).options.max_connections == 20
+    assert worker(concurrency=20, max_pool_size=5).options.max_connections == 5
 
 
 def test_pool_id_is_a_fresh_lock_owner_id() -> None:
