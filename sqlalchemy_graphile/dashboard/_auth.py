@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from starlette.requests import Request
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, InvalidCallbackError
 from ..job_spec import check_text
 
 #: The realm browsers show in their sign-in prompt.
@@ -81,7 +81,8 @@ class TrustMountingApp:
     """The mounting application authenticates; the dashboard serves whatever reaches it.
 
     ``check``, if given, is called with each Starlette ``Request`` (sync or async) and
-    returns the name to show for the user, or ``None`` to refuse the request with 403. Use
+    returns the name to show for the user, or ``None`` to refuse the request with 403; a
+    ``check`` that is not callable raises :class:`InvalidCallbackError`. Use
     it to apply the same rule as your own endpoints: FastAPI runs no dependencies for a
     mounted app, so a check (or a middleware of the mounting app) has to do it.
     Without ``check``, the name comes from ``scope["user"]`` when an authentication
@@ -92,7 +93,7 @@ class TrustMountingApp:
 
     def __post_init__(self) -> None:
         if self.check is not None and not callable(self.check):
-            raise ConfigurationError("check must be a function of the request")
+            raise InvalidCallbackError("check must be a function of the request")
 
 
 #: The ways the dashboard can authenticate.

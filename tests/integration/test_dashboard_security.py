@@ -29,7 +29,11 @@ from sqlalchemy_graphile.dashboard import (
     TrustMountingApp,
     dashboard_app,
 )
-from sqlalchemy_graphile.errors import ConfigurationError, InvalidIdentifierError
+from sqlalchemy_graphile.errors import (
+    ConfigurationError,
+    InvalidCallbackError,
+    InvalidIdentifierError,
+)
 
 from .._dashboard_support import add_job, client, escaped, fail, lock
 
@@ -359,10 +363,11 @@ def test_bad_auth_settings_are_refused() -> None:
         lambda: BasicAuth("a", ""),
         lambda: BearerAuth(""),
         lambda: BearerAuth("has space"),
-        lambda: TrustMountingApp("not callable"),  # type: ignore[arg-type]
     ):
         with pytest.raises(ConfigurationError):
             make()
+    with pytest.raises(InvalidCallbackError):
+        TrustMountingApp("not callable")  # type: ignore[arg-type]
     assert NoAuth() == NoAuth()
     assert "password" not in repr(BasicAuth("a", "password"))
 
