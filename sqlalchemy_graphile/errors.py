@@ -14,6 +14,7 @@ catches them all. Errors about bad input also derive from the matching built-in
     ├── InvalidJobSpecError (ValueError)         a job spec the database would refuse
     ├── ConfigurationError (ValueError)          bad worker / utils options
     │   └── CrontabError                         a crontab line or cron item that is not valid
+    ├── DatabaseConnectionError (ConnectionError) the database server cannot be reached
     ├── SchemaError                              the database schema is missing or incompatible
     │   ├── SchemaNotInstalledError
     │   ├── SchemaTooOldError
@@ -62,6 +63,18 @@ class CrontabError(ConfigurationError):
     def __init__(self, message: str, *, line: int | None = None) -> None:
         super().__init__(message)
         self.line = line
+
+
+class DatabaseConnectionError(GraphileWorkerError, ConnectionError):
+    """A connection to the database server failed before any statement ran: no such host,
+    connection refused, timed out. ``host`` and ``port`` (text; several are joined by
+    commas) say where it tried; ``host`` is ``None`` when none was given and the driver's
+    defaults applied."""
+
+    def __init__(self, message: str, *, host: str | None, port: str) -> None:
+        super().__init__(message)
+        self.host = host
+        self.port = port
 
 
 class SchemaError(GraphileWorkerError):
@@ -116,6 +129,7 @@ __all__ = [
     "BatchJobError",
     "ConfigurationError",
     "CrontabError",
+    "DatabaseConnectionError",
     "GraphileWorkerError",
     "InvalidIdentifierError",
     "InvalidJobSpecError",

@@ -16,6 +16,8 @@ from typing import Any
 
 import pydantic
 
+from .._unreachable import cannot_connect
+from .._urls import DATABASE_URL_ENV_VAR, asyncpg_options
 from .._validation import validation_problems
 from ..errors import ConfigurationError, GraphileWorkerError, SchemaTooNewError
 from ._parser import PROG, parse_args
@@ -61,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _report(error, verbose)
         return EXIT_SCHEMA_TOO_NEW
     except Exception as error:
-        _report(error, verbose)
+        _report(_connection_error(error, args), verbose)
         return EXIT_ERROR
     return status
 
@@ -146,6 +148,21 @@ def _configure_logging(verbose: bool, chatty: bool) -> None:
             logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def _connection_error(error: Exception, args: argparse.Namespace) -> Exception:
+    """A connection error as :func:`cannot_connect` words it, naming the host and port of
+    the command's database; any other error as it is."""
+    if not isinstance(error, OSError) or isinstance(error, GraphileWorkerError):
+        return error
+    url = getattr(args, "connection", None) or os.environ.get(DATABASE_URL_ENV_VAR) or ""
+    try:
+        options = asyncpg_options(url) or {}
+    except ConfigurationError:
+        options = {}
+    described = cannot_connect(error, options)
+    described.__cause__ = error
+    return described
+
+
 def _report(error: BaseException, verbose: bool) -> None:
     if verbose:
         traceback.print_exception(error, file=sys.stderr)
@@ -160,8 +177,6 @@ def _describe(error: BaseException) -> str:
     orig = _driver_error(error)
     if orig is not None:
         return f"database error: {_one_line(str(orig))}"
-    if isinstance(error, OSError):
-        return f"cannot connect to the database: {_one_line(str(error))}"
     return f"{type(error).__name__}: {_one_line(str(error))}"
 
 

@@ -165,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_run(run: argparse.ArgumentParser) -> None:
-    run.add_argument(
+    tasks = run.add_argument(
         "--tasks",
         metavar="MODULE[:ATTR]",
         action="extend",
@@ -174,7 +174,7 @@ def _add_run(run: argparse.ArgumentParser) -> None:
         help=(
             "where the task classes are: MODULE collects every Task and BatchTask with an "
             "IDENTIFIER in the module; MODULE:ATTR names a list of task classes or a "
-            "function returning one (repeatable)"
+            "function returning one (repeatable; required unless --schema-only)"
         ),
     )
     run.add_argument(
@@ -275,6 +275,17 @@ def _add_run(run: argparse.ArgumentParser) -> None:
         help="do not install the schema first; only check that it is compatible",
     )
     run.set_defaults(handler="run.run")
+    _show_as_required(run, tasks)
+
+
+def _show_as_required(parser: argparse.ArgumentParser, action: argparse.Action) -> None:
+    """Show ``action`` without brackets in the usage line. It is not ``required`` for
+    argparse, because one option (``--schema-only``) makes it unnecessary; :func:`parse_args`
+    enforces it otherwise."""
+    action.required = True
+    usage = parser.format_usage().removeprefix("usage: ").rstrip("\n")
+    action.required = False
+    parser.usage = usage.replace(parser.prog, "%(prog)s", 1)
 
 
 def _add_add(add: argparse.ArgumentParser) -> None:
@@ -328,7 +339,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     if args.command == "run" and args.once and args.crontab is not None:
         parser.error("--crontab cannot be used with --once: only a continuous worker runs cron")
     if args.command == "run" and not args.schema_only and not args.tasks:
-        parser.error("run needs --tasks MODULE[:ATTR] (or --schema-only)")
+        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        commands.choices["run"].error("run needs --tasks MODULE[:ATTR] (or --schema-only)")
     changes = ("run_at", "priority", "attempts", "max_attempts")
     if args.command == "reschedule" and not (
         args.now or any(getattr(args, c) is not None for c in changes)

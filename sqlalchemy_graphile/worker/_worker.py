@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 import asyncpg
 
+from .._unreachable import cannot_connect
 from ..cron._items import CronItem
 from ..cron._scheduler import CronScheduler
 from ..errors import ConfigurationError
@@ -226,8 +227,10 @@ class Worker:
     async def run(self) -> None:
         """Run until a termination signal or :meth:`stop`, then shut down gracefully.
 
-        Checks the schema first: :class:`SchemaNotInstalledError` (install it with
-        ``alembic upgrade head``), :class:`SchemaTooOldError`, :class:`SchemaTooNewError`.
+        Connects first: a server that cannot be reached raises
+        :class:`DatabaseConnectionError` naming the host (and port). Then checks the schema:
+        :class:`SchemaNotInstalledError` (install it with ``sqlalchemy-graphile migrate``),
+        :class:`SchemaTooOldError`, :class:`SchemaTooNewError`.
         Database outages while running are waited out. Raises the error that ended the run
         if it was not a requested stop (for example an outcome that could not be written).
         """
@@ -319,15 +322,16 @@ class Worker:
     async def _serve(self, continuous: bool) -> WorkerPool:
         options = self._options
         database = self._database
-        db: asyncpg.Pool = await asyncpg.create_pool(
-            min_size=1,
-            max_size=options.max_pool_size,
-            reset=_keep_session,
-            **database.asyncpg_kwargs(
-                application_name=database.application_name,
-                prepared_statements=options.prepared_statements,
-            ),
+        connect_kwargs = database.asyncpg_kwargs(
+            application_name=database.application_name,
+            prepared_statements=options.prepared_statements,
         )
+        try:
+            db: asyncpg.Pool = await asyncpg.create_pool(
+                min_size=1, max_size=options.max_pool_size, reset=_keep_session, **connect_kwargs
+            )
+        except OSError as error:
+            raise cannot_connect(error, connect_kwargs) from None
         try:
             await check_schema(db, options.schema)
         except BaseException:

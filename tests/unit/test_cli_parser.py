@@ -54,8 +54,19 @@ def test_bad_command_lines_are_usage_errors(
 
 
 def test_run_needs_tasks_unless_schema_only(capsys: pytest.CaptureFixture[str]) -> None:
-    assert "run needs --tasks" in _usage_error(["run"], capsys)
+    err = _usage_error(["run"], capsys)
+    assert "run needs --tasks" in err
+    assert err.startswith("usage: sqlalchemy-graphile run ")
     assert parse_args(["run", "--schema-only"]).schema_only is True
+
+
+def test_run_usage_shows_tasks_as_required(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse_args(["run", "--help"])
+    usage = " ".join(capsys.readouterr().out.split("\n\n", 1)[0].split())
+    assert " --tasks MODULE[:ATTR] [MODULE[:ATTR] ...] " in usage
+    assert "[--tasks" not in usage
+    assert "[-j JOBS]" in usage
 
 
 def test_once_and_schema_only_exclude_each_other(capsys: pytest.CaptureFixture[str]) -> None:
