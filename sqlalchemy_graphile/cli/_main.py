@@ -20,6 +20,7 @@ from .._unreachable import cannot_connect
 from .._urls import DATABASE_URL_ENV_VAR, asyncpg_options
 from .._validation import validation_problems
 from ..errors import ConfigurationError, GraphileWorkerError, SchemaTooNewError
+from ..worker._log_output import LOG_FORMAT
 from ._parser import PROG, parse_args
 
 #: Exit statuses.
@@ -140,7 +141,7 @@ def _configure_logging(verbose: bool, chatty: bool) -> None:
     level = logging.DEBUG if verbose else logging.INFO if chatty else logging.WARNING
     root = logging.getLogger()
     if not root.handlers:
-        logging.basicConfig(format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+        logging.basicConfig(format=LOG_FORMAT)
     root.setLevel(level)
     if not verbose:
         # SQLAlchemy and asyncpg are noisy at INFO; our own loggers carry the story.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 from pathlib import Path
 
@@ -19,8 +18,6 @@ from ._common import (
     schema_name,
 )
 from ._loader import load_tasks
-
-logger = logging.getLogger("sqlalchemy_graphile.cli")
 
 
 def load_crontab(path: str) -> list[CronItem]:
@@ -85,13 +82,6 @@ async def run(args: argparse.Namespace) -> int:
         complete_job_batch_delay=args.complete_job_batch_delay,
         fail_job_batch_delay=args.fail_job_batch_delay,
         crontab=crontab,
-    )
-    logger.info(
-        "worker %s: %d task type(s) (%s), concurrency %d",
-        worker.worker_id,
-        len(tasks),
-        ", ".join(t.task_identifier() for t in tasks),
-        args.jobs,
     )
     if args.once:
         await worker.run_once()

@@ -21,6 +21,7 @@ from ..job_spec import JobSpec, RawJobSpec
 from ..tasks import AnyTaskType, BatchTask, Task
 from . import _signals
 from ._connect import Database, resolve_database
+from ._log_output import show_logs_unless_configured
 from ._options import ForbiddenFlags, RefetchDelay, WorkerOptions, build_options
 from ._pool import FORCEFUL_STEP_TIMEOUT, WorkerPool
 from ._schema_check import check_schema
@@ -303,9 +304,11 @@ class Worker:
             if self._options.crontab:
                 logger.info("run_once() does not schedule cron items; run() does")
         pool: WorkerPool | None = None
+        hide_logs = show_logs_unless_configured()
         try:
             pool = await self._serve(continuous)
         finally:
+            hide_logs()
             if self._engine is not None and self._database.engine is None:
                 await self._engine.dispose()
             await self._events.drain(self._options.graceful_shutdown_abort_timeout)
@@ -366,6 +369,7 @@ class Worker:
             if self._cron is not None:
                 self._cron.start()
             self._started.set()
+            _log_start(pool.id, options, continuous)
             if self._stop_requested is not None:
                 if self._stop_requested:
                     pool.forceful_shutdown("the worker was stopped forcefully while starting")
@@ -385,6 +389,7 @@ class Worker:
                 self._cron = None
             await _close(db)
             self._events.emit(PoolEvent(name="pool:release", pool_id=pool.id))
+            logger.info("worker %s: stopped", pool.id)
         return pool
 
     def _on_signal(self, name: str, forceful: bool) -> None:
@@ -423,6 +428,17 @@ class _UtilsAdder:
 
     async def add_batch_job(self, items: Sequence[BatchTask], spec: JobSpec | None = None) -> Job:
         return await self._worker.utils.add_batch_job(items, spec)
+
+
+def _log_start(pool_id: str, options: WorkerOptions, continuous: bool) -> None:
+    logger.info(
+        "worker %s: started with %d task type(s) (%s), concurrency %d; %s",
+        pool_id,
+        len(options.tasks),
+        ", ".join(options.tasks),
+        options.concurrency,
+        "waiting for jobs" if continuous else "running the jobs that are runnable now",
+    )
 
 
 async def _close(db: asyncpg.Pool) -> None:
