@@ -11,7 +11,14 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from ._common import CLEANUP_TASKS, JOB_STATES, KEY_MODES, cleanup_task_name, key_mode_name
+from ._common import (
+    CLEANUP_TASKS,
+    DEFAULT_UNHANDLED_AFTER,
+    JOB_STATES,
+    KEY_MODES,
+    cleanup_task_name,
+    key_mode_name,
+)
 
 PROG = "sqlalchemy-graphile"
 
@@ -37,6 +44,16 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0, not {text}")
     return value
 
 
@@ -153,7 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cleanup.set_defaults(handler="admin.cleanup")
 
-    command("stats", "count jobs by state and by queue").set_defaults(handler="inspect.stats")
+    stats = command("stats", "count jobs by state and by queue; name tasks no worker handles")
+    _unhandled_after(stats)
+    stats.set_defaults(handler="inspect.stats")
     command("queues", "list named queues and their locks").set_defaults(handler="inspect.queues")
     command("workers", "list the workers holding locks").set_defaults(handler="inspect.workers")
 
@@ -260,6 +279,15 @@ def _add_run(run: argparse.ArgumentParser) -> None:
         help="do not run jobs carrying this flag (repeatable)",
     )
     run.add_argument(
+        "--handled-elsewhere",
+        dest="handled_elsewhere",
+        metavar="IDENTIFIER",
+        action="append",
+        default=[],
+        help="other workers run this task identifier: do not warn about its waiting jobs "
+        "(repeatable)",
+    )
+    run.add_argument(
         "--name",
         metavar="NAME",
         help="application_name of the worker's connections (default: $SG_APPLICATION_NAME)",
@@ -310,8 +338,20 @@ def _add_add(add: argparse.ArgumentParser) -> None:
     add.set_defaults(handler="admin.add")
 
 
+def _unhandled_after(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--unhandled-after",
+        type=_non_negative_float,
+        default=DEFAULT_UNHANDLED_AFTER,
+        metavar="SECONDS",
+        help="show a task's ready jobs as unhandled when none of its jobs is locked and the "
+        f"oldest has been ready this long (default {DEFAULT_UNHANDLED_AFTER:g})",
+    )
+
+
 def _add_list(listing: argparse.ArgumentParser) -> None:
     listing.add_argument("--state", choices=JOB_STATES, default="all")
+    _unhandled_after(listing)
     listing.add_argument("--identifier", metavar="TASK", help="only jobs of this task")
     listing.add_argument("--queue", metavar="NAME", help="only jobs in this queue")
     listing.add_argument("--limit", type=_positive_int, default=50, help="default 50")

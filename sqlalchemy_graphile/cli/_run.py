@@ -82,6 +82,7 @@ async def run(args: argparse.Namespace) -> int:
         complete_job_batch_delay=args.complete_job_batch_delay,
         fail_job_batch_delay=args.fail_job_batch_delay,
         crontab=crontab,
+        handled_elsewhere=args.handled_elsewhere,
     )
     if args.once:
         await worker.run_once()

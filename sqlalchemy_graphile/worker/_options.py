@@ -28,6 +28,8 @@ ForbiddenFlags = (
 
 #: Graphile Worker's default pool size.
 DEFAULT_MAX_POOL_SIZE = 10
+#: Seconds between two checks for ready jobs no worker handles.
+DEFAULT_UNHANDLED_INTERVAL = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +77,10 @@ class WorkerOptions:
     #: Seconds to gather completions / failures before writing them; ``None`` when off.
     complete_job_batch_delay: float | None = None
     fail_job_batch_delay: float | None = None
+    #: Task identifiers other workers run: never reported as unhandled.
+    handled_elsewhere: frozenset[str] = frozenset()
+    #: Seconds between checks for jobs no worker handles; ``None`` when off.
+    unhandled_jobs_interval: float | None = DEFAULT_UNHANDLED_INTERVAL
 
 
 def build_options(
@@ -99,6 +105,8 @@ def build_options(
     local_queue_refetch_delay: RefetchDelay | float | None = None,
     complete_job_batch_delay: float | None = None,
     fail_job_batch_delay: float | None = None,
+    handled_elsewhere: Iterable[str] = (),
+    unhandled_jobs_interval: float | None = DEFAULT_UNHANDLED_INTERVAL,
 ) -> WorkerOptions:
     """Check every option and return them as :class:`WorkerOptions`."""
     concurrency = _positive_int("concurrency", concurrency)
@@ -139,7 +147,25 @@ def build_options(
         local_queue_refetch_delay=_refetch_delay(local_queue_refetch_delay, queue_size, poll),
         complete_job_batch_delay=_batch_delay("complete_job_batch_delay", complete_job_batch_delay),
         fail_job_batch_delay=_batch_delay("fail_job_batch_delay", fail_job_batch_delay),
+        handled_elsewhere=frozenset(_identifier_list(handled_elsewhere, "handled_elsewhere")),
+        unhandled_jobs_interval=(
+            None
+            if unhandled_jobs_interval is None
+            else _seconds("unhandled_jobs_interval", unhandled_jobs_interval, minimum=0.001)
+        ),
     )
+
+
+def _identifier_list(value: object, name: str) -> list[str]:
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        raise ConfigurationError(f"{name} must be a list of task identifiers, not {value!r}")
+    identifiers = list(value)
+    for identifier in identifiers:
+        if not isinstance(identifier, str) or not identifier:
+            raise ConfigurationError(
+                f"{name} must hold non-empty task identifiers (str), not {identifier!r}"
+            )
+    return identifiers
 
 
 def _local_queue_size(value: object) -> int | None:

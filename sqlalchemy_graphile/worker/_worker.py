@@ -22,10 +22,17 @@ from ..tasks import AnyTaskType, BatchTask, Task
 from . import _signals
 from ._connect import Database, resolve_database
 from ._log_output import show_logs_unless_configured
-from ._options import ForbiddenFlags, RefetchDelay, WorkerOptions, build_options
+from ._options import (
+    DEFAULT_UNHANDLED_INTERVAL,
+    ForbiddenFlags,
+    RefetchDelay,
+    WorkerOptions,
+    build_options,
+)
 from ._pool import FORCEFUL_STEP_TIMEOUT, WorkerPool
 from ._schema_check import check_schema
 from ._sql import statements_for
+from ._unhandled import UnhandledJobsCheck
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
@@ -102,6 +109,14 @@ class Worker:
       completions / failures for this many seconds (0: until the event loop's next turn)
       and write each batch with one statement. A batch that cannot be written stops the
       worker (``pool:fatalError``); its jobs stay locked until the stale-lock sweep.
+    * ``unhandled_jobs_interval`` (300; ``None``: never): when the worker starts, and then
+      every this many seconds, log a warning naming the task identifiers that have ready
+      jobs, are not among this worker's tasks and of which no job is locked by any worker
+      (after start-up: whose oldest ready job has waited longer than the interval). A typo
+      in an identifier, or workers that registered other tasks, would otherwise leave jobs
+      waiting silently.
+    * ``handled_elsewhere``: task identifiers other workers (Node, Rust, other Python
+      workers) run; that check never reports them.
     * ``events``: a :class:`WorkerEvents` to report to (default: a new one, on
       :attr:`events`).
 
@@ -134,6 +149,8 @@ class Worker:
         local_queue_refetch_delay: RefetchDelay | float | None = None,
         complete_job_batch_delay: float | None = None,
         fail_job_batch_delay: float | None = None,
+        handled_elsewhere: Iterable[str] = (),
+        unhandled_jobs_interval: float | None = DEFAULT_UNHANDLED_INTERVAL,
         events: WorkerEvents | None = None,
     ) -> None:
         self._options: WorkerOptions = build_options(
@@ -157,6 +174,8 @@ class Worker:
             local_queue_refetch_delay=local_queue_refetch_delay,
             complete_job_batch_delay=complete_job_batch_delay,
             fail_job_batch_delay=fail_job_batch_delay,
+            handled_elsewhere=handled_elsewhere,
+            unhandled_jobs_interval=unhandled_jobs_interval,
         )
         if events is not None and not isinstance(events, WorkerEvents):
             raise ConfigurationError(f"events must be a WorkerEvents, not {type(events).__name__}")
@@ -363,6 +382,16 @@ class Worker:
                 events=self._events,
                 pool_id=pool.id,
             )
+        unhandled = None
+        if options.unhandled_jobs_interval is not None:
+            unhandled = UnhandledJobsCheck(
+                pool=db,
+                schema=options.schema,
+                handled=[*options.tasks, *options.handled_elsewhere],
+                interval=options.unhandled_jobs_interval,
+                continuous=continuous,
+                pool_id=pool.id,
+            )
         unregister = _signals.register(self._on_signal) if options.handle_signals else None
         try:
             pool.start()
@@ -370,6 +399,8 @@ class Worker:
                 self._cron.start()
             self._started.set()
             _log_start(pool.id, options, continuous)
+            if unhandled is not None:
+                unhandled.start()
             if self._stop_requested is not None:
                 if self._stop_requested:
                     pool.forceful_shutdown("the worker was stopped forcefully while starting")
@@ -387,6 +418,8 @@ class Worker:
             if self._cron is not None:
                 await self._cron.stop()
                 self._cron = None
+            if unhandled is not None:
+                await unhandled.stop()
             await _close(db)
             self._events.emit(PoolEvent(name="pool:release", pool_id=pool.id))
             logger.info("worker %s: stopped", pool.id)
