@@ -7,6 +7,7 @@ connection options (what :func:`~sqlalchemy_graphile._urls.asyncpg_options` make
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 from collections.abc import Mapping
@@ -17,6 +18,10 @@ from .errors import DatabaseConnectionError
 #: PostgreSQL's default port, which the drivers use when neither the URL nor ``$PGPORT``
 #: names one.
 DEFAULT_PORT = 5432
+
+_UNREACHABLE = frozenset(
+    {errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ETIMEDOUT}
+)
 
 
 def cannot_connect(error: OSError, options: Mapping[str, Any]) -> DatabaseConnectionError:
@@ -40,6 +45,17 @@ def cannot_connect(error: OSError, options: Mapping[str, Any]) -> DatabaseConnec
     else:
         message = f"cannot connect to the database at {where}: {error.strerror or error}"
     return DatabaseConnectionError(message, host=host, port=port)
+
+
+def is_connection_failure(error: BaseException) -> bool:
+    """Whether ``error`` is what connecting to an unreachable server raises: a host name
+    that does not resolve, a refused or timed-out connection, an unreachable network (or
+    several of these, one per address tried)."""
+    if isinstance(error, socket.gaierror | ConnectionRefusedError | TimeoutError):
+        return True
+    if type(error) is not OSError:
+        return False
+    return error.errno in _UNREACHABLE or str(error).startswith("Multiple exceptions:")
 
 
 def _text(value: object) -> str | None:

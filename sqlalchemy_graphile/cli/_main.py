@@ -16,7 +16,7 @@ from typing import Any
 
 import pydantic
 
-from .._unreachable import cannot_connect
+from .._unreachable import cannot_connect, is_connection_failure
 from .._urls import DATABASE_URL_ENV_VAR, asyncpg_options
 from .._validation import validation_problems
 from ..errors import ConfigurationError, GraphileWorkerError, SchemaTooNewError
@@ -152,7 +152,7 @@ def _configure_logging(verbose: bool, chatty: bool) -> None:
 def _connection_error(error: Exception, args: argparse.Namespace) -> Exception:
     """A connection error as :func:`cannot_connect` words it, naming the host and port of
     the command's database; any other error as it is."""
-    if not isinstance(error, OSError) or isinstance(error, GraphileWorkerError):
+    if not isinstance(error, OSError) or not is_connection_failure(error):
         return error
     url = getattr(args, "connection", None) or os.environ.get(DATABASE_URL_ENV_VAR) or ""
     try:

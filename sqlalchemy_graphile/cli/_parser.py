@@ -179,6 +179,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo = command("demo", "run a worker on a handful of demonstration jobs")
     demo.add_argument("--forever", action="store_true", help="keep the worker running until Ctrl-C")
     demo.add_argument("-j", "--jobs", type=_positive_int, default=4, help="concurrency (default 4)")
+    demo.add_argument(
+        "--embedded",
+        action="store_true",
+        help="use the embedded PostgreSQL even if a local server answers "
+        "(also: SG_DEMO_EMBEDDED=1)",
+    )
     demo.set_defaults(handler="demo.demo")
     return parser
 
