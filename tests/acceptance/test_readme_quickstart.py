@@ -82,15 +82,23 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     subprocess.run([sys.executable, "-m", "venv", str(path)], check=True, timeout=120)
     requirement = f"{ROOT}{_install_extras()}"
     pip = [str(path / "bin" / "python"), "-m", "pip", "install", "--progress-bar", "off"]
-    result = subprocess.run(
-        [*pip, "--disable-pip-version-check", requirement],
-        env=_environment(path),
-        cwd=path.parent,
-        capture_output=True,
-        text=True,
-        timeout=PIP_SECONDS,
-        check=False,
-    )
+    pip += ["--retries", "2", "--timeout", "30"]  # an unreachable index fails soon
+    try:
+        result = subprocess.run(
+            [*pip, "--disable-pip-version-check", requirement],
+            env=_environment(path),
+            cwd=path.parent,
+            capture_output=True,
+            text=True,
+            timeout=PIP_SECONDS,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(
+            f"pip install {requirement!r} did not finish within {PIP_SECONDS} s: is the "
+            "package index (PyPI) reachable from here?",
+            pytrace=False,
+        )
     if result.returncode != 0:
         output = result.stdout + result.stderr
         tail = "\n".join(output.splitlines()[-15:])
