@@ -61,7 +61,7 @@ async def _unhandled(connection: AsyncConnection, args: argparse.Namespace) -> l
 def _state_filter(
     state: str, now: ColumnElement[Any], unhandled: Sequence[str] = ()
 ) -> ColumnElement[bool]:
-    job = models.Job
+    job = models.JobView
     unlocked = job.locked_at.is_(None)
     if state == "ready":
         return and_(unlocked, job.attempts < job.max_attempts, job.run_at <= now)
@@ -90,7 +90,7 @@ def _state_of(row: Any, now: Any, unhandled: Collection[str] = ()) -> str:
 async def list_jobs(args: argparse.Namespace) -> int:
     """``list``: jobs in run order (priority, run_at, id), filtered by state, task and queue.
     Ready jobs of tasks no worker seems to handle show as ``unhandled``."""
-    job = models.Job
+    job = models.JobView
     view = job.__table__
     async with _reading(args) as connection:
         unhandled = [entry.identifier for entry in await _unhandled(connection, args)]
@@ -177,7 +177,7 @@ async def show(args: argparse.Namespace) -> int:
 
 async def stats(args: argparse.Namespace) -> int:
     """``stats``: job counts by state, overall and per queue."""
-    job = models.Job
+    job = models.JobView
     now = func.now()
     counts = [
         func.count().filter(_state_filter(state, now)).label(state) for state in _COUNTED_STATES

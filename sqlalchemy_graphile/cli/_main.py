@@ -16,11 +16,10 @@ from typing import Any
 
 import pydantic
 
-from .._unreachable import cannot_connect, is_connection_failure
-from .._urls import DATABASE_URL_ENV_VAR, asyncpg_options
 from .._validation import validation_problems
 from ..errors import ConfigurationError, GraphileWorkerError, SchemaTooNewError
 from ..worker._log_output import LOG_FORMAT
+from ._common import database_url, schema_name
 from ._parser import PROG, parse_args
 
 #: Exit statuses.
@@ -150,16 +149,22 @@ def _configure_logging(verbose: bool, chatty: bool) -> None:
 
 
 def _connection_error(error: Exception, args: argparse.Namespace) -> Exception:
-    """A connection error as :func:`cannot_connect` words it, naming the host and port of
-    the command's database; any other error as it is."""
-    if not isinstance(error, OSError) or not is_connection_failure(error):
+    """A connection that the command's own engine could not make, worded as a worker words
+    one (:func:`connection_failure`: host, port, database and schema, the driver's error as
+    the cause); any other error as it is."""
+    if isinstance(error, GraphileWorkerError) or not isinstance(error, OSError):
         return error
-    url = getattr(args, "connection", None) or os.environ.get(DATABASE_URL_ENV_VAR) or ""
+    # Imported here: only a failed command needs them.
+    from ..worker._connect import connection_failure, is_unreachable, resolve_database
+
+    if not is_unreachable(error):
+        return error
     try:
-        options = asyncpg_options(url) or {}
-    except ConfigurationError:
-        options = {}
-    described = cannot_connect(error, options)
+        database = resolve_database(database_url(args))
+        schema = schema_name(args)
+    except GraphileWorkerError:
+        return error
+    described = connection_failure(database, schema, error)
     described.__cause__ = error
     return described
 
@@ -171,10 +176,10 @@ def _report(error: BaseException, verbose: bool) -> None:
 
 
 def _describe(error: BaseException) -> str:
+    if isinstance(error, pydantic.ValidationError):  # JobSpecValidationError included
+        return f"invalid {error.title}: {validation_problems(error)}"
     if isinstance(error, GraphileWorkerError):
         return str(error)
-    if isinstance(error, pydantic.ValidationError):
-        return f"invalid {error.title}: {validation_problems(error)}"
     orig = _driver_error(error)
     if orig is not None:
         return f"database error: {_one_line(str(orig))}"
