@@ -18,6 +18,8 @@ import pydantic
 
 from .._validation import validation_problems
 from ..errors import ConfigurationError, GraphileWorkerError, SchemaTooNewError
+from ..worker._log_output import LOG_FORMAT
+from ._common import database_url, schema_name
 from ._parser import PROG, parse_args
 
 #: Exit statuses.
@@ -61,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _report(error, verbose)
         return EXIT_SCHEMA_TOO_NEW
     except Exception as error:
-        _report(error, verbose)
+        _report(_connection_error(error, args), verbose)
         return EXIT_ERROR
     return status
 
@@ -138,12 +140,33 @@ def _configure_logging(verbose: bool, chatty: bool) -> None:
     level = logging.DEBUG if verbose else logging.INFO if chatty else logging.WARNING
     root = logging.getLogger()
     if not root.handlers:
-        logging.basicConfig(format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+        logging.basicConfig(format=LOG_FORMAT)
     root.setLevel(level)
     if not verbose:
         # SQLAlchemy and asyncpg are noisy at INFO; our own loggers carry the story.
         for name in ("sqlalchemy", "asyncpg"):
             logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _connection_error(error: Exception, args: argparse.Namespace) -> Exception:
+    """A connection that the command's own engine could not make, worded as a worker words
+    one (:func:`connection_failure`: host, port, database and schema, the driver's error as
+    the cause); any other error as it is."""
+    if isinstance(error, GraphileWorkerError) or not isinstance(error, OSError):
+        return error
+    # Imported here: only a failed command needs them.
+    from ..worker._connect import connection_failure, is_unreachable, resolve_database
+
+    if not is_unreachable(error):
+        return error
+    try:
+        database = resolve_database(database_url(args))
+        schema = schema_name(args)
+    except GraphileWorkerError:
+        return error
+    described = connection_failure(database, schema, error)
+    described.__cause__ = error
+    return described
 
 
 def _report(error: BaseException, verbose: bool) -> None:
@@ -160,8 +183,6 @@ def _describe(error: BaseException) -> str:
     orig = _driver_error(error)
     if orig is not None:
         return f"database error: {_one_line(str(orig))}"
-    if isinstance(error, OSError):
-        return f"cannot connect to the database: {_one_line(str(error))}"
     return f"{type(error).__name__}: {_one_line(str(error))}"
 
 

@@ -13,7 +13,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..worker import option_flags
-from ._common import CLEANUP_TASKS, JOB_STATES, KEY_MODES, cleanup_task_name, key_mode_name
+from ._common import (
+    CLEANUP_TASKS,
+    DEFAULT_UNHANDLED_AFTER,
+    JOB_STATES,
+    KEY_MODES,
+    cleanup_task_name,
+    key_mode_name,
+)
 
 PROG = "sqlalchemy-graphile"
 
@@ -29,6 +36,16 @@ def _non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must not be negative, not {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0, not {text}")
     return value
 
 
@@ -145,19 +162,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cleanup.set_defaults(handler="admin.cleanup")
 
-    command("stats", "count jobs by state and by queue").set_defaults(handler="inspect.stats")
+    stats = command("stats", "count jobs by state and by queue; name tasks no worker handles")
+    _unhandled_after(stats)
+    stats.set_defaults(handler="inspect.stats")
     command("queues", "list named queues and their locks").set_defaults(handler="inspect.queues")
     command("workers", "list the workers holding locks").set_defaults(handler="inspect.workers")
 
     demo = command("demo", "run a worker on a handful of demonstration jobs")
     demo.add_argument("--forever", action="store_true", help="keep the worker running until Ctrl-C")
     demo.add_argument("-j", "--jobs", type=_positive_int, default=4, help="concurrency (default 4)")
+    demo.add_argument(
+        "--embedded",
+        action="store_true",
+        help="use the embedded PostgreSQL even if a local server answers "
+        "(also: SG_DEMO_EMBEDDED=1)",
+    )
     demo.set_defaults(handler="demo.demo")
     return parser
 
 
 def _add_run(run: argparse.ArgumentParser) -> None:
-    run.add_argument(
+    tasks = run.add_argument(
         "--tasks",
         metavar="MODULE[:ATTR]",
         action="extend",
@@ -166,7 +191,7 @@ def _add_run(run: argparse.ArgumentParser) -> None:
         help=(
             "where the task classes are: MODULE collects every Task and BatchTask with an "
             "IDENTIFIER in the module; MODULE:ATTR names a list of task classes or a "
-            "function returning one (repeatable)"
+            "function returning one (repeatable; required unless --schema-only)"
         ),
     )
     run.add_argument(
@@ -199,6 +224,17 @@ def _add_run(run: argparse.ArgumentParser) -> None:
     )
     _add_worker_options(run.add_argument_group("worker options"))
     run.set_defaults(handler="run.run")
+    _show_as_required(run, tasks)
+
+
+def _show_as_required(parser: argparse.ArgumentParser, action: argparse.Action) -> None:
+    """Show ``action`` without brackets in the usage line. It is not ``required`` for
+    argparse, because one option (``--schema-only``) makes it unnecessary; :func:`parse_args`
+    enforces it otherwise."""
+    action.required = True
+    usage = parser.format_usage().removeprefix("usage: ").rstrip("\n")
+    action.required = False
+    parser.usage = usage.replace(parser.prog, "%(prog)s", 1)
 
 
 def _add_worker_options(group: argparse._ArgumentGroup) -> None:
@@ -248,8 +284,20 @@ def _add_add(add: argparse.ArgumentParser) -> None:
     add.set_defaults(handler="admin.add")
 
 
+def _unhandled_after(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--unhandled-after",
+        type=_non_negative_float,
+        default=DEFAULT_UNHANDLED_AFTER,
+        metavar="SECONDS",
+        help="show a task's ready jobs as unhandled when none of its jobs is locked and the "
+        f"oldest has been ready this long (default {DEFAULT_UNHANDLED_AFTER:g})",
+    )
+
+
 def _add_list(listing: argparse.ArgumentParser) -> None:
     listing.add_argument("--state", choices=JOB_STATES, default="all")
+    _unhandled_after(listing)
     listing.add_argument("--identifier", metavar="TASK", help="only jobs of this task")
     listing.add_argument("--queue", metavar="NAME", help="only jobs in this queue")
     listing.add_argument("--limit", type=_positive_int, default=50, help="default 50")
@@ -277,7 +325,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     if args.command == "run" and args.once and args.crontab is not None:
         parser.error("--crontab cannot be used with --once: only a continuous worker runs cron")
     if args.command == "run" and not args.schema_only and not args.tasks:
-        parser.error("run needs --tasks MODULE[:ATTR] (or --schema-only)")
+        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        commands.choices["run"].error("run needs --tasks MODULE[:ATTR] (or --schema-only)")
     changes = ("run_at", "priority", "attempts", "max_attempts")
     if args.command == "reschedule" and not (
         args.now or any(getattr(args, c) is not None for c in changes)

@@ -64,6 +64,8 @@ ForbiddenFlags = (
 
 #: Graphile Worker's default pool size.
 DEFAULT_MAX_POOL_SIZE = 10
+#: Seconds between two checks for ready jobs whose task no worker seems to handle.
+DEFAULT_UNHANDLED_INTERVAL = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +229,18 @@ def _refetch_delay(value: object) -> RefetchDelay | None:
             f"max_abort_threshold must be None or an int of at least 1, not {abort!r}"
         )
     return RefetchDelay(float(duration), threshold, abort)
+
+
+def _identifier_set(value: object) -> frozenset[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        raise ConfigurationError(f"must be None or a list of task identifiers, not {value!r}")
+    identifiers = list(value)
+    for identifier in identifiers:
+        if not isinstance(identifier, str) or not identifier:
+            raise ConfigurationError(f"must hold non-empty task identifiers, not {identifier!r}")
+    return frozenset(identifiers)
 
 
 def _default_schema() -> str:
@@ -416,6 +430,32 @@ class WorkerOptions:
         ge=0.0,
         allow_inf_nan=False,
         description="As complete_job_batch_delay, for failures.",
+    )
+
+    unhandled_jobs_interval: Annotated[float | None, Flag(metavar="SECONDS")] = Field(
+        DEFAULT_UNHANDLED_INTERVAL,
+        ge=MIN_INTERVAL,
+        allow_inf_nan=False,
+        description="How often to warn about ready jobs whose task no worker seems to handle "
+        "(None: never). The worker checks when it starts, then at this interval, and names the "
+        "task identifiers that are not among its tasks nor in handled_elsewhere, have ready "
+        "jobs (after start-up: the oldest ready for longer than the interval) and of which "
+        "no job is locked by any worker.",
+    )
+    handled_elsewhere: Annotated[
+        frozenset[str] | None,
+        PlainValidator(_identifier_set),
+        Flag(
+            ("--handled-elsewhere",),
+            metavar="IDENTIFIER",
+            help="other workers run this task identifier: do not warn about its waiting jobs "
+            "(repeatable)",
+            repeat=True,
+        ),
+    ] = Field(
+        None,
+        description="Task identifiers other workers (Node, Rust, other Python workers) run: "
+        "the check of unhandled_jobs_interval never reports them.",
     )
 
     @model_validator(mode="after")

@@ -22,10 +22,19 @@ from ..job_spec import JobSpec, RawJobSpec
 from ..tasks import AnyTaskType, BatchTask, Task
 from . import _signals
 from ._connect import Database, connection_failure, resolve_database
-from ._options import ForbiddenFlags, RefetchDelay, WorkerOptions, describe_options, option_fields
+from ._log_output import show_logs_unless_configured
+from ._options import (
+    DEFAULT_UNHANDLED_INTERVAL,
+    ForbiddenFlags,
+    RefetchDelay,
+    WorkerOptions,
+    describe_options,
+    option_fields,
+)
 from ._pool import FORCEFUL_STEP_TIMEOUT, WorkerPool
 from ._schema_check import check_schema
 from ._sql import statements_for
+from ._unhandled import UnhandledJobsCheck
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
@@ -106,6 +115,8 @@ class Worker:
         local_queue_refetch_delay: RefetchDelay | float | None = None,
         complete_job_batch_delay: float | None = None,
         fail_job_batch_delay: float | None = None,
+        unhandled_jobs_interval: float | None = DEFAULT_UNHANDLED_INTERVAL,
+        handled_elsewhere: Iterable[str] | None = None,
         events: WorkerEvents | None = None,
     ) -> None:
         # Every keyword but database and events is a field of WorkerOptions, under the same
@@ -195,7 +206,7 @@ class Worker:
 
         Connects and checks the schema first: :class:`DatabaseConnectionError` (naming the
         host, port, database and schema) if the database cannot be reached or used,
-        :class:`SchemaNotInstalledError` (install it with ``alembic upgrade head``),
+        :class:`SchemaNotInstalledError` (install it with ``sqlalchemy-graphile migrate``),
         :class:`SchemaTooOldError`, :class:`SchemaTooNewError`; :class:`WorkerStateError` if
         the worker is running already. Database outages while running are waited out.
         Raises the error that ended the run if it was not a requested stop (for example an
@@ -273,9 +284,11 @@ class Worker:
             if self._options.crontab:
                 logger.info("run_once() does not schedule cron items; run() does")
         pool: WorkerPool | None = None
+        hide_logs = show_logs_unless_configured()
         try:
             pool = await self._serve(continuous)
         finally:
+            hide_logs()
             if self._engine is not None and self._database.engine is None:
                 await self._engine.dispose()
             await self._events.drain(self._options.graceful_shutdown_abort_timeout)
@@ -334,12 +347,25 @@ class Worker:
                 events=self._events,
                 pool_id=pool.id,
             )
+        unhandled = None
+        if options.unhandled_jobs_interval is not None:
+            unhandled = UnhandledJobsCheck(
+                pool=db,
+                schema=options.schema,
+                handled=[*options.tasks, *(options.handled_elsewhere or ())],
+                interval=options.unhandled_jobs_interval,
+                continuous=continuous,
+                pool_id=pool.id,
+            )
         unregister = _signals.register(self._on_signal) if options.handle_signals else None
         try:
             pool.start()
             if self._cron is not None:
                 self._cron.start()
             self._started.set()
+            _log_start(pool.id, options, continuous)
+            if unhandled is not None:
+                unhandled.start()
             if self._stop_requested is not None:
                 if self._stop_requested:
                     pool.forceful_shutdown("the worker was stopped forcefully while starting")
@@ -357,8 +383,11 @@ class Worker:
             if self._cron is not None:
                 await self._cron.stop()
                 self._cron = None
+            if unhandled is not None:
+                await unhandled.stop()
             await _close(db)
             self._events.emit(PoolEvent(name="pool:release", pool_id=pool.id))
+            logger.info("worker %s: stopped", pool.id)
         return pool
 
     def _on_signal(self, name: str, forceful: bool) -> None:
@@ -400,6 +429,17 @@ class _UtilsAdder:
 
     async def add_batch_job(self, items: Sequence[BatchTask], spec: JobSpec | None = None) -> Job:
         return await self._worker.utils.add_batch_job(items, spec)
+
+
+def _log_start(pool_id: str, options: WorkerOptions, continuous: bool) -> None:
+    logger.info(
+        "worker %s: started with %d task type(s) (%s), concurrency %d; %s",
+        pool_id,
+        len(options.tasks),
+        ", ".join(options.tasks),
+        options.concurrency,
+        "waiting for jobs" if continuous else "running the jobs that are runnable now",
+    )
 
 
 async def _close(db: asyncpg.Pool) -> None:

@@ -3,6 +3,7 @@ and a continuous worker process stopped by SIGTERM."""
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -226,3 +227,18 @@ def test_breaking_migration_notice_stops_the_process_with_57(
         )
         status = process.wait(timeout=DEADLINE_SECONDS)
     assert status == EXIT_SCHEMA_TOO_NEW, log_path.read_text()
+
+
+def test_only_the_start_that_installs_the_schema_logs_about_it(
+    empty_db_url: str, caplog: pytest.LogCaptureFixture, tasks_module: Callable[[str], Any]
+) -> None:
+    name = tasks_module("cli_run_tasks_schema_log")
+
+    def schema_lines() -> list[str]:
+        assert main(["-c", empty_db_url, "run", "--tasks", name, "--once"]) == EXIT_OK
+        lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+        caplog.clear()
+        return [line for line in lines if "schema" in line]
+
+    assert schema_lines() == ["installed schema 'graphile_worker' at revision 19"]
+    assert schema_lines() == []
