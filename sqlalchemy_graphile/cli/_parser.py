@@ -1,9 +1,10 @@
 """The argument parser of the ``sqlalchemy-graphile`` command.
 
 Parsing is strict: unknown flags and abbreviated flags are usage errors (exit status 2).
-The global options (``-c``, ``-s``, ``--json``, ``-v``) are accepted before or after the
-command name. Each command's handler is named in ``args.handler`` as ``"module.function"``
-(a private module of this package), so ``--help`` and usage errors import nothing heavy.
+The global options (``-c``, ``-s``, ``--json``, ``--log-format``, ``-v``) are accepted before
+or after the command name. Each command's handler is named in ``args.handler`` as
+``"module.function"`` (a private module of this package), so ``--help`` and usage errors
+import nothing heavy.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from collections.abc import Sequence
 from ._common import CLEANUP_TASKS, JOB_STATES, KEY_MODES, cleanup_task_name, key_mode_name
 
 PROG = "sqlalchemy-graphile"
+#: The ``--log-format`` values.
+LOG_FORMATS = ("text", "json")
 
 
 def _positive_int(text: str) -> int:
@@ -75,6 +78,12 @@ def _global_options(*, suppress: bool) -> argparse.ArgumentParser:
         action="store_true",
         default=argparse.SUPPRESS if suppress else False,
         help="print results as JSON (admin commands)",
+    )
+    group.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default=default if suppress else "text",
+        help="text (default), or json: one JSON object per line, with the job's fields",
     )
     group.add_argument(
         "-v",

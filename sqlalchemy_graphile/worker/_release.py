@@ -21,6 +21,7 @@ from typing import Generic, Protocol, TypeVar
 
 import asyncpg
 
+from ..log_format import job_fields
 from ._jobs import FetchedJob
 from ._retry import WRITE_ERROR_BACKOFF, is_connection_error, with_retries
 from ._sql import Statements, flag_list, id_list
@@ -368,4 +369,5 @@ def _log_fenced(job: FetchedJob, what: str) -> None:
         job.id,
         job.job.task_identifier,
         what,
+        extra=job_fields(job.job),
     )
