@@ -75,6 +75,10 @@ class WorkerOptions:
     #: Seconds to gather completions / failures before writing them; ``None`` when off.
     complete_job_batch_delay: float | None = None
     fail_job_batch_delay: float | None = None
+    #: The port of the ``/metrics`` endpoint (0: any free one); ``None`` when off.
+    metrics_port: int | None = None
+    #: Whether that endpoint also shows the queue-level gauges.
+    queue_metrics: bool = True
 
 
 def build_options(
@@ -99,6 +103,8 @@ def build_options(
     local_queue_refetch_delay: RefetchDelay | float | None = None,
     complete_job_batch_delay: float | None = None,
     fail_job_batch_delay: float | None = None,
+    metrics_port: int | None = None,
+    queue_metrics: bool = True,
 ) -> WorkerOptions:
     """Check every option and return them as :class:`WorkerOptions`."""
     concurrency = _positive_int("concurrency", concurrency)
@@ -139,7 +145,20 @@ def build_options(
         local_queue_refetch_delay=_refetch_delay(local_queue_refetch_delay, queue_size, poll),
         complete_job_batch_delay=_batch_delay("complete_job_batch_delay", complete_job_batch_delay),
         fail_job_batch_delay=_batch_delay("fail_job_batch_delay", fail_job_batch_delay),
+        metrics_port=_port("metrics_port", metrics_port),
+        queue_metrics=_bool("queue_metrics", queue_metrics),
     )
+
+
+def _port(name: str, value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
+        raise ConfigurationError(
+            f"{name} must be None (off) or a port number from 0 (any free port) to 65535, "
+            f"not {value!r}"
+        )
+    return value
 
 
 def _local_queue_size(value: object) -> int | None:

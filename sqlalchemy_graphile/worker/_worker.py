@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import URL
     from sqlalchemy.ext.asyncio import AsyncEngine
 
+    from ..prometheus import WorkerMetrics
+    from ..prometheus._endpoint import MetricsEndpoint
     from ..utils import WorkerUtils
 
 logger = logging.getLogger("sqlalchemy_graphile.worker")
@@ -102,6 +104,12 @@ class Worker:
       worker (``pool:fatalError``); its jobs stay locked until the stale-lock sweep.
     * ``events``: a :class:`WorkerEvents` to report to (default: a new one, on
       :attr:`events`).
+    * ``metrics``: a :class:`sqlalchemy_graphile.prometheus.WorkerMetrics` to count this
+      worker's jobs in (the ``prometheus`` extra); ``None`` (default): no counting at all.
+    * ``metrics_port``: serve Prometheus metrics on ``http://0.0.0.0:PORT/metrics`` while
+      running (0: any free port, see :attr:`metrics_port`): the worker's (in ``metrics``, or
+      a new :class:`WorkerMetrics` with the process's own metrics), and, unless
+      ``queue_metrics=False``, the queue-level gauges read at each scrape.
 
     Bad options raise :class:`ConfigurationError` (:class:`InvalidTaskError`,
     :class:`InvalidIdentifierError` for a bad task class or schema name) here, before any
@@ -133,6 +141,9 @@ class Worker:
         complete_job_batch_delay: float | None = None,
         fail_job_batch_delay: float | None = None,
         events: WorkerEvents | None = None,
+        metrics: WorkerMetrics | None = None,
+        metrics_port: int | None = None,
+        queue_metrics: bool = True,
     ) -> None:
         self._options: WorkerOptions = build_options(
             tasks=tasks,
@@ -155,6 +166,8 @@ class Worker:
             local_queue_refetch_delay=local_queue_refetch_delay,
             complete_job_batch_delay=complete_job_batch_delay,
             fail_job_batch_delay=fail_job_batch_delay,
+            metrics_port=metrics_port,
+            queue_metrics=queue_metrics,
         )
         if events is not None and not isinstance(events, WorkerEvents):
             raise ConfigurationError(f"events must be a WorkerEvents, not {type(events).__name__}")
@@ -173,6 +186,9 @@ class Worker:
                 self._options.concurrency,
             )
         self._events = events if events is not None else WorkerEvents()
+        self._metrics, self._metrics_endpoint = _prometheus(metrics, self._options)
+        if self._metrics is not None:
+            self._metrics.attach(self)
         self._worker_id = new_pool_id(continuous=True)
         self._engine: AsyncEngine | None = None
         self._utils: WorkerUtils | None = None
@@ -202,6 +218,32 @@ class Worker:
     def options(self) -> WorkerOptions:
         """The validated options."""
         return self._options
+
+    @property
+    def running(self) -> bool:
+        """Whether ``run()`` or ``run_once()`` is in progress."""
+        return self._running
+
+    @property
+    def busy_slots(self) -> int:
+        """Slots holding a job now (running it or recording its outcome); 0 when not
+        running. Cheap enough to read at any time, from any thread."""
+        pool = self._pool
+        return pool.busy_slots if pool is not None else 0
+
+    @property
+    def local_queue_length(self) -> int:
+        """Jobs fetched into the local queue that no slot has taken yet (0 without one)."""
+        pool = self._pool
+        return pool.local_queue_length if pool is not None else 0
+
+    @property
+    def metrics_port(self) -> int | None:
+        """The port ``/metrics`` is served on while running (the one picked for
+        ``metrics_port=0``); else the ``metrics_port`` option."""
+        endpoint = self._metrics_endpoint
+        served = endpoint.port if endpoint is not None else None
+        return served if served is not None else self._options.metrics_port
 
     @property
     def exit_code(self) -> int:
@@ -328,8 +370,11 @@ class Worker:
                 prepared_statements=options.prepared_statements,
             ),
         )
+        endpoint = self._metrics_endpoint
         try:
             await check_schema(db, options.schema)
+            if endpoint is not None:
+                endpoint.start(db)
         except BaseException:
             await _close(db)
             raise
@@ -346,6 +391,7 @@ class Worker:
             events=self._events,
             adder=_UtilsAdder(self),
             connect_listener=lambda: asyncpg.connect(**listen_kwargs),
+            observer=self._metrics,
         )
         self._pool = pool
         if continuous and options.crontab:
@@ -379,6 +425,8 @@ class Worker:
             if self._cron is not None:
                 await self._cron.stop()
                 self._cron = None
+            if endpoint is not None:
+                await endpoint.stop()
             await _close(db)
             self._events.emit(PoolEvent(name="pool:release", pool_id=pool.id))
         return pool
@@ -419,6 +467,35 @@ class _UtilsAdder:
 
     async def add_batch_job(self, items: Sequence[BatchTask], spec: JobSpec | None = None) -> Job:
         return await self._worker.utils.add_batch_job(items, spec)
+
+
+def _prometheus(
+    metrics: WorkerMetrics | None, options: WorkerOptions
+) -> tuple[WorkerMetrics | None, MetricsEndpoint | None]:
+    """The worker's metrics and ``/metrics`` endpoint, if asked for. The ``prometheus``
+    extra is imported only then; without it, :class:`ConfigurationError`."""
+    if metrics is None and options.metrics_port is None:
+        return None, None
+    try:
+        from .. import prometheus
+        from ..prometheus._endpoint import MetricsEndpoint
+    except ImportError:
+        raise ConfigurationError(
+            "metrics need the prometheus extra: pip install 'sqlalchemy-graphile[prometheus]'"
+        ) from None
+    if metrics is None:
+        metrics = prometheus.WorkerMetrics(registry=prometheus.process_registry())
+    elif not isinstance(metrics, prometheus.WorkerMetrics):
+        raise ConfigurationError(f"metrics must be a WorkerMetrics, not {type(metrics).__name__}")
+    if options.metrics_port is None:
+        return metrics, None
+    endpoint = MetricsEndpoint(
+        metrics,
+        port=options.metrics_port,
+        schema=options.schema,
+        queue_metrics=options.queue_metrics,
+    )
+    return metrics, endpoint
 
 
 async def _close(db: asyncpg.Pool) -> None:
