@@ -43,6 +43,13 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is from 0 to 65535, not {value}")
+    return value
+
+
 def _job_id(text: str) -> int:
     try:
         value = int(text)
@@ -267,6 +274,19 @@ def _add_run(run: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         help="do not run jobs carrying this flag (repeatable)",
+    )
+    run.add_argument(
+        "--metrics-port",
+        type=_port,
+        metavar="PORT",
+        help="serve Prometheus metrics on http://0.0.0.0:PORT/metrics (0: any free port; "
+        "pip install 'sqlalchemy-graphile[prometheus]')",
+    )
+    run.add_argument(
+        "--no-queue-metrics",
+        dest="queue_metrics",
+        action="store_false",
+        help="leave the queue-level gauges out of --metrics-port (serve them from one place)",
     )
     run.add_argument(
         "--name",

@@ -85,6 +85,8 @@ async def run(args: argparse.Namespace) -> int:
         complete_job_batch_delay=args.complete_job_batch_delay,
         fail_job_batch_delay=args.fail_job_batch_delay,
         crontab=crontab,
+        metrics_port=args.metrics_port,
+        queue_metrics=args.queue_metrics,
     )
     logger.info(
         "worker %s: %d task type(s) (%s), concurrency %d",
