@@ -173,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     command("queues", "list named queues and their locks").set_defaults(handler="inspect.queues")
     command("workers", "list the workers holding locks").set_defaults(handler="inspect.workers")
 
+    _add_doctor(command("doctor", "check the setup and explain each problem with its fix"))
+
     demo = command("demo", "run a worker on a handful of demonstration jobs")
     demo.add_argument("--forever", action="store_true", help="keep the worker running until Ctrl-C")
     demo.add_argument("-j", "--jobs", type=_positive_int, default=4, help="concurrency (default 4)")
@@ -304,6 +306,31 @@ def _add_run(run: argparse.ArgumentParser) -> None:
         help="do not install the schema first; only check that it is compatible",
     )
     run.set_defaults(handler="run.run")
+
+
+def _add_doctor(doctor: argparse.ArgumentParser) -> None:
+    doctor.add_argument(
+        "--workers",
+        type=_non_negative_int,
+        default=1,
+        metavar="N",
+        help="worker processes that will run, for the connection check (default 1)",
+    )
+    doctor.add_argument(
+        "--max-pool-size",
+        type=_positive_int,
+        default=10,
+        metavar="N",
+        help="connections of each worker's pool (default 10; each worker adds 1 for LISTEN)",
+    )
+    doctor.add_argument(
+        "--app-connections",
+        type=_non_negative_int,
+        default=0,
+        metavar="N",
+        help="connections the application's own pools may open (default 0)",
+    )
+    doctor.set_defaults(handler="doctor.doctor")
 
 
 def _add_add(add: argparse.ArgumentParser) -> None:
