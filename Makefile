@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test lint typecheck
+.PHONY: demo test lint typecheck chaos
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,3 +25,8 @@ typecheck: $(VENV)/.installed
 
 test: lint typecheck
 	$(PY) -m pytest
+
+# Fault injection on a PostgreSQL cluster of its own (port 5499), which it stops and restarts;
+# needs root, the postgres user or sudo (docs/reliability.md). CI runs it after `make test`.
+chaos: $(VENV)/.installed
+	SG_ALLOW_PG_RESTART=1 $(PY) -m pytest -m chaos -p no:xdist tests/chaos

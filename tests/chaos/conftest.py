@@ -39,6 +39,9 @@ from ._ledger import SCHEMA_DDL
 from ._workers import Workers
 
 ALLOW_ENV = "SG_ALLOW_PG_RESTART"
+#: Set by CI: a chaos test that cannot run (no cluster tools, no rights) fails the run
+#: instead of being skipped.
+REQUIRE_ENV = "SG_REQUIRE_CHAOS"
 _DB_PREFIX = "sg_chaos_"
 _numbers = itertools.count(1)
 
@@ -50,6 +53,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("chaos") is not None:
             item.add_marker(pytest.mark.skip(reason=reason))
+
+
+_skipped_chaos: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and report.nodeid.startswith("tests/chaos/"):
+        _skipped_chaos.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """With ``SG_REQUIRE_CHAOS=1``, a skipped chaos test fails the run."""
+    if os.environ.get(REQUIRE_ENV) == "1" and _skipped_chaos:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(
+                f"{REQUIRE_ENV}=1, but {len(_skipped_chaos)} chaos test(s) were skipped",
+                red=True,
+            )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def _skip_reason(config: pytest.Config) -> str | None:
@@ -102,7 +125,10 @@ def chaos_cluster() -> Iterator[ChaosCluster]:
     cluster = ChaosCluster.from_environment()
     missing = cluster.missing_prerequisites()
     if missing is not None:
-        pytest.skip(f"no cluster for fault injection: {missing}")
+        reason = f"no cluster for fault injection: {missing}"
+        if os.environ.get(REQUIRE_ENV) == "1":
+            pytest.fail(f"{reason} ({REQUIRE_ENV}=1 requires the chaos tests to run)")
+        pytest.skip(reason)
     started = cluster.ensure_running()
     with psycopg.connect(cluster.conninfo("postgres"), autocommit=True) as admin:
         leftovers = admin.execute(
