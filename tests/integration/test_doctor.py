@@ -5,8 +5,11 @@ transaction mode, ...)."""
 from __future__ import annotations
 
 import json
+import re
+import textwrap
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 import psycopg
@@ -21,6 +24,8 @@ from sqlalchemy_graphile.doctor import Limits, diagnose
 
 from .._pgbouncer import pgbouncer
 from ._worker_support import add, eventually
+
+DOCTOR_PAGE = Path(__file__).resolve().parents[2] / "docs" / "doctor.md"
 
 
 def _through(db_url: str, port: int) -> str:
@@ -245,3 +250,20 @@ def test_the_command_exits_with_the_verdict_and_prints_json(
     out = capsys.readouterr().out
     assert "ERROR    schema" in out
     assert "fix: Install it" in out
+
+
+async def test_the_python_example_of_the_doctor_page_runs(
+    db_url: str, db: psycopg.Connection, capsys: pytest.CaptureFixture[str]
+) -> None:
+    page = DOCTOR_PAGE.read_text(encoding="utf-8")
+    block = re.search(r"```python\n(.*?)```", page, flags=re.DOTALL)
+    assert block is not None
+    code = block.group(1).replace("postgresql://app@db/app", db_url)
+    assert "await diagnose(" in code
+    add(db, "orphan", "{}", run_at=datetime.now(UTC) - timedelta(hours=1))
+    namespace: dict[str, object] = {}
+    exec("async def example():\n" + textwrap.indent(code, "    "), namespace)
+    await namespace["example"]()  # type: ignore[operator]
+    printed = capsys.readouterr().out
+    assert "stale_jobs" in printed
+    assert "'orphan' (1 ready" in printed
