@@ -175,16 +175,19 @@ class WorkerMetrics:
     # -- wiring ----------------------------------------------------------------------
 
     def attach(self, worker: Worker) -> None:
-        """Count ``worker``'s jobs and show its slots. ``Worker(metrics=...)`` calls this;
-        call it yourself only for a worker built without it."""
+        """Count ``worker``'s jobs and show its slots. ``Worker(metrics=...)`` calls this
+        (and also reports each fetch's and release's duration, which a worker built without
+        ``metrics`` cannot)."""
+        self._workers.append(worker)
         events = worker.events
+        if any(other.events is events for other in self._workers[:-1]):
+            return  # workers sharing one WorkerEvents: its jobs are counted once already
         events.on("job:start", self._job_started)
         events.on("job:success", self._job_succeeded)
         events.on("job:error", self._job_errored)
         events.on("job:failed", self._job_failed)
         events.on("job:recovered", self._jobs_recovered)  # type: ignore[call-overload]
         events.on("worker:stop", self._slot_stopped)
-        self._workers.append(worker)
 
     # -- the latency observer ----------------------------------------------------------
 

@@ -201,6 +201,13 @@ def test_a_queue_collector_refuses_an_async_engine(async_engine: AsyncEngine) ->
         QueueCollector(create_engine("postgresql+psycopg://"), timeout=0)
 
 
+def test_without_metrics_no_job_event_is_built(db_url: str) -> None:
+    names = ("job:start", "job:success", "job:error", "job:failed", "worker:stop")
+    assert not any(make_worker(db_url, Job2).events.listening(name) for name in names)
+    metrics = WorkerMetrics(registry=CollectorRegistry())
+    assert all(make_worker(db_url, Job2, metrics=metrics).events.listening(n) for n in names)
+
+
 @pytest.mark.parametrize("port", [-1, 65536, "9100", True, 1.5])
 def test_bad_metrics_ports_are_refused(db_url: str, port: Any) -> None:
     with pytest.raises(ConfigurationError, match="metrics_port"):
