@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -193,5 +192,7 @@ def _pool_reader(
 
 
 def _on_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
-    thread_id = getattr(loop, "_thread_id", None)
-    return thread_id == threading.get_ident()
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:  # no loop runs in this thread
+        return False

@@ -14,9 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import psycopg
 import pytest
 from prometheus_client import CollectorRegistry
+from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -272,3 +274,20 @@ def test_run_metrics_port_serves_metrics_from_a_worker_process(
 
         wait_until(completed, process, log_path)
         assert terminate(process, log_path) == 0, log_path.read_text()
+
+
+async def test_a_worker_pool_collector_refuses_to_block_its_own_loop(db_url: str) -> None:
+    pool = await asyncpg.create_pool(db_url, min_size=1, max_size=1)
+    try:
+        collector = QueueCollector.on_worker_pool(
+            pool, asyncio.get_running_loop(), schema="graphile_worker"
+        )
+
+        def success(metrics: list[Metric]) -> float:
+            family = next(m for m in metrics if m.name == "graphile_worker_queue_scrape_success")
+            return family.samples[0].value
+
+        assert success(list(collector.collect())) == 0  # on the loop: refused at once
+        assert success(await asyncio.to_thread(lambda: list(collector.collect()))) == 1
+    finally:
+        await pool.close()
