@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import MutableMapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,6 +49,17 @@ def job_fields(job: Job) -> dict[str, Any]:
         "queue": job.queue_name,
         "attempt": job.attempts,
     }
+
+
+class JobLogger(logging.LoggerAdapter[logging.Logger]):
+    """``ctx.logger``: adds the job's fields to every record, keeping any ``extra`` the
+    caller passes too (the job's fields win a clash)."""
+
+    def process(
+        self, msg: Any, kwargs: MutableMapping[str, Any]
+    ) -> tuple[Any, MutableMapping[str, Any]]:
+        kwargs["extra"] = {**kwargs.get("extra", {}), **(self.extra or {})}
+        return msg, kwargs
 
 
 class JsonFormatter(logging.Formatter):
@@ -81,4 +93,4 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, ensure_ascii=False, default=str)
 
 
-__all__ = ["JOB_FIELDS", "JsonFormatter", "job_fields"]
+__all__ = ["JOB_FIELDS", "JobLogger", "JsonFormatter", "job_fields"]

@@ -30,7 +30,7 @@ from pydantic import ValidationError
 from ..context import JobAdder, WorkerContext
 from ..errors import BatchJobError, InvalidTaskError, PayloadValidationError
 from ..job import Job
-from ..log_format import job_fields
+from ..log_format import JobLogger, job_fields
 from ..tasks import AnyTaskType, BatchTask, BatchTaskResult, Task, is_batch_task
 from ._jobs import FetchedJob
 
@@ -126,7 +126,7 @@ class TaskRunner:
             job=job,
             worker_id=self._pool_id,
             extensions=self._extensions,
-            logger=logging.LoggerAdapter(task_logger, job_fields(job)),
+            logger=JobLogger(task_logger, job_fields(job)),
             abort_signal=self._abort_signal,
             adder=self._adder,
         )

@@ -98,6 +98,7 @@ def test_log_format_json_writes_one_object_per_line_with_the_job_fields(
     task_line = next(line for line in lines if line["message"] == "working on it")
     assert task_line["job_id"] == ok
     assert (task_line["task"], task_line["queue"], task_line["attempt"]) == ("chatty", "q1", 1)
+    assert task_line["step"] == 1  # the task's own extra is kept
     completed = next(line for line in lines if line["message"].startswith("completed job"))
     assert completed["job_id"] == ok
     failure = next(line for line in lines if line["level"] == "ERROR")
