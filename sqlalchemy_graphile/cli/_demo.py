@@ -152,7 +152,7 @@ async def _remaining(engine: AsyncEngine, schema: str, ids: list[int]) -> int:
     """How many of ``ids`` are still in the queue (a completed job is deleted)."""
     translated = engine.execution_options(schema_translate_map={DEFAULT_SCHEMA: schema})
     async with translated.connect() as connection:
-        query = select(func.count()).select_from(models.Job).where(models.Job.id.in_(ids))
+        query = select(func.count()).select_from(models.JobView).where(models.JobView.id.in_(ids))
         return int((await connection.execute(query)).scalar_one())
 
 

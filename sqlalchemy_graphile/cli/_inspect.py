@@ -49,7 +49,7 @@ async def _reading(args: argparse.Namespace) -> AsyncIterator[AsyncConnection]:
 
 
 def _state_filter(state: str, now: ColumnElement[Any]) -> ColumnElement[bool]:
-    job = models.Job
+    job = models.JobView
     unlocked = job.locked_at.is_(None)
     if state == "ready":
         return and_(unlocked, job.attempts < job.max_attempts, job.run_at <= now)
@@ -72,7 +72,7 @@ def _state_of(row: Any, now: Any) -> str:
 
 async def list_jobs(args: argparse.Namespace) -> int:
     """``list``: jobs in run order (priority, run_at, id), filtered by state, task and queue."""
-    job = models.Job
+    job = models.JobView
     view = job.__table__
     query = select(view, func.now().label("db_now")).where(_state_filter(args.state, func.now()))
     if args.identifier is not None:
@@ -153,7 +153,7 @@ async def show(args: argparse.Namespace) -> int:
 
 async def stats(args: argparse.Namespace) -> int:
     """``stats``: job counts by state, overall and per queue."""
-    job = models.Job
+    job = models.JobView
     now = func.now()
     counts = [
         func.count().filter(_state_filter(state, now)).label(state) for state in _COUNTED_STATES

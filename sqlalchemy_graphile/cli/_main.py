@@ -162,10 +162,10 @@ def _report(error: BaseException, verbose: bool) -> None:
 
 
 def _describe(error: BaseException) -> str:
+    if isinstance(error, pydantic.ValidationError):  # JobSpecValidationError included
+        return f"invalid {error.title}: {validation_problems(error)}"
     if isinstance(error, GraphileWorkerError):
         return str(error)
-    if isinstance(error, pydantic.ValidationError):
-        return f"invalid {error.title}: {validation_problems(error)}"
     orig = _driver_error(error)
     if orig is not None:
         return f"database error: {_one_line(str(orig))}"

@@ -10,8 +10,10 @@ import nothing heavy.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
+from ..worker import option_flags
 from ._common import CLEANUP_TASKS, JOB_STATES, KEY_MODES, cleanup_task_name, key_mode_name
 
 PROG = "sqlalchemy-graphile"
@@ -30,23 +32,6 @@ def _non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must not be negative, not {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
-    return value
-
-
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"a port is from 0 to 65535, not {value}")
     return value
 
 
@@ -196,29 +181,6 @@ def _add_run(run: argparse.ArgumentParser) -> None:
         ),
     )
     run.add_argument(
-        "-j", "--jobs", type=_positive_int, default=1, help="jobs run at once (default 1)"
-    )
-    run.add_argument(
-        "-m",
-        "--max-pool-size",
-        type=_positive_int,
-        metavar="N",
-        help="connections for running jobs (default: the larger of 10 and --jobs)",
-    )
-    run.add_argument(
-        "--no-prepared-statements",
-        dest="prepared_statements",
-        action="store_false",
-        help="do not prepare statements (for poolers in transaction mode)",
-    )
-    run.add_argument(
-        "--poll-interval",
-        type=_positive_float,
-        default=2.0,
-        metavar="SECONDS",
-        help="how often an idle worker looks for jobs (default 2)",
-    )
-    run.add_argument(
         "--once", action="store_true", help="run every job that is runnable now, then exit"
     )
     run.add_argument(
@@ -227,68 +189,9 @@ def _add_run(run: argparse.ArgumentParser) -> None:
         help="schedule the recurring jobs of this crontab file (not with --once)",
     )
     run.add_argument(
-        "--local-queue-size",
-        type=int,
-        metavar="N",
-        help="fetch N jobs at a time into a local queue (default -1: off)",
-    )
-    run.add_argument(
-        "--local-queue-ttl",
-        type=float,
-        default=300.0,
-        metavar="SECONDS",
-        help="give locally queued jobs back after this long (default 300)",
-    )
-    run.add_argument(
-        "--local-queue-refetch-delay",
-        type=float,
-        metavar="SECONDS",
-        help="after a fetch that found nothing, wait this long before the next (default: off)",
-    )
-    run.add_argument(
-        "--complete-job-batch-delay",
-        type=float,
-        metavar="SECONDS",
-        help="write completions in batches gathered for this long, 0 = per loop turn "
-        "(default -1: one statement per job)",
-    )
-    run.add_argument(
-        "--fail-job-batch-delay",
-        type=float,
-        metavar="SECONDS",
-        help="write failures in batches gathered for this long (default -1: off)",
-    )
-    run.add_argument(
         "--uvloop",
         action="store_true",
         help="run on uvloop (pip install 'sqlalchemy-graphile[uvloop]')",
-    )
-    run.add_argument(
-        "--no-listen",
-        dest="listen",
-        action="store_false",
-        help="do not LISTEN for new jobs, only poll (for poolers that cannot LISTEN)",
-    )
-    run.add_argument(
-        "--forbidden-flag",
-        dest="forbidden_flags",
-        metavar="FLAG",
-        action="append",
-        default=[],
-        help="do not run jobs carrying this flag (repeatable)",
-    )
-    run.add_argument(
-        "--metrics-port",
-        type=_port,
-        metavar="PORT",
-        help="serve Prometheus metrics on http://0.0.0.0:PORT/metrics (0: any free port; "
-        "pip install 'sqlalchemy-graphile[prometheus]')",
-    )
-    run.add_argument(
-        "--no-queue-metrics",
-        dest="queue_metrics",
-        action="store_false",
-        help="leave the queue-level gauges out of --metrics-port (serve them from one place)",
     )
     run.add_argument(
         "--name",
@@ -305,6 +208,7 @@ def _add_run(run: argparse.ArgumentParser) -> None:
         action="store_false",
         help="do not install the schema first; only check that it is compatible",
     )
+    _add_worker_options(run.add_argument_group("worker options"))
     run.set_defaults(handler="run.run")
 
 
@@ -331,6 +235,31 @@ def _add_doctor(doctor: argparse.ArgumentParser) -> None:
         help="connections the application's own pools may open (default 0)",
     )
     doctor.set_defaults(handler="doctor.doctor")
+
+
+def _add_worker_options(group: argparse._ArgumentGroup) -> None:
+    """A flag for each worker option that has one, as its declaration says (names, default,
+    help and checks come from :class:`~sqlalchemy_graphile.worker.WorkerOptions`). A value
+    the option refuses is a usage error."""
+    for flag in option_flags():
+        settings: dict[str, Any] = {"dest": flag.option, "action": flag.action, "help": flag.help}
+        if flag.action in ("store", "append"):
+            settings.update(default=flag.default, metavar=flag.metavar)
+        if flag.parse is not None:
+            settings["type"] = _usage_errors(flag.parse)
+        group.add_argument(*flag.names, **settings)
+
+
+def _usage_errors(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """``parse``, with its ``ValueError`` turned into a usage error naming the problem."""
+
+    def parse_argument(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return parse_argument
 
 
 def _add_add(add: argparse.ArgumentParser) -> None:

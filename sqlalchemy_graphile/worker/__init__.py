@@ -4,7 +4,8 @@ semantics, on asyncpg.
 Its parts, one private module each:
 
 * ``_worker``: :class:`Worker`, the public face (options, run / run_once / stop);
-* ``_options``: option validation; ``_connect``: URL or engine to asyncpg arguments;
+* ``_options``: the options, declared once (checks, ``run`` flags, docs); ``_connect``:
+  URL or engine to asyncpg arguments;
   ``_schema_check``: the start-up schema check (neither imports SQLAlchemy for a URL
   string: a worker given one never loads it unless a task adds jobs);
 * ``_pool``: one run (slots, wake-ups, graceful and forceful shutdown);
@@ -19,7 +20,7 @@ Its parts, one private module each:
 
 from __future__ import annotations
 
-from ._options import RefetchDelay
+from ._options import OptionFlag, RefetchDelay, WorkerOptions, option_flags
 from ._worker import Worker
 
-__all__ = ["RefetchDelay", "Worker"]
+__all__ = ["OptionFlag", "RefetchDelay", "Worker", "WorkerOptions", "option_flags"]

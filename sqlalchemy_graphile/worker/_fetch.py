@@ -2,7 +2,7 @@
 
 :class:`JobSource` is the seam: the slot loop only calls :meth:`~JobSource.get_job`, and the
 pool forwards wake-ups to :meth:`~JobSource.pulse` and calls :meth:`~JobSource.release` when
-it stops. :class:`DirectJobSource` fetches and locks one job per call (spec §2.3); the
+it stops. :class:`DirectJobSource` fetches and locks one job per call; the
 local queue (``_local_queue``) prefetches batches for the whole pool.
 """
 

@@ -1,5 +1,5 @@
 """The local queue: a job source that fetches batches of jobs for the whole worker
-(``local_queue_size``, spec §5.3).
+(``local_queue_size``, Graphile Worker's ``localQueue``).
 
 One fetch locks up to ``size`` jobs to the worker's pool id; slots then take jobs from
 memory instead of each asking the database. The queue is always in one mode:
@@ -17,7 +17,7 @@ memory instead of each asking the database. The queue is always in one mode:
   slots do not sit idle while it is fetched.
 * ``TTL_EXPIRED``: the next request for a job goes back to ``POLLING``.
 * ``RELEASED``: stopping. Waiting slots get no job and cached jobs are given back (their
-  attempt refunded, spec §2.7).
+  attempt refunded).
 
 A batch never holds two jobs of one named queue (see :meth:`Statements.fetch`); the pool
 pulses the queue when it releases a queued job, so the queue's next job is fetched soon.
@@ -42,7 +42,7 @@ from typing import Any
 
 import asyncpg
 
-from ..events import LocalQueueEvent, WorkerEvents
+from ..events import LocalQueueEvent, LocalQueueMode, WorkerEvents
 from ._fetch import DirectJobSource
 from ._jobs import FetchedJob, fetched_job
 from ._observer import LatencyObserver
@@ -53,11 +53,11 @@ from ._task_ids import TaskIdentifiers
 
 logger = logging.getLogger("sqlalchemy_graphile.worker")
 
-STARTING = "STARTING"
-POLLING = "POLLING"
-WAITING = "WAITING"
-TTL_EXPIRED = "TTL_EXPIRED"
-RELEASED = "RELEASED"
+STARTING = LocalQueueMode.STARTING
+POLLING = LocalQueueMode.POLLING
+WAITING = LocalQueueMode.WAITING
+TTL_EXPIRED = LocalQueueMode.TTL_EXPIRED
+RELEASED = LocalQueueMode.RELEASED
 
 #: Giving jobs back is tried this often before the worker is asked to shut down.
 RETURN_MAX_ATTEMPTS = 20
@@ -215,7 +215,7 @@ class LocalQueue:
 
     # -- modes ------------------------------------------------------------------------
 
-    def _set_mode(self, mode: str) -> None:
+    def _set_mode(self, mode: LocalQueueMode) -> None:
         old, self.mode = self.mode, mode
         self._emit("localQueue:setMode", old_mode=old, new_mode=mode)
 

@@ -1,4 +1,4 @@
-"""One run of a worker: its slots, wake-ups, maintenance and shutdown (spec §5.2, §5.4).
+"""One run of a worker: its slots, wake-ups, maintenance and shutdown.
 
 A :class:`WorkerPool` lives from ``Worker.run()`` (or ``run_once()``) to its return. It has
 one lock owner id, ``concurrency`` slots sharing a job source (direct fetches, or the local
@@ -207,9 +207,9 @@ class WorkerPool:
                 health=self._health,
             )
             self._events.emit(
-                SlotEvent(name="worker:create", pool_id=self.id, worker_id=slot.worker_id)
+                SlotEvent(name="worker:create", pool_id=self.id, worker_id=slot.slot_id)
             )
-            task = asyncio.create_task(slot.run(), name=slot.worker_id)
+            task = asyncio.create_task(slot.run(), name=slot.slot_id)
             self._slots[slot] = task
             self._live.add(slot)
             task.add_done_callback(lambda _task, slot=slot: self._slot_exited(slot))  # type: ignore[misc]
@@ -294,12 +294,12 @@ class WorkerPool:
         raised = None if task.cancelled() else task.exception()
         error = raised if isinstance(raised, Exception) else None
         if error is not None:
-            logger.error("worker slot %s stopped with an error: %s", slot.worker_id, error)
+            logger.error("worker slot %s stopped with an error: %s", slot.slot_id, error)
         if self.shutting_down:
             return
         if self.continuous and self.active:
             self.errors.append(
-                error or RuntimeError(f"worker slot {slot.worker_id} stopped unexpectedly")
+                error or RuntimeError(f"worker slot {slot.slot_id} stopped unexpectedly")
             )
             self.graceful_shutdown("a worker slot stopped unexpectedly")
         elif error is not None:

@@ -3,9 +3,9 @@
 :class:`JobReleaser` is the seam: the slot loop hands every outcome to
 :meth:`~JobReleaser.complete` or :meth:`~JobReleaser.fail`, and the pool calls
 :meth:`~JobReleaser.release` when it stops. :class:`DirectReleaser` writes each outcome
-with one statement and waits for it (spec §2.4, §2.5); :class:`BatchedReleaser` gathers
+with one statement and waits for it; :class:`BatchedReleaser` gathers
 completions and / or failures for a short window and writes each window with one statement
-(spec §2.6, ``complete_job_batch_delay`` / ``fail_job_batch_delay``).
+(``complete_job_batch_delay`` / ``fail_job_batch_delay``).
 
 Every write is guarded by the lock owner: when the pool no longer holds a job's lock (the
 sweep cleared it and another worker took the job), nothing is written and a warning says so.
@@ -22,6 +22,7 @@ from typing import Generic, Protocol, TypeVar
 
 import asyncpg
 
+from ..errors import WorkerStateError
 from ..log_format import job_fields
 from ._jobs import FetchedJob
 from ._observer import LatencyObserver
@@ -186,7 +187,7 @@ class _Batcher(Generic[T]):
         if not self._flowing.is_set():
             await self._flowing.wait()
         if self._released:
-            raise RuntimeError("the batch writer was released; no more outcomes can be written")
+            raise WorkerStateError("the batch writer was released; no more outcomes can be written")
         items = self._items
         if items is None:
             items = self._items = []

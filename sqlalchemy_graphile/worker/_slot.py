@@ -62,7 +62,7 @@ class Slot:
         forbidden_flags: Callable[[], Awaitable[list[str] | None]],
         health: FetchHealth,
     ) -> None:
-        self.worker_id = f"sgworker-{secrets.token_hex(9)}"
+        self.slot_id = f"sgworker-{secrets.token_hex(9)}"
         self.pool_id = pool_id
         self._continuous = continuous
         self._poll_interval = poll_interval
@@ -241,7 +241,7 @@ class Slot:
             SlotEvent(
                 name=name,
                 pool_id=self.pool_id,
-                worker_id=self.worker_id,
+                worker_id=self.slot_id,
                 error=error,
                 job=job.job if job is not None else None,
                 job_error=job_error,
@@ -255,7 +255,7 @@ class Slot:
             JobEvent(
                 name=name,
                 pool_id=self.pool_id,
-                worker_id=self.worker_id,
+                worker_id=self.slot_id,
                 job=fetched.job,
                 error=outcome.error if outcome is not None else None,
                 batch_errors=outcome.batch_errors if outcome is not None else None,

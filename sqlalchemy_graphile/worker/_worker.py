@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import textwrap
+import warnings
 from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -13,14 +15,14 @@ import asyncpg
 
 from ..cron._items import CronItem
 from ..cron._scheduler import CronScheduler
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, WorkerStateError
 from ..events import PoolEvent, SignalEvent, WorkerEvents
 from ..job import Job
 from ..job_spec import JobSpec, RawJobSpec
 from ..tasks import AnyTaskType, BatchTask, Task
 from . import _signals
-from ._connect import Database, resolve_database
-from ._options import ForbiddenFlags, RefetchDelay, WorkerOptions, build_options
+from ._connect import Database, connection_failure, resolve_database
+from ._options import ForbiddenFlags, RefetchDelay, WorkerOptions, describe_options, option_fields
 from ._pool import FORCEFUL_STEP_TIMEOUT, WorkerPool
 from ._schema_check import check_schema
 from ._sql import statements_for
@@ -35,10 +37,17 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("sqlalchemy_graphile.worker")
 
+_OPTION_NAMES = frozenset(option_fields())
+
 
 def new_pool_id(*, continuous: bool) -> str:
     """A fresh lock owner id: ``sgpool-`` (or ``sgotpool-`` for run-once) + 18 hex digits."""
     return f"{'sgpool' if continuous else 'sgotpool'}-{secrets.token_hex(9)}"
+
+
+#: What the driver raises when the database cannot be reached or used at start (refused,
+#: unknown host, timeout, authentication, unknown database, permissions, ...).
+_START_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 async def _keep_session(_connection: asyncpg.Connection) -> None:
@@ -65,55 +74,14 @@ class Worker:
     connection; add ``?application_name=...`` to name them (default ``sg-worker`` and
     ``sg-worker-listen``).
 
-    Options (Graphile Worker's, in snake_case; every time is in **seconds**):
+    Bad options raise :class:`ConfigurationError` naming each (:class:`InvalidTaskError`,
+    :class:`InvalidIdentifierError`, :class:`CrontabError` for a bad task class, schema name
+    or crontab) here, before any connection is made.
 
-    * ``tasks``: the :class:`Task` / :class:`BatchTask` classes to run (any iterable); two
-      with one identifier are a :class:`ConfigurationError`.
-    * ``concurrency`` (1): jobs run at once. Async tasks run on the event loop, sync tasks
-      in a thread pool of this size.
-    * ``schema``: default ``$GRAPHILE_WORKER_SCHEMA`` or ``graphile_worker``.
-    * ``poll_interval`` (2.0): how often an idle slot looks for jobs; new jobs announced by
-      ``NOTIFY`` are picked up at once.
-    * ``extensions``: objects tasks reach with ``ctx.get_ext(Type)``.
-    * ``forbidden_flags``: ``None``, a list of flags, or a function (sync or async)
-      returning ``None`` or a list, called before every fetch; jobs carrying any of the
-      flags are skipped.
-    * ``listen`` (True): ``False`` for poolers that cannot ``LISTEN`` (polling only).
-    * ``use_local_time`` (False): decide which jobs are due by this machine's clock.
-    * ``graceful_shutdown_abort_timeout`` (5.0): after a graceful shutdown begins, wait
-      this long, then set ``ctx.abort_signal``.
-    * ``handle_signals`` (True): on the main thread, SIGINT, SIGTERM, SIGHUP and SIGUSR2
-      shut the worker down gracefully; a second signal fails running jobs and stops.
-    * ``max_pool_size``: connections for jobs (default ``max(10, concurrency)``).
-    * ``min_reset_locked_interval`` / ``max_reset_locked_interval`` (480 / 600): the
-      bounds of the interval between sweeps of locks older than four hours.
-    * ``prepared_statements`` (True): ``False`` for poolers in transaction mode.
-    * ``crontab``: recurring jobs, as crontab text (see :func:`parse_crontab`) or a list
-      of :class:`CronItem`; scheduled by ``run()`` on this machine's clock, not by
-      ``run_once()``. A bad line or item raises :class:`CrontabError`.
-    * ``local_queue_size`` (``None`` or -1: off): fetch this many jobs at once into a local
-      queue that feeds the slots, instead of one fetch per job. Unstarted jobs are given
-      back (their attempt refunded) after ``local_queue_ttl`` (300) seconds and on
-      shutdown. A batch takes at most one job per named queue, so queues stay serial.
-    * ``local_queue_refetch_delay``: seconds, or a :class:`RefetchDelay`; after a fetch
-      that found (almost) nothing, wait this long before fetching again. At most
-      ``poll_interval``.
-    * ``complete_job_batch_delay`` / ``fail_job_batch_delay`` (``None`` or -1: off): gather
-      completions / failures for this many seconds (0: until the event loop's next turn)
-      and write each batch with one statement. A batch that cannot be written stops the
-      worker (``pool:fatalError``); its jobs stay locked until the stale-lock sweep.
-    * ``events``: a :class:`WorkerEvents` to report to (default: a new one, on
-      :attr:`events`).
-    * ``metrics``: a :class:`sqlalchemy_graphile.prometheus.WorkerMetrics` to count this
-      worker's jobs in (the ``prometheus`` extra); ``None`` (default): no counting at all.
-    * ``metrics_port``: serve Prometheus metrics on ``http://0.0.0.0:PORT/metrics`` while
-      running (0: any free port, see :attr:`metrics_port`): the worker's (in ``metrics``, or
-      a new :class:`WorkerMetrics` with the process's own metrics), and, unless
-      ``queue_metrics=False``, the queue-level gauges read at each scrape.
-
-    Bad options raise :class:`ConfigurationError` (:class:`InvalidTaskError`,
-    :class:`InvalidIdentifierError` for a bad task class or schema name) here, before any
-    connection is made.
+    ``events`` is a :class:`WorkerEvents` to report to (default: a new one, on
+    :attr:`events`). The other options (Graphile Worker's, in snake_case; every time is in
+    **seconds**) are declared, with their types, bounds and documentation, on
+    :class:`WorkerOptions`; this list is generated from there:
     """
 
     def __init__(
@@ -140,42 +108,23 @@ class Worker:
         local_queue_refetch_delay: RefetchDelay | float | None = None,
         complete_job_batch_delay: float | None = None,
         fail_job_batch_delay: float | None = None,
-        events: WorkerEvents | None = None,
         metrics: WorkerMetrics | None = None,
         metrics_port: int | None = None,
         queue_metrics: bool = True,
+        events: WorkerEvents | None = None,
     ) -> None:
-        self._options: WorkerOptions = build_options(
-            tasks=tasks,
-            concurrency=concurrency,
-            schema=schema,
-            poll_interval=poll_interval,
-            extensions=extensions,
-            forbidden_flags=forbidden_flags,
-            listen=listen,
-            use_local_time=use_local_time,
-            graceful_shutdown_abort_timeout=graceful_shutdown_abort_timeout,
-            handle_signals=handle_signals,
-            max_pool_size=max_pool_size,
-            min_reset_locked_interval=min_reset_locked_interval,
-            max_reset_locked_interval=max_reset_locked_interval,
-            prepared_statements=prepared_statements,
-            crontab=crontab,
-            local_queue_size=local_queue_size,
-            local_queue_ttl=local_queue_ttl,
-            local_queue_refetch_delay=local_queue_refetch_delay,
-            complete_job_batch_delay=complete_job_batch_delay,
-            fail_job_batch_delay=fail_job_batch_delay,
-            metrics_port=metrics_port,
-            queue_metrics=queue_metrics,
-        )
+        # Every keyword but database and events is a field of WorkerOptions, under the same
+        # name and with the same default (tests/unit/test_worker_options.py checks), so the
+        # keywords are passed on by name. Nothing may be assigned before this line.
+        arguments = locals()
+        self._options = WorkerOptions.build(**{name: arguments[name] for name in _OPTION_NAMES})
         if events is not None and not isinstance(events, WorkerEvents):
             raise ConfigurationError(f"events must be a WorkerEvents, not {type(events).__name__}")
         self._database: Database = resolve_database(database)
-        if self._options.max_pool_size < self._options.concurrency:
+        if self._options.max_connections < self._options.concurrency:
             logger.warning(
                 "max_pool_size (%d) is below concurrency (%d): jobs will wait for connections",
-                self._options.max_pool_size,
+                self._options.max_connections,
                 self._options.concurrency,
             )
         queue_size = self._options.local_queue_size
@@ -186,10 +135,10 @@ class Worker:
                 self._options.concurrency,
             )
         self._events = events if events is not None else WorkerEvents()
-        self._metrics, self._metrics_endpoint = _prometheus(metrics, self._options)
+        self._metrics, self._metrics_endpoint = _prometheus(self._options)
         if self._metrics is not None:
             self._metrics.attach(self)
-        self._worker_id = new_pool_id(continuous=True)
+        self._pool_id = new_pool_id(continuous=True)
         self._engine: AsyncEngine | None = None
         self._utils: WorkerUtils | None = None
         self._pool: WorkerPool | None = None
@@ -204,10 +153,20 @@ class Worker:
     # -- properties ------------------------------------------------------------------
 
     @property
-    def worker_id(self) -> str:
+    def pool_id(self) -> str:
         """The lock owner id (``locked_by``) of the current run, or of the next continuous
-        run. Each ``run_once()`` uses a fresh ``sgotpool-`` id."""
-        return self._worker_id
+        run. Each ``run_once()`` uses a fresh ``sgotpool-`` id. Tasks see it as
+        ``ctx.worker_id``; ``WorkerUtils.force_unlock_workers()`` takes it."""
+        return self._pool_id
+
+    @property
+    def worker_id(self) -> str:
+        """Deprecated: use :attr:`pool_id` (the same id; "worker" also names a slot in
+        Graphile Worker's events)."""
+        warnings.warn(
+            "Worker.worker_id is deprecated; use Worker.pool_id", DeprecationWarning, stacklevel=2
+        )
+        return self._pool_id
 
     @property
     def events(self) -> WorkerEvents:
@@ -268,16 +227,20 @@ class Worker:
     async def run(self) -> None:
         """Run until a termination signal or :meth:`stop`, then shut down gracefully.
 
-        Checks the schema first: :class:`SchemaNotInstalledError` (install it with
-        ``alembic upgrade head``), :class:`SchemaTooOldError`, :class:`SchemaTooNewError`.
-        Database outages while running are waited out. Raises the error that ended the run
-        if it was not a requested stop (for example an outcome that could not be written).
+        Connects and checks the schema first: :class:`DatabaseConnectionError` (naming the
+        host, port, database and schema) if the database cannot be reached or used,
+        :class:`SchemaNotInstalledError` (install it with ``alembic upgrade head``),
+        :class:`SchemaTooOldError`, :class:`SchemaTooNewError`; :class:`WorkerStateError` if
+        the worker is running already. Database outages while running are waited out.
+        Raises the error that ended the run if it was not a requested stop (for example an
+        outcome that could not be written).
         """
         await self._run(continuous=True)
 
     async def run_once(self) -> None:
         """Run every job that is runnable now (with ``concurrency`` slots, no LISTEN, no
-        lock sweep), then return. Raises a fetch error instead of waiting it out."""
+        lock sweep), then return. Starts as :meth:`run` does (with the same errors); raises
+        a fetch error instead of waiting it out."""
         await self._run(continuous=False)
 
     async def stop(self, *, force: bool = False) -> None:
@@ -290,7 +253,7 @@ class Worker:
         """
         if not self._running:
             return
-        self._events.emit(PoolEvent(name="stop", pool_id=self._worker_id))
+        self._events.emit(PoolEvent(name="stop", pool_id=self._pool_id))
         if self._cron is not None:
             self._cron.release()
         pool = self._pool
@@ -305,7 +268,7 @@ class Worker:
     async def __aenter__(self) -> Self:
         self._new_run_events()
         self._background = asyncio.create_task(
-            self._run(continuous=True, events_ready=True), name=f"{self._worker_id} run"
+            self._run(continuous=True, events_ready=True), name=f"{self._pool_id} run"
         )
         started = asyncio.create_task(self._started.wait())
         await asyncio.wait({self._background, started}, return_when=asyncio.FIRST_COMPLETED)
@@ -332,13 +295,15 @@ class Worker:
 
     async def _run(self, *, continuous: bool, events_ready: bool = False) -> None:
         if self._running:
-            raise RuntimeError("this worker is already running")
+            raise WorkerStateError(
+                "this worker is already running; stop() it first, or make another Worker"
+            )
         self._running = True
         if not events_ready:
             self._new_run_events()
         self._stop_requested = None
         if not continuous:
-            self._worker_id = new_pool_id(continuous=False)
+            self._pool_id = new_pool_id(continuous=False)
             if self._options.crontab:
                 logger.info("run_once() does not schedule cron items; run() does")
         pool: WorkerPool | None = None
@@ -350,7 +315,7 @@ class Worker:
             await self._events.drain(self._options.graceful_shutdown_abort_timeout)
             self._running = False
             self._pool = None
-            self._worker_id = new_pool_id(continuous=True)
+            self._pool_id = new_pool_id(continuous=True)
             self._finished.set()
         if pool is not None:
             self._exit_code = pool.exit_code
@@ -361,22 +326,27 @@ class Worker:
     async def _serve(self, continuous: bool) -> WorkerPool:
         options = self._options
         database = self._database
-        db: asyncpg.Pool = await asyncpg.create_pool(
-            min_size=1,
-            max_size=options.max_pool_size,
-            reset=_keep_session,
-            **database.asyncpg_kwargs(
-                application_name=database.application_name,
-                prepared_statements=options.prepared_statements,
-            ),
-        )
+        try:
+            db: asyncpg.Pool = await asyncpg.create_pool(
+                min_size=1,
+                max_size=options.max_connections,
+                reset=_keep_session,
+                **database.asyncpg_kwargs(
+                    application_name=database.application_name,
+                    prepared_statements=options.prepared_statements,
+                ),
+            )
+        except _START_ERRORS as error:
+            raise connection_failure(database, options.schema, error) from error
         endpoint = self._metrics_endpoint
         try:
             await check_schema(db, options.schema)
             if endpoint is not None:
                 endpoint.start(db)
-        except BaseException:
+        except BaseException as error:
             await _close(db)
+            if isinstance(error, _START_ERRORS):
+                raise connection_failure(database, options.schema, error) from error
             raise
         listen_kwargs = database.asyncpg_kwargs(
             application_name=database.listen_application_name,
@@ -384,7 +354,7 @@ class Worker:
         )
         pool = WorkerPool(
             options=options,
-            pool_id=self._worker_id,
+            pool_id=self._pool_id,
             continuous=continuous,
             db=db,
             statements=statements_for(options.schema),
@@ -445,6 +415,9 @@ class Worker:
             pool.graceful_shutdown(f"the worker received {name}")
 
 
+Worker.__doc__ = f"{Worker.__doc__}\n{textwrap.indent(describe_options(), '    ')}\n"
+
+
 class _UtilsAdder:
     """The :class:`JobAdder` of the worker's tasks: :attr:`Worker.utils`, made on first use."""
 
@@ -469,24 +442,17 @@ class _UtilsAdder:
         return await self._worker.utils.add_batch_job(items, spec)
 
 
-def _prometheus(
-    metrics: WorkerMetrics | None, options: WorkerOptions
-) -> tuple[WorkerMetrics | None, MetricsEndpoint | None]:
-    """The worker's metrics and ``/metrics`` endpoint, if asked for. The ``prometheus``
-    extra is imported only then; without it, :class:`ConfigurationError`."""
+def _prometheus(options: WorkerOptions) -> tuple[WorkerMetrics | None, MetricsEndpoint | None]:
+    """The worker's metrics and ``/metrics`` endpoint, if asked for (the ``prometheus``
+    extra is imported only then; :attr:`WorkerOptions.metrics_port` checked it is there)."""
+    metrics = options.metrics
     if metrics is None and options.metrics_port is None:
         return None, None
-    try:
-        from .. import prometheus
-        from ..prometheus._endpoint import MetricsEndpoint
-    except ImportError:
-        raise ConfigurationError(
-            "metrics need the prometheus extra: pip install 'sqlalchemy-graphile[prometheus]'"
-        ) from None
+    from .. import prometheus
+    from ..prometheus._endpoint import MetricsEndpoint
+
     if metrics is None:
         metrics = prometheus.WorkerMetrics(registry=prometheus.process_registry())
-    elif not isinstance(metrics, prometheus.WorkerMetrics):
-        raise ConfigurationError(f"metrics must be a WorkerMetrics, not {type(metrics).__name__}")
     if options.metrics_port is None:
         return metrics, None
     endpoint = MetricsEndpoint(

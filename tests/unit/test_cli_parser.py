@@ -38,6 +38,12 @@ def _usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
         ["run", "--tasks", "m", "-j", "0"],
         ["run", "--tasks", "m", "--poll-interval", "0"],
         ["run", "--tasks", "m", "--poll-interval", "nan"],
+        ["run", "--tasks", "m", "--max-pool-size", "0"],
+        ["run", "--tasks", "m", "--local-queue-size", "0"],
+        ["run", "--tasks", "m", "--local-queue-ttl", "inf"],
+        ["run", "--tasks", "m", "--graceful-shutdown-abort-timeout", "-1"],
+        ["run", "--tasks", "m", "--min-reset-locked-interval", "soon"],
+        ["run", "--tasks", "m", "--complete-job-batch-delay", "-2"],
         ["list", "--state", "sleeping"],
         ["list", "--limit", "0"],
         ["list", "--offset", "-1"],
@@ -51,6 +57,15 @@ def test_bad_command_lines_are_usage_errors(
     argv: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert "usage:" in _usage_error(argv, capsys)
+
+
+def test_a_refused_option_value_is_a_usage_error_naming_the_problem(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    error = _usage_error(["run", "--tasks", "m", "-j", "0"], capsys)
+    assert "argument -j/--jobs: Input should be greater than or equal to 1" in error
+    error = _usage_error(["run", "--tasks", "m", "--local-queue-ttl", "x"], capsys)
+    assert "argument --local-queue-ttl: 'x' is not a number" in error
 
 
 def test_run_needs_tasks_unless_schema_only(capsys: pytest.CaptureFixture[str]) -> None:
@@ -103,15 +118,15 @@ def test_run_options() -> None:
         ]
     )
     assert args.tasks == ["a", "b:jobs", "c"]
-    assert (args.jobs, args.poll_interval, args.once, args.listen) == (4, 0.5, True, False)
+    assert (args.concurrency, args.poll_interval, args.once, args.listen) == (4, 0.5, True, False)
     assert args.forbidden_flags == ["x", "y"]
     assert (args.name, args.migrate, args.schema_only) == ("sg-worker-1", False, False)
     assert args.handler == "run.run"
     pool = parse_args(["run", "--tasks", "a", "-m", "20", "--no-prepared-statements"])
     assert (pool.max_pool_size, pool.prepared_statements) == (20, False)
     defaults = parse_args(["run", "--tasks", "a"])
-    assert (defaults.jobs, defaults.poll_interval, defaults.once) == (1, 2.0, False)
-    assert (defaults.listen, defaults.migrate, defaults.forbidden_flags) == (True, True, [])
+    assert (defaults.concurrency, defaults.poll_interval, defaults.once) == (1, 2.0, False)
+    assert (defaults.listen, defaults.migrate, defaults.forbidden_flags) == (True, True, None)
     assert (defaults.max_pool_size, defaults.prepared_statements) == (None, True)
 
 
