@@ -466,9 +466,7 @@ class WorkerOptions:
     )
     queue_metrics: Annotated[
         bool,
-        Flag(
-            help="leave the queue-level gauges out of --metrics-port (serve them from one place)"
-        ),
+        Flag(help="leave the queue-level gauges out of --metrics-port (serve them from one place)"),
     ] = Field(
         True,
         description="Whether metrics_port also serves the queue-level gauges; False when they "
