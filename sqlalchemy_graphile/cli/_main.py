@@ -18,6 +18,7 @@ import pydantic
 
 from .._validation import validation_problems
 from ..errors import ConfigurationError, GraphileWorkerError, SchemaTooNewError
+from ..log_format import JsonFormatter
 from ..worker._log_output import LOG_FORMAT
 from ._common import database_url, schema_name
 from ._parser import PROG, parse_args
@@ -49,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
     verbose: bool = args.verbose
-    _configure_logging(verbose, args.command in _CHATTY_COMMANDS)
+    _configure_logging(verbose, args.command in _CHATTY_COMMANDS, args.log_format)
     threads_before = set(threading.enumerate())
     try:
         with asyncio.Runner(loop_factory=_loop_factory(getattr(args, "uvloop", False))) as runner:
@@ -134,13 +135,19 @@ def _handler(name: str) -> Callable[[argparse.Namespace], Coroutine[Any, Any, in
     return handler
 
 
-def _configure_logging(verbose: bool, chatty: bool) -> None:
-    """Log to stderr, unless the host (a test runner calling :func:`main`) already set up
-    logging: then only the levels are set."""
+def _configure_logging(verbose: bool, chatty: bool, log_format: str = "text") -> None:
+    """Log to stderr, as text or (``log_format="json"``) one JSON object per line, unless
+    the host (a test runner calling :func:`main`) already set up logging: then only the
+    levels are set."""
     level = logging.DEBUG if verbose else logging.INFO if chatty else logging.WARNING
     root = logging.getLogger()
     if not root.handlers:
-        logging.basicConfig(format=LOG_FORMAT)
+        handler = logging.StreamHandler()
+        if log_format == "json":
+            handler.setFormatter(JsonFormatter())
+        else:
+            handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        root.addHandler(handler)
     root.setLevel(level)
     if not verbose:
         # SQLAlchemy and asyncpg are noisy at INFO; our own loggers carry the story.

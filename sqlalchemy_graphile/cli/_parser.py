@@ -1,9 +1,10 @@
 """The argument parser of the ``sqlalchemy-graphile`` command.
 
 Parsing is strict: unknown flags and abbreviated flags are usage errors (exit status 2).
-The global options (``-c``, ``-s``, ``--json``, ``-v``) are accepted before or after the
-command name. Each command's handler is named in ``args.handler`` as ``"module.function"``
-(a private module of this package), so ``--help`` and usage errors import nothing heavy.
+The global options (``-c``, ``-s``, ``--json``, ``--log-format``, ``-v``) are accepted before
+or after the command name. Each command's handler is named in ``args.handler`` as
+``"module.function"`` (a private module of this package), so ``--help`` and usage errors
+import nothing heavy.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from ._common import (
 )
 
 PROG = "sqlalchemy-graphile"
+#: The ``--log-format`` values.
+LOG_FORMATS = ("text", "json")
 
 
 def _positive_int(text: str) -> int:
@@ -84,6 +87,12 @@ def _global_options(*, suppress: bool) -> argparse.ArgumentParser:
         action="store_true",
         default=argparse.SUPPRESS if suppress else False,
         help="print results as JSON (admin commands)",
+    )
+    group.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default=default if suppress else "text",
+        help="text (default), or json: one JSON object per line, with the job's fields",
     )
     group.add_argument(
         "-v",
@@ -168,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     command("queues", "list named queues and their locks").set_defaults(handler="inspect.queues")
     command("workers", "list the workers holding locks").set_defaults(handler="inspect.workers")
 
+    _add_doctor(command("doctor", "check the setup and explain each problem with its fix"))
+
     demo = command("demo", "run a worker on a handful of demonstration jobs")
     demo.add_argument("--forever", action="store_true", help="keep the worker running until Ctrl-C")
     demo.add_argument("-j", "--jobs", type=_positive_int, default=4, help="concurrency (default 4)")
@@ -235,6 +246,31 @@ def _show_as_required(parser: argparse.ArgumentParser, action: argparse.Action) 
     usage = parser.format_usage().removeprefix("usage: ").rstrip("\n")
     action.required = False
     parser.usage = usage.replace(parser.prog, "%(prog)s", 1)
+
+
+def _add_doctor(doctor: argparse.ArgumentParser) -> None:
+    doctor.add_argument(
+        "--workers",
+        type=_non_negative_int,
+        default=1,
+        metavar="N",
+        help="worker processes that will run, for the connection check (default 1)",
+    )
+    doctor.add_argument(
+        "--max-pool-size",
+        type=_positive_int,
+        default=10,
+        metavar="N",
+        help="connections of each worker's pool (default 10; each worker adds 1 for LISTEN)",
+    )
+    doctor.add_argument(
+        "--app-connections",
+        type=_non_negative_int,
+        default=0,
+        metavar="N",
+        help="connections the application's own pools may open (default 0)",
+    )
+    doctor.set_defaults(handler="doctor.doctor")
 
 
 def _add_worker_options(group: argparse._ArgumentGroup) -> None:

@@ -243,6 +243,28 @@ def _identifier_set(value: object) -> frozenset[str] | None:
     return frozenset(identifiers)
 
 
+_PROMETHEUS_HINT = "needs the prometheus extra: pip install 'sqlalchemy-graphile[prometheus]'"
+
+
+def _prometheus_extra() -> Any:
+    """The ``prometheus`` module, imported now; :class:`ConfigurationError` without the
+    extra."""
+    try:
+        from .. import prometheus
+    except ImportError:
+        raise ConfigurationError(f"metrics {_PROMETHEUS_HINT}") from None
+    return prometheus
+
+
+def _metrics(value: object) -> object:
+    """``None``, or a ``WorkerMetrics`` (the ``prometheus`` extra is imported only then)."""
+    if value is None:
+        return None
+    if not isinstance(value, _prometheus_extra().WorkerMetrics):
+        raise ConfigurationError(f"must be a WorkerMetrics, not {type(value).__name__}")
+    return value
+
+
 def _default_schema() -> str:
     return resolve_schema(None)
 
@@ -431,6 +453,39 @@ class WorkerOptions:
         allow_inf_nan=False,
         description="As complete_job_batch_delay, for failures.",
     )
+    metrics: Annotated[
+        Any,
+        PlainValidator(_metrics),
+        NoFlag("--metrics-port serves a WorkerMetrics of its own"),
+    ] = Field(
+        None,
+        description="A sqlalchemy_graphile.prometheus.WorkerMetrics to count this worker's jobs "
+        "in (the prometheus extra); None: no counting at all.",
+    )
+    metrics_port: Annotated[
+        int | None,
+        Flag(
+            metavar="PORT",
+            help="serve Prometheus metrics on http://0.0.0.0:PORT/metrics (0: any free port; "
+            "pip install 'sqlalchemy-graphile[prometheus]')",
+        ),
+    ] = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="Serve Prometheus metrics on http://0.0.0.0:PORT/metrics while running (0: "
+        "any free port, see Worker.metrics_port): the worker's (in metrics, or a new "
+        "WorkerMetrics with the process's own metrics) and, unless queue_metrics is False, the "
+        "queue-level gauges read at each scrape. Needs the prometheus extra.",
+    )
+    queue_metrics: Annotated[
+        bool,
+        Flag(help="leave the queue-level gauges out of --metrics-port (serve them from one place)"),
+    ] = Field(
+        True,
+        description="Whether metrics_port also serves the queue-level gauges; False when they "
+        "are served from one place for many workers.",
+    )
 
     unhandled_jobs_interval: Annotated[float | None, Flag(metavar="SECONDS")] = Field(
         DEFAULT_UNHANDLED_INTERVAL,
@@ -461,6 +516,8 @@ class WorkerOptions:
     @model_validator(mode="after")
     def _check_together(self) -> Self:
         """The checks that involve two options, and the defaults that follow from others."""
+        if self.metrics_port is not None:
+            _prometheus_extra()
         if self.max_reset_locked_interval < self.min_reset_locked_interval:
             raise ConfigurationError(
                 f"max_reset_locked_interval ({self.max_reset_locked_interval}) must not be "

@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import URL
     from sqlalchemy.ext.asyncio import AsyncEngine
 
+    from ..prometheus import WorkerMetrics
+    from ..prometheus._endpoint import MetricsEndpoint
     from ..utils import WorkerUtils
 
 logger = logging.getLogger("sqlalchemy_graphile.worker")
@@ -115,6 +117,9 @@ class Worker:
         local_queue_refetch_delay: RefetchDelay | float | None = None,
         complete_job_batch_delay: float | None = None,
         fail_job_batch_delay: float | None = None,
+        metrics: WorkerMetrics | None = None,
+        metrics_port: int | None = None,
+        queue_metrics: bool = True,
         unhandled_jobs_interval: float | None = DEFAULT_UNHANDLED_INTERVAL,
         handled_elsewhere: Iterable[str] | None = None,
         events: WorkerEvents | None = None,
@@ -141,6 +146,9 @@ class Worker:
                 self._options.concurrency,
             )
         self._events = events if events is not None else WorkerEvents()
+        self._metrics, self._metrics_endpoint = _prometheus(self._options)
+        if self._metrics is not None:
+            self._metrics.attach(self)
         self._pool_id = new_pool_id(continuous=True)
         self._engine: AsyncEngine | None = None
         self._utils: WorkerUtils | None = None
@@ -180,6 +188,32 @@ class Worker:
     def options(self) -> WorkerOptions:
         """The validated options."""
         return self._options
+
+    @property
+    def running(self) -> bool:
+        """Whether ``run()`` or ``run_once()`` is in progress."""
+        return self._running
+
+    @property
+    def busy_slots(self) -> int:
+        """Slots holding a job now (running it or recording its outcome); 0 when not
+        running. Cheap enough to read at any time, from any thread."""
+        pool = self._pool
+        return pool.busy_slots if pool is not None else 0
+
+    @property
+    def local_queue_length(self) -> int:
+        """Jobs fetched into the local queue that no slot has taken yet (0 without one)."""
+        pool = self._pool
+        return pool.local_queue_length if pool is not None else 0
+
+    @property
+    def metrics_port(self) -> int | None:
+        """The port ``/metrics`` is served on while running (the one picked for
+        ``metrics_port=0``); else the ``metrics_port`` option."""
+        endpoint = self._metrics_endpoint
+        served = endpoint.port if endpoint is not None else None
+        return served if served is not None else self._options.metrics_port
 
     @property
     def exit_code(self) -> int:
@@ -317,8 +351,11 @@ class Worker:
             )
         except _START_ERRORS as error:
             raise connection_failure(database, options.schema, error) from error
+        endpoint = self._metrics_endpoint
         try:
             await check_schema(db, options.schema)
+            if endpoint is not None:
+                endpoint.start(db)
         except BaseException as error:
             await _close(db)
             if isinstance(error, _START_ERRORS):
@@ -337,6 +374,7 @@ class Worker:
             events=self._events,
             adder=_UtilsAdder(self),
             connect_listener=lambda: asyncpg.connect(**listen_kwargs),
+            observer=self._metrics,
         )
         self._pool = pool
         if continuous and options.crontab:
@@ -385,6 +423,8 @@ class Worker:
                 self._cron = None
             if unhandled is not None:
                 await unhandled.stop()
+            if endpoint is not None:
+                await endpoint.stop()
             await _close(db)
             self._events.emit(PoolEvent(name="pool:release", pool_id=pool.id))
             logger.info("worker %s: stopped", pool.id)
@@ -440,6 +480,28 @@ def _log_start(pool_id: str, options: WorkerOptions, continuous: bool) -> None:
         options.concurrency,
         "waiting for jobs" if continuous else "running the jobs that are runnable now",
     )
+
+
+def _prometheus(options: WorkerOptions) -> tuple[WorkerMetrics | None, MetricsEndpoint | None]:
+    """The worker's metrics and ``/metrics`` endpoint, if asked for (the ``prometheus``
+    extra is imported only then; :attr:`WorkerOptions.metrics_port` checked it is there)."""
+    metrics = options.metrics
+    if metrics is None and options.metrics_port is None:
+        return None, None
+    from .. import prometheus
+    from ..prometheus._endpoint import MetricsEndpoint
+
+    if metrics is None:
+        metrics = prometheus.WorkerMetrics(registry=prometheus.process_registry())
+    if options.metrics_port is None:
+        return metrics, None
+    endpoint = MetricsEndpoint(
+        metrics,
+        port=options.metrics_port,
+        schema=options.schema,
+        queue_metrics=options.queue_metrics,
+    )
+    return metrics, endpoint
 
 
 async def _close(db: asyncpg.Pool) -> None:
