@@ -103,7 +103,9 @@ class SchemaError(GraphileWorkerError):
 
 
 class SchemaNotInstalledError(SchemaError):
-    """The schema has not been installed; run ``alembic upgrade head`` (or ``migrate()``)."""
+    """The schema has not been installed: raised by a worker at start-up and by every add
+    (and admin) call. Install it with ``sqlalchemy-graphile migrate``, ``alembic upgrade
+    head`` (our revisions in your history) or ``WorkerUtils.migrate()``."""
 
 
 class SchemaTooOldError(SchemaError):

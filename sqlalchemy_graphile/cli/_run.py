@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 from pathlib import Path
 
@@ -19,8 +18,6 @@ from ._common import (
     schema_name,
 )
 from ._loader import load_tasks
-
-logger = logging.getLogger("sqlalchemy_graphile.cli")
 
 
 def load_crontab(path: str) -> list[CronItem]:
@@ -76,13 +73,6 @@ async def run(args: argparse.Namespace) -> int:
         crontab=crontab,
         # The flags of the worker's options are named after them (see _parser.py).
         **{flag.option: getattr(args, flag.option) for flag in option_flags()},
-    )
-    logger.info(
-        "worker %s: %d task type(s) (%s), concurrency %d",
-        worker.pool_id,
-        len(tasks),
-        ", ".join(t.task_identifier() for t in tasks),
-        worker.options.concurrency,
     )
     if args.once:
         await worker.run_once()

@@ -15,6 +15,8 @@ Its parts, one private module each:
   ``_runner``: running a task or batch task;
 * ``_sql``: every hot-path statement; ``_task_ids``: task identifier registration;
 * ``_listener``: LISTEN/NOTIFY; ``_reset_locked``: the stale-lock sweep;
+* ``_unhandled``: the warning about ready jobs whose task no worker seems to handle;
+* ``_log_output``: a stderr handler while a worker runs in a process without logging set up;
 * ``_signals``: termination signals; ``_retry``: retry and backoff policies.
 """
 

@@ -8,8 +8,10 @@ so a worker given one does not import SQLAlchemy until a task adds a job.
 
 from __future__ import annotations
 
+import errno
 import inspect
 import os
+import socket
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,6 +36,11 @@ _MAX_APPLICATION_NAME = 63
 #: statements are short; JIT compilation (which the batch fetch's plan can trigger) costs
 #: far more than it saves.
 WORKER_SETTINGS = {"jit": "off"}
+
+# The errnos of a server that cannot be reached (see is_unreachable).
+_UNREACHABLE = frozenset(
+    {errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ETIMEDOUT}
+)
 
 # Query options SQLAlchemy's asyncpg dialect consumes itself; asyncpg never sees them.
 _SQLALCHEMY_ONLY = frozenset(
@@ -125,6 +132,18 @@ def connection_failure(
         f"cannot {verb} the database at {database.address()} (schema {schema!r}): "
         f"{type(error).__name__}: {reason}"
     )
+
+
+def is_unreachable(error: BaseException) -> bool:
+    """Whether ``error`` is what connecting to a server that cannot be reached raises: a
+    host name that does not resolve, a refused or timed-out connection, an unreachable
+    network (or several of these, one per address tried). A broken pipe or a file error is
+    not one."""
+    if isinstance(error, socket.gaierror | ConnectionRefusedError | TimeoutError):
+        return True
+    if type(error) is not OSError:
+        return False
+    return error.errno in _UNREACHABLE or str(error).startswith("Multiple exceptions:")
 
 
 def resolve_database(database: object) -> Database:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -44,6 +45,7 @@ import asyncpg
 from ..events import LocalQueueEvent, LocalQueueMode, WorkerEvents
 from ._fetch import DirectJobSource
 from ._jobs import FetchedJob, fetched_job
+from ._observer import LatencyObserver
 from ._options import RefetchDelay
 from ._retry import FETCH_ERROR_BACKOFF, Backoff, transient_backoff, with_retries
 from ._sql import Statements, id_list
@@ -85,8 +87,10 @@ class LocalQueue:
         events: WorkerEvents,
         on_major_error: Callable[[Exception], None],
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        observer: LatencyObserver | None = None,
     ) -> None:
         self._pool = pool
+        self._observer = observer
         self._statements = statements
         self._task_ids = task_ids
         self._pool_id = pool_id
@@ -108,6 +112,7 @@ class LocalQueue:
             use_local_time=use_local_time,
             continuous=continuous,
             clock=clock,
+            observer=observer,
         )
         self.mode = STARTING
         self._jobs: deque[FetchedJob] = deque()
@@ -163,6 +168,11 @@ class LocalQueue:
                     self._give_back([handed])
             raise
         return handed
+
+    @property
+    def cached(self) -> int:
+        """How many fetched jobs wait in the cache for a slot."""
+        return len(self._jobs)
 
     def queues_released(self, count: int) -> None:
         """``count`` jobs of named queues were completed or failed, unlocking their queues:
@@ -330,7 +340,11 @@ class LocalQueue:
         args: list[Any] = [self._pool_id, ids.ids]
         if self._use_local_time:
             args.append(self._clock())
+        observer = self._observer
+        started = time.perf_counter() if observer is not None else 0.0
         rows = await with_retries(lambda: self._pool.fetch(self._query, *args))
+        if observer is not None:
+            observer.fetched(time.perf_counter() - started, len(rows))
         names = ids.identifier_by_id
         return [fetched_job(row, names[row["task_id"]]) for row in rows]
 

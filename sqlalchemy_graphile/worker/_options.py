@@ -64,6 +64,8 @@ ForbiddenFlags = (
 
 #: Graphile Worker's default pool size.
 DEFAULT_MAX_POOL_SIZE = 10
+#: Seconds between two checks for ready jobs whose task no worker seems to handle.
+DEFAULT_UNHANDLED_INTERVAL = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +229,40 @@ def _refetch_delay(value: object) -> RefetchDelay | None:
             f"max_abort_threshold must be None or an int of at least 1, not {abort!r}"
         )
     return RefetchDelay(float(duration), threshold, abort)
+
+
+def _identifier_set(value: object) -> frozenset[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        raise ConfigurationError(f"must be None or a list of task identifiers, not {value!r}")
+    identifiers = list(value)
+    for identifier in identifiers:
+        if not isinstance(identifier, str) or not identifier:
+            raise ConfigurationError(f"must hold non-empty task identifiers, not {identifier!r}")
+    return frozenset(identifiers)
+
+
+_PROMETHEUS_HINT = "needs the prometheus extra: pip install 'sqlalchemy-graphile[prometheus]'"
+
+
+def _prometheus_extra() -> Any:
+    """The ``prometheus`` module, imported now; :class:`ConfigurationError` without the
+    extra."""
+    try:
+        from .. import prometheus
+    except ImportError:
+        raise ConfigurationError(f"metrics {_PROMETHEUS_HINT}") from None
+    return prometheus
+
+
+def _metrics(value: object) -> object:
+    """``None``, or a ``WorkerMetrics`` (the ``prometheus`` extra is imported only then)."""
+    if value is None:
+        return None
+    if not isinstance(value, _prometheus_extra().WorkerMetrics):
+        raise ConfigurationError(f"must be a WorkerMetrics, not {type(value).__name__}")
+    return value
 
 
 def _default_schema() -> str:
@@ -417,10 +453,71 @@ class WorkerOptions:
         allow_inf_nan=False,
         description="As complete_job_batch_delay, for failures.",
     )
+    metrics: Annotated[
+        Any,
+        PlainValidator(_metrics),
+        NoFlag("--metrics-port serves a WorkerMetrics of its own"),
+    ] = Field(
+        None,
+        description="A sqlalchemy_graphile.prometheus.WorkerMetrics to count this worker's jobs "
+        "in (the prometheus extra); None: no counting at all.",
+    )
+    metrics_port: Annotated[
+        int | None,
+        Flag(
+            metavar="PORT",
+            help="serve Prometheus metrics on http://0.0.0.0:PORT/metrics (0: any free port; "
+            "pip install 'sqlalchemy-graphile[prometheus]')",
+        ),
+    ] = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="Serve Prometheus metrics on http://0.0.0.0:PORT/metrics while running (0: "
+        "any free port, see Worker.metrics_port): the worker's (in metrics, or a new "
+        "WorkerMetrics with the process's own metrics) and, unless queue_metrics is False, the "
+        "queue-level gauges read at each scrape. Needs the prometheus extra.",
+    )
+    queue_metrics: Annotated[
+        bool,
+        Flag(help="leave the queue-level gauges out of --metrics-port (serve them from one place)"),
+    ] = Field(
+        True,
+        description="Whether metrics_port also serves the queue-level gauges; False when they "
+        "are served from one place for many workers.",
+    )
+
+    unhandled_jobs_interval: Annotated[float | None, Flag(metavar="SECONDS")] = Field(
+        DEFAULT_UNHANDLED_INTERVAL,
+        ge=MIN_INTERVAL,
+        allow_inf_nan=False,
+        description="How often to warn about ready jobs whose task no worker seems to handle "
+        "(None: never). The worker checks when it starts, then at this interval, and names the "
+        "task identifiers that are not among its tasks nor in handled_elsewhere, have ready "
+        "jobs (after start-up: the oldest ready for longer than the interval) and of which "
+        "no job is locked by any worker.",
+    )
+    handled_elsewhere: Annotated[
+        frozenset[str] | None,
+        PlainValidator(_identifier_set),
+        Flag(
+            ("--handled-elsewhere",),
+            metavar="IDENTIFIER",
+            help="other workers run this task identifier: do not warn about its waiting jobs "
+            "(repeatable)",
+            repeat=True,
+        ),
+    ] = Field(
+        None,
+        description="Task identifiers other workers (Node, Rust, other Python workers) run: "
+        "the check of unhandled_jobs_interval never reports them.",
+    )
 
     @model_validator(mode="after")
     def _check_together(self) -> Self:
         """The checks that involve two options, and the defaults that follow from others."""
+        if self.metrics_port is not None:
+            _prometheus_extra()
         if self.max_reset_locked_interval < self.min_reset_locked_interval:
             raise ConfigurationError(
                 f"max_reset_locked_interval ({self.max_reset_locked_interval}) must not be "

@@ -29,6 +29,7 @@ from ..events import PoolErrorEvent, PoolEvent, SlotEvent, WorkerEvents
 from ._fetch import DirectJobSource, JobSource
 from ._listener import Listener
 from ._local_queue import LocalQueue
+from ._observer import LatencyObserver
 from ._options import WorkerOptions, resolve_forbidden_flags
 from ._release import BatchedReleaser, DirectReleaser, JobReleaser, fail_jobs_with_message
 from ._reset_locked import ResetLockedSweeper
@@ -61,6 +62,7 @@ class WorkerPool:
         events: WorkerEvents,
         adder: JobAdder,
         connect_listener: Callable[[], Awaitable[asyncpg.Connection]] | None,
+        observer: LatencyObserver | None = None,
     ) -> None:
         self.id = pool_id
         self.continuous = continuous
@@ -89,6 +91,7 @@ class WorkerPool:
                 pool_id,
                 use_local_time=options.use_local_time,
                 continuous=continuous,
+                observer=observer,
             )
         else:
             self._source = LocalQueue(
@@ -104,11 +107,16 @@ class WorkerPool:
                 use_local_time=options.use_local_time,
                 events=events,
                 on_major_error=self._major_error,
+                observer=observer,
             )
         self._releaser: JobReleaser
         if options.complete_job_batch_delay is None and options.fail_job_batch_delay is None:
             self._releaser = DirectReleaser(
-                db, statements, pool_id, queues_released=self._source.queues_released
+                db,
+                statements,
+                pool_id,
+                queues_released=self._source.queues_released,
+                observer=observer,
             )
         else:
             self._releaser = BatchedReleaser(
@@ -119,6 +127,7 @@ class WorkerPool:
                 fail_delay=options.fail_job_batch_delay,
                 on_fatal=self._batch_failed,
                 queues_released=self._source.queues_released,
+                observer=observer,
             )
         self._runner = TaskRunner(
             options.tasks,
@@ -163,6 +172,18 @@ class WorkerPool:
         self._forceful: asyncio.Task[None] | None = None
         self._terminated = False
         self._abort_timer: asyncio.TimerHandle | None = None
+
+    # -- load ------------------------------------------------------------------------
+
+    @property
+    def busy_slots(self) -> int:
+        """Slots holding a job (running it, or recording its outcome)."""
+        return sum(1 for slot in list(self._slots) if slot.job is not None)
+
+    @property
+    def local_queue_length(self) -> int:
+        """Jobs fetched into the local queue that no slot has taken yet (0 without one)."""
+        return self._source.cached if isinstance(self._source, LocalQueue) else 0
 
     # -- life ------------------------------------------------------------------------
 

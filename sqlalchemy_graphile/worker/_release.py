@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
@@ -22,7 +23,9 @@ from typing import Generic, Protocol, TypeVar
 import asyncpg
 
 from ..errors import WorkerStateError
+from ..log_format import job_fields
 from ._jobs import FetchedJob
+from ._observer import LatencyObserver
 from ._retry import WRITE_ERROR_BACKOFF, is_connection_error, with_retries
 from ._sql import Statements, flag_list, id_list
 
@@ -59,7 +62,7 @@ class DirectReleaser:
     Transient errors are retried per :func:`with_retries`. While the database is unreachable
     the write is retried with a capped backoff until it succeeds (the job stays locked by
     this pool meanwhile, so nothing else can run it) or the caller is cancelled. Any other
-    database error propagates.
+    database error propagates. An ``observer`` is told how long each write took.
     """
 
     def __init__(
@@ -69,11 +72,13 @@ class DirectReleaser:
         pool_id: str,
         *,
         queues_released: Callable[[int], None] = lambda _count: None,
+        observer: LatencyObserver | None = None,
     ) -> None:
         self._pool = pool
         self._statements = statements
         self._pool_id = pool_id
         self._queues_released = queues_released
+        self._observer = observer
 
     async def complete(self, job: FetchedJob) -> None:
         statements = self._statements
@@ -98,9 +103,13 @@ class DirectReleaser:
 
     async def _write(self, job: FetchedJob, what: str, query: str, *args: object) -> None:
         """Write one outcome (waiting out outages); log when our lock was lost."""
+        observer = self._observer
+        started = time.perf_counter() if observer is not None else 0.0
         count = await write_waiting_out_outages(
             lambda: self._pool.fetchval(query, *args), f"the {what} of job {job.id}"
         )
+        if observer is not None:
+            observer.released(time.perf_counter() - started, 1)
         if not count:
             _log_fenced(job, what)
         if job.queue_id is not None:
@@ -242,13 +251,17 @@ class BatchedReleaser:
         fail_delay: float | None,
         on_fatal: Callable[[str, Exception], None],
         queues_released: Callable[[int], None] = lambda _count: None,
+        observer: LatencyObserver | None = None,
     ) -> None:
         self._pool = pool
         self._statements = statements
         self._pool_id = pool_id
         self._on_fatal = on_fatal
         self._queues_released = queues_released
-        self._direct = DirectReleaser(pool, statements, pool_id, queues_released=queues_released)
+        self._observer = observer
+        self._direct = DirectReleaser(
+            pool, statements, pool_id, queues_released=queues_released, observer=observer
+        )
         self._completions: _Batcher[FetchedJob] | None = None
         self._failures: _Batcher[_Failure] | None = None
         if complete_delay is not None:
@@ -290,11 +303,15 @@ class BatchedReleaser:
         statements = self._statements
         query = statements.complete_queued_jobs if queued else statements.complete_jobs
         assert self._completions is not None
+        observer = self._observer
+        started = time.perf_counter() if observer is not None else 0.0
         count = await write_waiting_out_outages(
             lambda: self._pool.fetchval(query, ids, self._pool_id),
             f"the completion of {len(jobs)} job(s)",
             on_outage=self._completions.hold,
         )
+        if observer is not None:
+            observer.released(time.perf_counter() - started, len(jobs))
         if count != len(jobs):
             _log_fenced_batch(len(jobs) - (count or 0), "completions")
         if queued:
@@ -307,11 +324,15 @@ class BatchedReleaser:
         permanent = flag_list(f.permanent for f in failures)
         query = self._statements.fail_jobs
         assert self._failures is not None
+        observer = self._observer
+        started = time.perf_counter() if observer is not None else 0.0
         count = await write_waiting_out_outages(
             lambda: self._pool.fetchval(query, self._pool_id, ids, messages, payloads, permanent),
             f"the failure of {len(failures)} job(s)",
             on_outage=self._failures.hold,
         )
+        if observer is not None:
+            observer.released(time.perf_counter() - started, len(failures))
         if count != len(failures):
             _log_fenced_batch(len(failures) - (count or 0), "failures")
         queued = sum(1 for f in failures if f.job.queue_id is not None)
@@ -369,4 +390,5 @@ def _log_fenced(job: FetchedJob, what: str) -> None:
         job.id,
         job.job.task_identifier,
         what,
+        extra=job_fields(job.job),
     )

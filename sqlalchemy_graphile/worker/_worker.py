@@ -22,15 +22,26 @@ from ..job_spec import JobSpec, RawJobSpec
 from ..tasks import AnyTaskType, BatchTask, Task
 from . import _signals
 from ._connect import Database, connection_failure, resolve_database
-from ._options import ForbiddenFlags, RefetchDelay, WorkerOptions, describe_options, option_fields
+from ._log_output import show_logs_unless_configured
+from ._options import (
+    DEFAULT_UNHANDLED_INTERVAL,
+    ForbiddenFlags,
+    RefetchDelay,
+    WorkerOptions,
+    describe_options,
+    option_fields,
+)
 from ._pool import FORCEFUL_STEP_TIMEOUT, WorkerPool
 from ._schema_check import check_schema
 from ._sql import statements_for
+from ._unhandled import UnhandledJobsCheck
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
     from sqlalchemy.ext.asyncio import AsyncEngine
 
+    from ..prometheus import WorkerMetrics
+    from ..prometheus._endpoint import MetricsEndpoint
     from ..utils import WorkerUtils
 
 logger = logging.getLogger("sqlalchemy_graphile.worker")
@@ -106,6 +117,11 @@ class Worker:
         local_queue_refetch_delay: RefetchDelay | float | None = None,
         complete_job_batch_delay: float | None = None,
         fail_job_batch_delay: float | None = None,
+        metrics: WorkerMetrics | None = None,
+        metrics_port: int | None = None,
+        queue_metrics: bool = True,
+        unhandled_jobs_interval: float | None = DEFAULT_UNHANDLED_INTERVAL,
+        handled_elsewhere: Iterable[str] | None = None,
         events: WorkerEvents | None = None,
     ) -> None:
         # Every keyword but database and events is a field of WorkerOptions, under the same
@@ -130,6 +146,9 @@ class Worker:
                 self._options.concurrency,
             )
         self._events = events if events is not None else WorkerEvents()
+        self._metrics, self._metrics_endpoint = _prometheus(self._options)
+        if self._metrics is not None:
+            self._metrics.attach(self)
         self._pool_id = new_pool_id(continuous=True)
         self._engine: AsyncEngine | None = None
         self._utils: WorkerUtils | None = None
@@ -171,6 +190,32 @@ class Worker:
         return self._options
 
     @property
+    def running(self) -> bool:
+        """Whether ``run()`` or ``run_once()`` is in progress."""
+        return self._running
+
+    @property
+    def busy_slots(self) -> int:
+        """Slots holding a job now (running it or recording its outcome); 0 when not
+        running. Cheap enough to read at any time, from any thread."""
+        pool = self._pool
+        return pool.busy_slots if pool is not None else 0
+
+    @property
+    def local_queue_length(self) -> int:
+        """Jobs fetched into the local queue that no slot has taken yet (0 without one)."""
+        pool = self._pool
+        return pool.local_queue_length if pool is not None else 0
+
+    @property
+    def metrics_port(self) -> int | None:
+        """The port ``/metrics`` is served on while running (the one picked for
+        ``metrics_port=0``); else the ``metrics_port`` option."""
+        endpoint = self._metrics_endpoint
+        served = endpoint.port if endpoint is not None else None
+        return served if served is not None else self._options.metrics_port
+
+    @property
     def exit_code(self) -> int:
         """0, or 57 when the last run stopped because a breaking migration was applied to
         the schema while it ran (the command line exits with it)."""
@@ -195,7 +240,7 @@ class Worker:
 
         Connects and checks the schema first: :class:`DatabaseConnectionError` (naming the
         host, port, database and schema) if the database cannot be reached or used,
-        :class:`SchemaNotInstalledError` (install it with ``alembic upgrade head``),
+        :class:`SchemaNotInstalledError` (install it with ``sqlalchemy-graphile migrate``),
         :class:`SchemaTooOldError`, :class:`SchemaTooNewError`; :class:`WorkerStateError` if
         the worker is running already. Database outages while running are waited out.
         Raises the error that ended the run if it was not a requested stop (for example an
@@ -273,9 +318,11 @@ class Worker:
             if self._options.crontab:
                 logger.info("run_once() does not schedule cron items; run() does")
         pool: WorkerPool | None = None
+        hide_logs = show_logs_unless_configured()
         try:
             pool = await self._serve(continuous)
         finally:
+            hide_logs()
             if self._engine is not None and self._database.engine is None:
                 await self._engine.dispose()
             await self._events.drain(self._options.graceful_shutdown_abort_timeout)
@@ -304,8 +351,11 @@ class Worker:
             )
         except _START_ERRORS as error:
             raise connection_failure(database, options.schema, error) from error
+        endpoint = self._metrics_endpoint
         try:
             await check_schema(db, options.schema)
+            if endpoint is not None:
+                endpoint.start(db)
         except BaseException as error:
             await _close(db)
             if isinstance(error, _START_ERRORS):
@@ -324,6 +374,7 @@ class Worker:
             events=self._events,
             adder=_UtilsAdder(self),
             connect_listener=lambda: asyncpg.connect(**listen_kwargs),
+            observer=self._metrics,
         )
         self._pool = pool
         if continuous and options.crontab:
@@ -334,12 +385,25 @@ class Worker:
                 events=self._events,
                 pool_id=pool.id,
             )
+        unhandled = None
+        if options.unhandled_jobs_interval is not None:
+            unhandled = UnhandledJobsCheck(
+                pool=db,
+                schema=options.schema,
+                handled=[*options.tasks, *(options.handled_elsewhere or ())],
+                interval=options.unhandled_jobs_interval,
+                continuous=continuous,
+                pool_id=pool.id,
+            )
         unregister = _signals.register(self._on_signal) if options.handle_signals else None
         try:
             pool.start()
             if self._cron is not None:
                 self._cron.start()
             self._started.set()
+            _log_start(pool.id, options, continuous)
+            if unhandled is not None:
+                unhandled.start()
             if self._stop_requested is not None:
                 if self._stop_requested:
                     pool.forceful_shutdown("the worker was stopped forcefully while starting")
@@ -357,8 +421,13 @@ class Worker:
             if self._cron is not None:
                 await self._cron.stop()
                 self._cron = None
+            if unhandled is not None:
+                await unhandled.stop()
+            if endpoint is not None:
+                await endpoint.stop()
             await _close(db)
             self._events.emit(PoolEvent(name="pool:release", pool_id=pool.id))
+            logger.info("worker %s: stopped", pool.id)
         return pool
 
     def _on_signal(self, name: str, forceful: bool) -> None:
@@ -400,6 +469,39 @@ class _UtilsAdder:
 
     async def add_batch_job(self, items: Sequence[BatchTask], spec: JobSpec | None = None) -> Job:
         return await self._worker.utils.add_batch_job(items, spec)
+
+
+def _log_start(pool_id: str, options: WorkerOptions, continuous: bool) -> None:
+    logger.info(
+        "worker %s: started with %d task type(s) (%s), concurrency %d; %s",
+        pool_id,
+        len(options.tasks),
+        ", ".join(options.tasks),
+        options.concurrency,
+        "waiting for jobs" if continuous else "running the jobs that are runnable now",
+    )
+
+
+def _prometheus(options: WorkerOptions) -> tuple[WorkerMetrics | None, MetricsEndpoint | None]:
+    """The worker's metrics and ``/metrics`` endpoint, if asked for (the ``prometheus``
+    extra is imported only then; :attr:`WorkerOptions.metrics_port` checked it is there)."""
+    metrics = options.metrics
+    if metrics is None and options.metrics_port is None:
+        return None, None
+    from .. import prometheus
+    from ..prometheus._endpoint import MetricsEndpoint
+
+    if metrics is None:
+        metrics = prometheus.WorkerMetrics(registry=prometheus.process_registry())
+    if options.metrics_port is None:
+        return metrics, None
+    endpoint = MetricsEndpoint(
+        metrics,
+        port=options.metrics_port,
+        schema=options.schema,
+        queue_metrics=options.queue_metrics,
+    )
+    return metrics, endpoint
 
 
 async def _close(db: asyncpg.Pool) -> None:

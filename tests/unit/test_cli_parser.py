@@ -15,6 +15,7 @@ from sqlalchemy_graphile.cli._common import (
     schema_name,
     table,
 )
+from sqlalchemy_graphile.cli._demo import _use_embedded
 from sqlalchemy_graphile.cli._parser import parse_args
 from sqlalchemy_graphile.errors import ConfigurationError, InvalidIdentifierError
 
@@ -69,8 +70,19 @@ def test_a_refused_option_value_is_a_usage_error_naming_the_problem(
 
 
 def test_run_needs_tasks_unless_schema_only(capsys: pytest.CaptureFixture[str]) -> None:
-    assert "run needs --tasks" in _usage_error(["run"], capsys)
+    err = _usage_error(["run"], capsys)
+    assert "run needs --tasks" in err
+    assert err.startswith("usage: sqlalchemy-graphile run ")
     assert parse_args(["run", "--schema-only"]).schema_only is True
+
+
+def test_run_usage_shows_tasks_as_required(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse_args(["run", "--help"])
+    usage = " ".join(capsys.readouterr().out.split("\n\n", 1)[0].split())
+    assert " --tasks MODULE[:ATTR] [MODULE[:ATTR] ...] " in usage
+    assert "[--tasks" not in usage
+    assert "[--once]" in usage
 
 
 def test_once_and_schema_only_exclude_each_other(capsys: pytest.CaptureFixture[str]) -> None:
@@ -244,3 +256,27 @@ def test_table_and_json_forms() -> None:
         "at": "2030-01-02T03:04:05+00:00",
         "rows": [1, ["2030-01-02T03:04:05+00:00"]],
     }
+
+
+@pytest.mark.parametrize(
+    ("argv", "environment", "expected"),
+    [
+        (["demo"], {}, False),
+        (["demo", "--embedded"], {}, True),
+        (["demo"], {"SG_DEMO_EMBEDDED": "1"}, True),
+        (["demo"], {"SG_DEMO_EMBEDDED": "0"}, False),
+        (["demo", "--embedded"], {"DATABASE_URL": "postgresql://x@y/z"}, True),
+    ],
+)
+def test_the_demo_s_embedded_switch(
+    argv: list[str],
+    environment: dict[str, str],
+    expected: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("SG_DEMO_EMBEDDED", raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    assert _use_embedded(parse_args(argv)) is expected
+    with pytest.raises(ConfigurationError, match="cannot use both -c and the embedded"):
+        _use_embedded(parse_args(["-c", "postgresql://x@y/z", "demo", "--embedded"]))
