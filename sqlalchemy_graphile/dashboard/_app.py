@@ -21,10 +21,11 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .._identifiers import resolve_schema
+from .._schema_missing import schema_not_installed
 from .._urls import async_url, database_url_from_env
 from ..cron import CronItem
 from ..cron._parser import crontab_items
-from ..errors import ConfigurationError, GraphileWorkerError
+from ..errors import ConfigurationError, DatabaseConnectionError, GraphileWorkerError, SchemaError
 from ..utils import WorkerUtils
 from . import _api, _pages
 from ._actions import Actions
@@ -44,8 +45,6 @@ _STATIC = {
     "dashboard.js": "text/javascript; charset=utf-8",
     "favicon.svg": "image/svg+xml",
 }
-# SQLSTATEs meaning the schema (or an object in it) is not there.
-_MISSING_SCHEMA_STATES = frozenset({"42P01", "3F000", "42883", "42703"})
 _QUERY_CANCELED = "57014"
 
 Endpoint = Callable[[Core, Request], Awaitable[Response]]
@@ -312,19 +311,18 @@ async def _starlette_error(core: Core, request: Request, error: Exception) -> Re
 async def _our_error(core: Core, request: Request, error: Exception) -> Response:
     if isinstance(error, ValueError | TypeError):  # bad input, BadRequest included
         return _error(core, request, 400, str(error))
+    if isinstance(error, SchemaError | DatabaseConnectionError):
+        return _error(core, request, 503, str(error))
     logger.exception("dashboard request failed")
     return _error(core, request, 500, str(error))
 
 
 async def _database_error(core: Core, request: Request, error: Exception) -> Response:
     assert isinstance(error, DBAPIError)
+    missing = schema_not_installed(error, core.schema)
+    if missing is not None:
+        return _error(core, request, 503, str(missing))
     sqlstate = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
-    if sqlstate in _MISSING_SCHEMA_STATES:
-        message = (
-            f"The job queue schema {core.schema!r} is not installed in this database, or "
-            "this role cannot read it. Install it with `sqlalchemy-graphile migrate`."
-        )
-        return _error(core, request, 503, message)
     if sqlstate == _QUERY_CANCELED:
         seconds = core.statement_timeout_ms / 1000
         message = f"The query took longer than {seconds:g} s and was cancelled: narrow the filters."

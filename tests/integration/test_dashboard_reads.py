@@ -363,10 +363,17 @@ async def test_schema_not_installed_is_a_clear_503(empty_db_url: str) -> None:
     try:
         page = await _get_html(app, "/", status=503)
         body = await _get_json(app, "/api/jobs", status=503)
+        async with client(app) as http:
+            token = (await http.get("/api/session")).json()["csrf_token"]
+            action = await http.post(
+                "/api/actions/complete", json={"ids": [1]}, headers={"X-CSRF-Token": token}
+            )
     finally:
         await app.close()
     assert "is not installed" in page
-    assert "is not installed" in body["error"]
+    assert "sqlalchemy-graphile migrate" in body["error"]
+    assert action.status_code == 503
+    assert "is not installed" in action.json()["error"]
 
 
 async def test_unreachable_database_is_a_clear_503(unused_tcp_port: int) -> None:
