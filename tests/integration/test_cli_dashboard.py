@@ -64,3 +64,11 @@ def test_serves_with_basic_auth_until_stopped(
         page = httpx.get(url + f"jobs/{job_id}", auth=("ops", password))
         assert "shown_by_cli" in page.text
         assert terminate(process, log_path) == 0, log_path.read_text()
+
+
+def test_a_short_secret_is_refused(
+    db_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SG_DASHBOARD_SECRET", "too short")
+    assert main(["-c", db_url, "dashboard", "--port", "0"]) == EXIT_ERROR
+    assert "SG_DASHBOARD_SECRET must be at least 16 characters" in capsys.readouterr().err

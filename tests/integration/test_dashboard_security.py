@@ -219,6 +219,29 @@ async def test_every_change_needs_the_csrf_token(app: DashboardApp, db: psycopg.
         assert ok.status_code == 200
 
 
+async def test_processes_with_one_secret_accept_each_other_s_tokens(
+    db_url: str, db: psycopg.Connection
+) -> None:
+    job_id = add_job(db, "a")
+    secret = b"the same 32 bytes for every node"
+    first = dashboard_app(db_url, secret=secret, sample_interval=3600)
+    second = dashboard_app(db_url, secret=secret, sample_interval=3600)
+    third = dashboard_app(db_url, sample_interval=3600)  # a secret of its own
+    try:
+        async with client(first) as http:
+            token = await _token(http)
+            cookie = http.cookies.get("sg_dashboard_csrf") or ""
+        for other, status in ((second, 200), (third, 403)):
+            async with client(other, cookies={"sg_dashboard_csrf": cookie}) as http:
+                answer = await http.post(
+                    "/api/actions/run-now", json={"ids": [job_id]}, headers={"X-CSRF-Token": token}
+                )
+                assert answer.status_code == status
+    finally:
+        for app in (first, second, third):
+            await app.close()
+
+
 async def test_request_bodies_are_checked(app: DashboardApp) -> None:
     async with client(app) as http:
         headers = {"X-CSRF-Token": await _token(http)}
