@@ -264,10 +264,12 @@ def _then(
     reading: _Reading | Coroutine[Any, Any, _Reading], conclude: Callable[[_Reading], R]
 ) -> R | Coroutine[Any, Any, R]:
     """``conclude(reading)``, once the reading is there: now, or in a coroutine."""
+    __tracebackhide__ = True
     if isinstance(reading, _Reading):
         return conclude(reading)
 
     async def concluded() -> R:
+        __tracebackhide__ = True
         return conclude(await reading)
 
     return concluded()
@@ -411,12 +413,13 @@ def assert_enqueued(
     Raises ``AssertionError`` saying what was expected and listing what the queue holds.
     With an async session or connection, await it.
     """
+    __tracebackhide__ = True  # pytest shows the test's line, not these
     if count is not None and (not isinstance(count, int) or isinstance(count, bool) or count < 0):
         raise ConfigurationError(f"count must be an int of at least 0, not {count!r}")
     query = _Query("assert_enqueued", task, schema, spec, payload_filters)
 
     def conclude(reading: _Reading) -> AnyFound:
-        __tracebackhide__ = True  # pytest shows the test's line, not this one
+        __tracebackhide__ = True
         found = query.found(reading)
         if (count is None and found) or len(found) == count:
             return found
@@ -464,10 +467,11 @@ def assert_not_enqueued(
     """Assert that the queue holds no matching job; arguments as :func:`enqueued_jobs`
     (no ``task``: no job at all). Raises ``AssertionError`` listing the jobs that match.
     With an async session or connection, await it."""
+    __tracebackhide__ = True  # pytest shows the test's line, not these
     query = _Query("assert_not_enqueued", task, schema, spec, payload_filters)
 
     def conclude(reading: _Reading) -> None:
-        __tracebackhide__ = True  # pytest shows the test's line, not this one
+        __tracebackhide__ = True
         found = query.found(reading)
         if found:
             raise AssertionError(

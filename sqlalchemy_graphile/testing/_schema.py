@@ -15,9 +15,17 @@ from ..migrations import install
 
 
 def database_url(
-    *, host: str, port: int | str, user: str, dbname: str, password: str | None = None
+    *,
+    host: str,
+    port: int | str,
+    user: str,
+    dbname: str,
+    password: str | None = None,
+    **_: Any,
 ) -> URL:
-    """A plain ``postgresql://`` URL for the given connection parameters."""
+    """A plain ``postgresql://`` URL for the given connection parameters. Other keyword
+    arguments are ignored, so a pytest-postgresql ``load`` callable can pass on what it is
+    given: ``database_url(**connection)``."""
     return URL.create(
         "postgresql",
         username=user,
