@@ -11,8 +11,7 @@ import pytest
 
 from sqlalchemy_graphile.testing import install_schema
 
-# A subprocess pytest run must end well before this test's own timeout.
-RUN_TIMEOUT = 100
+from .._user_projects import RUN_TIMEOUT, clean_environment, postgresql_options, write_files
 
 APP = {
     "myapp/__init__.py": "",
@@ -286,24 +285,11 @@ WORKER_TEST = """
 
 @pytest.fixture
 def user_project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
-    """A project directory holding ``myapp`` and a pytest.ini; the environment as a
-    developer's shell would have it (no schema override, no xdist worker of ours)."""
-    for name in ("GRAPHILE_WORKER_SCHEMA", "PYTEST_XDIST_WORKER", "PYTEST_ADDOPTS"):
-        monkeypatch.delenv(name, raising=False)
+    """A project directory holding ``myapp`` and a pytest.ini, in a clean environment."""
+    clean_environment(monkeypatch)
     pytester.makeini(INI)
-    for path, source in APP.items():
-        target = pytester.path / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(textwrap.dedent(source))
+    write_files(pytester.path, {path: textwrap.dedent(text) for path, text in APP.items()})
     return pytester
-
-
-def _postgresql_options(config: pytest.Config) -> list[str]:
-    return [
-        f"--postgresql-host={config.getini('postgresql_host')}",
-        f"--postgresql-port={config.getini('postgresql_port')}",
-        f"--postgresql-user={config.getini('postgresql_user')}",
-    ]
 
 
 @pytest.mark.parametrize("xdist", [["-p", "no:xdist"], ["-n", "2"]], ids=["serial", "xdist"])
@@ -313,7 +299,7 @@ def test_a_suite_on_pytest_postgresql_templates_with_a_real_worker(
     user_project.makeconftest(TEMPLATE_CONFTEST)
     user_project.makepyfile(test_sign_up=SIGN_UP_TESTS, test_worker=WORKER_TEST)
     result = user_project.runpytest_subprocess(
-        *xdist, *_postgresql_options(request.config), timeout=RUN_TIMEOUT
+        *xdist, *postgresql_options(request.config), timeout=RUN_TIMEOUT
     )
     # Three sync tests on two drivers, one async test, one with a worker process.
     result.assert_outcomes(passed=8)
@@ -406,8 +392,8 @@ ACTIVATION_TEST = """
 def test_the_plugin_is_active_only_when_a_project_turns_it_on(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, way: str, enabled: bool
 ) -> None:
-    for name in ("GRAPHILE_WORKER_SCHEMA", "PYTEST_ADDOPTS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
-        monkeypatch.delenv(name, raising=False)
+    clean_environment(monkeypatch)
+    monkeypatch.delenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", raising=False)
     monkeypatch.setenv("EXPECT_PLUGIN", "1" if enabled else "0")
     pytester.makeini(
         "[pytest]\naddopts = -p no:cacheprovider\n"
@@ -431,7 +417,7 @@ def test_the_plugin_is_active_only_when_a_project_turns_it_on(
 def test_without_a_database_url_the_plugin_says_what_to_override(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv("PYTEST_ADDOPTS", raising=False)
+    clean_environment(monkeypatch)
     pytester.makeini("[pytest]\naddopts = -p no:cacheprovider\ngraphile_worker_plugin = true\n")
     pytester.makepyfile(
         test_database="def test_needs_the_schema(graphile_worker_database):\n    pass\n"
