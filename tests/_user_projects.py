@@ -3,6 +3,8 @@ developer would: pytester, the real database, a clean environment."""
 
 from __future__ import annotations
 
+import os
+import secrets
 from pathlib import Path
 
 import pytest
@@ -20,11 +22,13 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def postgresql_options(config: pytest.Config) -> list[str]:
-    """pytest-postgresql's command-line options for the server this test run uses."""
+    """pytest-postgresql's command-line options for the server this test run uses, with a
+    database name of the run's own (runs on one server must not share one)."""
     return [
         f"--postgresql-host={config.getini('postgresql_host')}",
         f"--postgresql-port={config.getini('postgresql_port')}",
         f"--postgresql-user={config.getini('postgresql_user')}",
+        f"--postgresql-dbname=sg_user_{os.getpid()}_{secrets.token_hex(4)}",
     ]
 
 
