@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test lint typecheck chaos
+.PHONY: demo test lint typecheck docs chaos
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ typecheck: $(VENV)/.installed
 
 test: lint typecheck
 	$(PY) -m pytest
+
+# The documentation site, with warnings as errors, into $(SITE_DIR).
+SITE_DIR ?= site
+docs: $(VENV)/.installed
+	$(PY) -m mkdocs build --strict --site-dir $(SITE_DIR)
 
 # Fault injection on a PostgreSQL cluster of its own (port 5499), which it stops and restarts;
 # needs root, the postgres user or sudo (docs/reliability.md). CI runs it after `make test`.

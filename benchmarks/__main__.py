@@ -56,7 +56,7 @@ def compare(config: BenchConfig) -> int:
         workdir = Path(tmp)
         sides: list[Side] = []
         if "ours" in config.sides:
-            ours = PythonSide(config.event_loop)
+            ours = PythonSide(config.event_loop, metrics=config.metrics)
             machine.update(ours.describe())
             sides.append(ours)
         if "node" in config.sides:
@@ -111,7 +111,7 @@ def soak(config: BenchConfig) -> int:
     """Run the soak, print the outcome, write the JSON; 1 if it failed."""
     assert config.soak is not None
     server = server_url(config.database_url)
-    side = PythonSide(config.event_loop)
+    side = PythonSide(config.event_loop, metrics=config.metrics)
     plan = SoakPlan(
         total=config.soak,
         baseline=config.soak_baseline,

@@ -38,6 +38,7 @@ class BenchConfig:
     soak: int | None = None
     soak_baseline: int = 100_000
     soak_mode: str = "unbatched"
+    metrics: bool = False
 
     def __post_init__(self) -> None:
         _at_least(1, jobs=self.jobs, concurrency=self.concurrency)
@@ -174,6 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--soak-baseline", type=int, default=defaults.soak_baseline)
     parser.add_argument("--soak-mode", default=defaults.soak_mode, help=" ".join(MODES))
+    parser.add_argument(
+        "--metrics",
+        action="store_true",
+        help="our workers count every job in Prometheus metrics (WorkerMetrics), to measure "
+        "what that costs (needs the prometheus extra)",
+    )
     return parser
 
 
@@ -199,6 +206,7 @@ def parse_config(argv: Sequence[str] | None = None) -> BenchConfig:
             soak=args.soak,
             soak_baseline=args.soak_baseline,
             soak_mode=args.soak_mode,
+            metrics=args.metrics,
         )
     except ConfigurationError as error:
         parser.error(str(error))

@@ -11,6 +11,9 @@
   the two parts apart, how long each add call itself took (``"add_call_ms"``).
 * ``serve URL CONCURRENCY MODE``: run a worker until SIGINT / SIGTERM (the soak run).
 
+With ``--metrics`` every worker counts its jobs in a
+:class:`~sqlalchemy_graphile.prometheus.WorkerMetrics` (to measure what that costs).
+
 Like Node's ``maxPoolSize: C + 1``, every worker gets ``max_pool_size=concurrency + 1``, and
 the mode's options from :data:`benchmarks._modes.PYTHON_OPTIONS`.
 
@@ -72,7 +75,7 @@ async def enqueue(url: str, count: int) -> dict[str, Any]:
     return {"call_s": seconds, "jobs": len(added)}
 
 
-async def once(url: str, concurrency: int, mode: str) -> dict[str, Any]:
+async def once(url: str, concurrency: int, mode: str, metrics: bool) -> dict[str, Any]:
     """Run every runnable job, then return."""
     worker = Worker(
         url,
@@ -80,14 +83,14 @@ async def once(url: str, concurrency: int, mode: str) -> dict[str, Any]:
         concurrency=concurrency,
         max_pool_size=concurrency + 1,
         handle_signals=False,
-        **PYTHON_OPTIONS[mode],
+        **_options(mode, metrics),
     )
     await worker.run_once()
     return {}
 
 
 async def latency(
-    url: str, concurrency: int, samples: int, warmup: int, mode: str
+    url: str, concurrency: int, samples: int, warmup: int, mode: str, metrics: bool
 ) -> dict[str, Any]:
     """Sample add->start latency with a worker running in this process."""
     from sqlalchemy_graphile import WorkerUtils
@@ -100,7 +103,7 @@ async def latency(
         max_pool_size=concurrency + 1,
         handle_signals=False,
         extensions=[probe],
-        **PYTHON_OPTIONS[mode],
+        **_options(mode, metrics),
     )
     engine = _engine(url)
     running = asyncio.create_task(worker.run())
@@ -138,22 +141,35 @@ async def _start_of(started: asyncio.Future[int], running: asyncio.Task[None]) -
     raise TimeoutError(f"the job did not start within {SAMPLE_TIMEOUT_S:.0f} s")
 
 
-async def serve(url: str, concurrency: int, mode: str) -> dict[str, Any]:
+async def serve(url: str, concurrency: int, mode: str, metrics: bool) -> dict[str, Any]:
     """Run until a signal stops the worker gracefully."""
     worker = Worker(
         url,
         tasks=[LogIf999],
         concurrency=concurrency,
         max_pool_size=concurrency + 1,
-        **PYTHON_OPTIONS[mode],
+        **_options(mode, metrics),
     )
     await worker.run()
     return {}
 
 
+def _options(mode: str, metrics: bool) -> dict[str, Any]:
+    """The mode's worker options, plus a :class:`WorkerMetrics` with ``--metrics``."""
+    options = dict(PYTHON_OPTIONS[mode])
+    if metrics:
+        from prometheus_client import CollectorRegistry
+
+        from sqlalchemy_graphile.prometheus import WorkerMetrics
+
+        options["metrics"] = WorkerMetrics(registry=CollectorRegistry())
+    return options
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks._pyproc")
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
+    parser.add_argument("--metrics", action="store_true", help="count jobs in WorkerMetrics")
     commands = parser.add_subparsers(dest="command", required=True)
     command = commands.add_parser("enqueue")
     command.add_argument("url")
@@ -176,10 +192,12 @@ def _coroutine(args: argparse.Namespace) -> Coroutine[Any, Any, dict[str, Any]]:
     if args.command == "enqueue":
         return enqueue(args.url, args.count)
     if args.command == "once":
-        return once(args.url, args.concurrency, args.mode)
+        return once(args.url, args.concurrency, args.mode, args.metrics)
     if args.command == "latency":
-        return latency(args.url, args.concurrency, args.samples, args.warmup, args.mode)
-    return serve(args.url, args.concurrency, args.mode)
+        return latency(
+            args.url, args.concurrency, args.samples, args.warmup, args.mode, args.metrics
+        )
+    return serve(args.url, args.concurrency, args.mode, args.metrics)
 
 
 def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -31,13 +31,15 @@ class PythonSide:
 
     name = "ours"
 
-    def __init__(self, loop: str) -> None:
+    def __init__(self, loop: str, *, metrics: bool = False) -> None:
         self.loop = loop
+        self.metrics = metrics
         self.cwd = REPO_ROOT
         self.env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
 
     def _command(self, *args: object) -> list[str]:
-        return [sys.executable, "-m", "benchmarks._pyproc", "--loop", self.loop, *map(str, args)]
+        flags = ["--loop", self.loop, *(["--metrics"] if self.metrics else [])]
+        return [sys.executable, "-m", "benchmarks._pyproc", *flags, *map(str, args)]
 
     def install_schema(self, url: str, *, timeout: float) -> None:
         """Install the schema with the package's installer (``timeout`` is not needed).
@@ -74,4 +76,5 @@ class PythonSide:
             "python": sys.version.split()[0],
             "sqlalchemy-graphile": __version__,
             "event_loop": self.loop,
+            "metrics": "WorkerMetrics" if self.metrics else "off",
         }

@@ -4,7 +4,8 @@
 Each method of :class:`JobOperations` validates its arguments at once (raising our typed
 errors before any SQL) and returns an :data:`Operation`: a function that does the work on a
 synchronous SQLAlchemy ``Connection``. The sync helpers call it on ``session.connection()``;
-the async ones hand it to ``run_sync``, so the logic exists once.
+the async ones hand it to ``run_sync``, so the logic exists once. A statement that fails
+because the schema is not installed raises :class:`SchemaNotInstalledError`.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
 
 from . import _job_input, _sql_jobs
 from ._identifiers import resolve_schema
+from ._schema_missing import schema_not_installed
 from .errors import ConfigurationError
 from .job import Job
 from .job_spec import JobSpec, RawJobSpec
@@ -50,28 +53,52 @@ class JobOperations:
     def add_batch_job(self, items: Sequence[BatchTask], spec: JobSpec | None) -> Operation[Job]:
         return self._single(_job_input.from_batch(items, spec))
 
+    def _on_schema(self, work: Operation[T]) -> Operation[T]:
+        """``work``, with a failure caused by a missing schema raised as
+        :class:`SchemaNotInstalledError` (the transaction is left as the driver left it)."""
+        schema = self.schema
+
+        def run(connection: Connection) -> T:
+            try:
+                return work(connection)
+            except DBAPIError as error:
+                missing = schema_not_installed(error, schema)
+                if missing is None:
+                    raise
+                raise missing from None
+
+        return run
+
     def _single(self, job: _job_input.NewJob) -> Operation[Job]:
-        return lambda connection: _sql_jobs.add_job(connection, self.schema, job)
+        return self._on_schema(lambda connection: _sql_jobs.add_job(connection, self.schema, job))
 
     def _bulk(self, jobs: list[_job_input.NewJob]) -> Operation[list[Job]]:
         preserve_run_at = _job_input.bulk_preserve_run_at(jobs)
         if not jobs:
             return lambda connection: []
-        return lambda connection: _sql_jobs.add_jobs(connection, self.schema, jobs, preserve_run_at)
+        return self._on_schema(
+            lambda connection: _sql_jobs.add_jobs(connection, self.schema, jobs, preserve_run_at)
+        )
 
     def remove_job(self, job_key: str) -> Operation[Job | None]:
         key = _job_input.job_key(job_key)
-        return lambda connection: _sql_jobs.remove_job(connection, self.schema, key)
+        return self._on_schema(
+            lambda connection: _sql_jobs.remove_job(connection, self.schema, key)
+        )
 
     def complete_jobs(self, ids: Iterable[int]) -> Operation[list[Job]]:
         job_ids = _job_input.job_ids(ids)
-        return lambda connection: _sql_jobs.complete_jobs(connection, self.schema, job_ids)
+        return self._on_schema(
+            lambda connection: _sql_jobs.complete_jobs(connection, self.schema, job_ids)
+        )
 
     def permanently_fail_jobs(self, ids: Iterable[int], reason: str | None) -> Operation[list[Job]]:
         job_ids = _job_input.job_ids(ids)
         message = _job_input.optional_text(reason, "reason")
-        return lambda connection: _sql_jobs.permanently_fail_jobs(
-            connection, self.schema, job_ids, message
+        return self._on_schema(
+            lambda connection: _sql_jobs.permanently_fail_jobs(
+                connection, self.schema, job_ids, message
+            )
         )
 
     def reschedule_jobs(
@@ -88,26 +115,32 @@ class JobOperations:
         new_priority = _job_input.optional_smallint(priority, "priority")
         new_attempts = _job_input.optional_smallint(attempts, "attempts", minimum=0)
         new_max_attempts = _job_input.optional_smallint(max_attempts, "max_attempts", minimum=1)
-        return lambda connection: _sql_jobs.reschedule_jobs(
-            connection,
-            self.schema,
-            job_ids,
-            run_at=new_run_at,
-            priority=new_priority,
-            attempts=new_attempts,
-            max_attempts=new_max_attempts,
+        return self._on_schema(
+            lambda connection: _sql_jobs.reschedule_jobs(
+                connection,
+                self.schema,
+                job_ids,
+                run_at=new_run_at,
+                priority=new_priority,
+                attempts=new_attempts,
+                max_attempts=new_max_attempts,
+            )
         )
 
     def force_unlock_workers(self, worker_ids: Iterable[str]) -> Operation[None]:
         ids = _job_input.text_list(worker_ids, "worker ids")
-        return lambda connection: _sql_jobs.force_unlock_workers(connection, self.schema, ids)
+        return self._on_schema(
+            lambda connection: _sql_jobs.force_unlock_workers(connection, self.schema, ids)
+        )
 
     def cleanup(
         self, tasks: Iterable[str], task_identifiers_to_keep: Iterable[str]
     ) -> Operation[dict[str, int]]:
         names = _cleanup_names(tasks)
         keep = _job_input.text_list(task_identifiers_to_keep, "task_identifiers_to_keep")
-        return lambda connection: _sql_jobs.cleanup(connection, self.schema, names, keep)
+        return self._on_schema(
+            lambda connection: _sql_jobs.cleanup(connection, self.schema, names, keep)
+        )
 
 
 def _cleanup_names(tasks: Iterable[str]) -> frozenset[str]:

@@ -1,30 +1,38 @@
 """The exceptions raised by sqlalchemy-graphile.
 
 Every error we raise derives from :class:`GraphileWorkerError`, so one ``except`` clause
-catches them all. Errors about bad input also derive from the matching built-in
-(``ValueError`` or ``TypeError``) and are raised before any SQL is sent.
+catches them all. Each also derives from the matching built-in (``ValueError`` or
+``TypeError`` for bad input, which is refused before any SQL is sent; ``RuntimeError`` for
+a call the object's state does not allow; ``ConnectionError`` for an unreachable database).
 
 ::
 
     GraphileWorkerError
-    ├── InvalidIdentifierError (ValueError)      a schema name that is not a safe identifier
-    ├── InvalidTaskError (TypeError)             a Task class that breaks the task contract
-    ├── InvalidPayloadError (ValueError)         a payload that cannot be stored as JSON
+    ├── InvalidIdentifierError (ValueError)       a schema name that is not a safe identifier
+    ├── InvalidTaskError (TypeError)              a Task class that breaks the task contract
+    │   └── InvalidBatchResultError (ValueError)  a BatchTaskResult with a bad index or failure
+    ├── InvalidPayloadError (ValueError)          a payload that cannot be stored as JSON
     │   └── PayloadNotSerializableError (TypeError)
-    ├── InvalidJobSpecError (ValueError)         a job spec the database would refuse
-    ├── ConfigurationError (ValueError)          bad worker / utils options
-    │   └── CrontabError                         a crontab line or cron item that is not valid
-    ├── SchemaError                              the database schema is missing or incompatible
+    ├── InvalidJobSpecError (ValueError)          a job spec the database would refuse
+    │   └── JobSpecValidationError                a bad JobSpec field (a pydantic error too)
+    ├── ConfigurationError (ValueError)           bad worker / utils options
+    │   ├── CrontabError                          a crontab line or cron item that is not valid
+    │   └── InvalidCallbackError (TypeError)      an event subscriber that is not callable
+    ├── DatabaseConnectionError (ConnectionError) the worker cannot reach its database
+    ├── WorkerStateError (RuntimeError)           e.g. run() on a worker that is running
+    ├── SchemaError                               the database schema is missing or incompatible
     │   ├── SchemaNotInstalledError
     │   ├── SchemaTooOldError
-    │   └── SchemaTooNewError                    a newer *breaking* migration (CLI exit code 57)
-    ├── PayloadValidationError (ValueError)      a stored payload does not fit the task model
-    └── BatchJobError                            the error of a batch job with failed items
+    │   └── SchemaTooNewError                     a newer *breaking* migration (CLI exit code 57)
+    ├── PayloadValidationError (ValueError)       a stored payload does not fit the task model
+    └── BatchJobError                             the error of a batch job with failed items
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+
+from pydantic import ValidationError
 
 
 class GraphileWorkerError(Exception):
@@ -39,6 +47,11 @@ class InvalidTaskError(GraphileWorkerError, TypeError):
     """A task class does not follow the task contract (e.g. a bad ``IDENTIFIER``)."""
 
 
+class InvalidBatchResultError(InvalidTaskError, ValueError):
+    """A :class:`BatchTaskResult` was built with an item index that is not a non-negative
+    ``int`` or a failure that is neither an exception nor a string."""
+
+
 class InvalidPayloadError(GraphileWorkerError, ValueError):
     """A payload cannot be stored: not JSON, too large, NaN, NUL characters, ..."""
 
@@ -49,6 +62,12 @@ class PayloadNotSerializableError(InvalidPayloadError, TypeError):
 
 class InvalidJobSpecError(GraphileWorkerError, ValueError):
     """A job spec or call argument would be refused by the database."""
+
+
+class JobSpecValidationError(InvalidJobSpecError, ValidationError):
+    """A :class:`JobSpec` field is not valid. It is pydantic's ``ValidationError`` too, with
+    the same text and :meth:`errors` (one entry per bad field), so code that catches either
+    keeps working."""
 
 
 class ConfigurationError(GraphileWorkerError, ValueError):
@@ -64,12 +83,29 @@ class CrontabError(ConfigurationError):
         self.line = line
 
 
+class InvalidCallbackError(ConfigurationError, TypeError):
+    """A callback given to the worker (an event subscriber) is not callable."""
+
+
+class DatabaseConnectionError(GraphileWorkerError, ConnectionError):
+    """The worker could not connect to its database, or could not use it, when it started.
+    The message names the host, port, database and schema; the driver's error is the
+    ``__cause__``."""
+
+
+class WorkerStateError(GraphileWorkerError, RuntimeError):
+    """A worker was asked for something its state does not allow, such as ``run()`` while
+    it is running."""
+
+
 class SchemaError(GraphileWorkerError):
     """The ``graphile_worker`` schema is missing or not compatible with this version."""
 
 
 class SchemaNotInstalledError(SchemaError):
-    """The schema has not been installed; run ``alembic upgrade head`` (or ``migrate()``)."""
+    """The schema has not been installed: raised by a worker at start-up and by every add
+    (and admin) call. Install it with ``sqlalchemy-graphile migrate``, ``alembic upgrade
+    head`` (our revisions in your history) or ``WorkerUtils.migrate()``."""
 
 
 class SchemaTooOldError(SchemaError):
@@ -114,15 +150,20 @@ __all__ = [
     "BatchJobError",
     "ConfigurationError",
     "CrontabError",
+    "DatabaseConnectionError",
     "GraphileWorkerError",
+    "InvalidBatchResultError",
+    "InvalidCallbackError",
     "InvalidIdentifierError",
     "InvalidJobSpecError",
     "InvalidPayloadError",
     "InvalidTaskError",
+    "JobSpecValidationError",
     "PayloadNotSerializableError",
     "PayloadValidationError",
     "SchemaError",
     "SchemaNotInstalledError",
     "SchemaTooNewError",
     "SchemaTooOldError",
+    "WorkerStateError",
 ]

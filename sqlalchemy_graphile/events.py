@@ -35,8 +35,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Literal, TypeVar, overload
 
+from .errors import InvalidCallbackError
 from .job import Job
 from .job_spec import JobSpec
 
@@ -86,12 +88,24 @@ class ResetLockedEvent(WorkerEvent):
     error: BaseException | None = None
 
 
+class LocalQueueMode(StrEnum):
+    """The mode of the local queue (``local_queue_size``), as ``localQueue:setMode`` events
+    report it; the values are Graphile Worker's."""
+
+    STARTING = "STARTING"
+    POLLING = "POLLING"
+    WAITING = "WAITING"
+    TTL_EXPIRED = "TTL_EXPIRED"
+    RELEASED = "RELEASED"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LocalQueueEvent(WorkerEvent):
     """The local queue (``local_queue_size``) at work.
 
     * ``localQueue:init``; ``localQueue:setMode`` with ``old_mode`` and ``new_mode``
-      (``STARTING``, ``POLLING``, ``WAITING``, ``TTL_EXPIRED``, ``RELEASED``);
+      (:class:`LocalQueueMode`: ``STARTING``, ``POLLING``, ``WAITING``, ``TTL_EXPIRED``,
+      ``RELEASED``);
     * ``localQueue:getJobs:complete`` with the fetched ``jobs``;
       ``localQueue:returnJobs`` with the ``jobs`` given back unstarted;
     * ``localQueue:refetchDelay:start`` with ``job_count`` (what the fetch found),
@@ -100,8 +114,8 @@ class LocalQueueEvent(WorkerEvent):
       ``abort_threshold``; ``localQueue:refetchDelay:expired``.
     """
 
-    old_mode: str | None = None
-    new_mode: str | None = None
+    old_mode: LocalQueueMode | None = None
+    new_mode: LocalQueueMode | None = None
     jobs: tuple[Job, ...] | None = None
     job_count: int | None = None
     threshold: int | None = None
@@ -261,17 +275,19 @@ class WorkerEvents:
     @overload
     def on(self, name: CronEventName, callback: Callback[CronEvent]) -> None: ...
     def on(self, name: str, callback: Callable[[Any], Any]) -> None:
-        """Call ``callback(event)`` for every event called ``name``. Raises ``TypeError``
-        if ``callback`` is not callable."""
+        """Call ``callback(event)`` for every event called ``name``. Raises
+        :class:`InvalidCallbackError` (a ``TypeError``) if ``callback`` is not callable."""
         if not callable(callback):
-            raise TypeError("callback must be callable")
+            raise InvalidCallbackError(f"the callback for {name!r} is not callable: {callback!r}")
         self._callbacks.setdefault(name, []).append(callback)
 
     def on_any(self, callback: Callback[WorkerEvent]) -> None:
         """Call ``callback(event)`` for every event, whatever its name. Raises
-        ``TypeError`` if ``callback`` is not callable."""
+        :class:`InvalidCallbackError` (a ``TypeError``) if ``callback`` is not callable."""
         if not callable(callback):
-            raise TypeError("callback must be callable")
+            raise InvalidCallbackError(
+                f"the callback for every event is not callable: {callback!r}"
+            )
         self._any.append(callback)
 
     def off(self, name: str, callback: Callable[[Any], Any]) -> None:
@@ -322,6 +338,7 @@ __all__ = [
     "JobEvent",
     "ListenEvent",
     "LocalQueueEvent",
+    "LocalQueueMode",
     "PoolErrorEvent",
     "PoolEvent",
     "ResetLockedEvent",

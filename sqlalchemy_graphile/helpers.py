@@ -8,9 +8,12 @@ and listening workers are woken (``NOTIFY "jobs:insert"`` is delivered at commit
 when the caller commits; a rollback, also of a savepoint, leaves no job and wakes no one.
 
 Every argument is validated before any SQL is sent; bad input raises one of the errors in
-:mod:`sqlalchemy_graphile.errors`. Errors from the database itself (a lost connection, a
-serialisation failure under ``REPEATABLE READ`` or ``SERIALIZABLE``) propagate as SQLAlchemy
-exceptions and leave the transaction for the caller to roll back.
+:mod:`sqlalchemy_graphile.errors`. A schema that is not installed raises
+:class:`~sqlalchemy_graphile.errors.SchemaNotInstalledError` (recognised from the database's
+error, so it costs no extra round trip). Other errors from the database itself (a lost
+connection, a serialisation failure under ``REPEATABLE READ`` or ``SERIALIZABLE``) propagate
+as SQLAlchemy exceptions. Either way the transaction is left as the driver left it (aborted,
+for a database error), for the caller to roll back.
 """
 
 from __future__ import annotations

@@ -1,19 +1,21 @@
 """How a job is scheduled: :class:`JobSpec`, :class:`JobKeyMode` and :class:`RawJobSpec`.
 
 Every field is validated when the spec is built, so a bad value raises
-``pydantic.ValidationError`` (for :class:`JobSpec`) or :class:`InvalidJobSpecError` before
-any SQL runs. ``None`` always means "the database default".
+:class:`InvalidJobSpecError` before any SQL runs (for :class:`JobSpec` the
+:class:`JobSpecValidationError` subclass, which is a ``pydantic.ValidationError`` too).
+``None`` always means "the database default".
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
-from .errors import InvalidJobSpecError
+from ._validation import raising_as
+from .errors import InvalidJobSpecError, JobSpecValidationError
 
 SMALLINT_MIN = -32768
 SMALLINT_MAX = 32767
@@ -88,9 +90,40 @@ class JobSpec(BaseModel):
       the job; ``job_key_mode`` says what happens when the key exists.
     * ``priority``: a smallint; lower runs first (default 0).
     * ``flags``: strings a worker can refuse with ``forbidden_flags``.
+
+    A bad value, an unknown field, or an assignment raises :class:`JobSpecValidationError`
+    (an :class:`InvalidJobSpecError` and a ``pydantic.ValidationError``, naming each bad
+    field).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
+
+    if not TYPE_CHECKING:
+        # Pydantic raises its own ValidationError; ours is an InvalidJobSpecError too.
+        # Defined for the interpreter only: type checkers keep the signatures pydantic gives.
+
+        def __init__(self, **fields: Any) -> None:
+            with raising_as(JobSpecValidationError):
+                super().__init__(**fields)
+
+        def __setattr__(self, name: str, value: Any) -> None:
+            with raising_as(JobSpecValidationError):
+                super().__setattr__(name, value)
+
+        @classmethod
+        def model_validate(cls, *args: Any, **kwargs: Any) -> JobSpec:
+            with raising_as(JobSpecValidationError):
+                return super().model_validate(*args, **kwargs)
+
+        @classmethod
+        def model_validate_json(cls, *args: Any, **kwargs: Any) -> JobSpec:
+            with raising_as(JobSpecValidationError):
+                return super().model_validate_json(*args, **kwargs)
+
+        @classmethod
+        def model_validate_strings(cls, *args: Any, **kwargs: Any) -> JobSpec:
+            with raising_as(JobSpecValidationError):
+                return super().model_validate_strings(*args, **kwargs)
 
     queue_name: QueueName | None = None
     run_at: AwareDatetime | None = None

@@ -1,7 +1,7 @@
 """The job queue schema as SQLAlchemy ORM models, on their own :data:`metadata`.
 
 These models describe the tables Graphile Worker revision 19 defines, so you can query them
-from your own sessions (``select(models.Job).where(...)``). The schema is *installed* by the
+from your own sessions (``select(models.JobView).where(...)``). The schema is *installed* by the
 Alembic revision (see :mod:`sqlalchemy_graphile.migrations`), not by ``metadata.create_all``:
 the SQL functions, the view and the exact constraint names are not expressible here.
 
@@ -12,11 +12,15 @@ per engine or connection::
 
 Write to the queue through :class:`~sqlalchemy_graphile.JobHelpers` (which calls the SQL
 functions), never by inserting rows here: the functions register tasks and queues, apply
-job-key rules and wake workers. :class:`Job` (the ``jobs`` view) is read-only.
+job-key rules and wake workers. :class:`JobView` (the ``jobs`` view) is read-only.
+
+``models.Job`` is a deprecated name of :class:`JobView` (it warns): ``Job`` is the row
+:class:`~sqlalchemy_graphile.Job` that the add methods return.
 """
 
 from __future__ import annotations
 
+import warnings
 from datetime import datetime
 from typing import Any
 
@@ -150,7 +154,7 @@ class Migration(Base):
     breaking: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
 
 
-class Job(Base):
+class JobView(Base):
     """The ``jobs`` view: the stable, read-only public description of a job.
 
     It has every job column except the payload, with ``task_identifier`` and ``queue_name``
@@ -177,10 +181,21 @@ class Job(Base):
     flags: Mapped[dict[str, bool] | None] = mapped_column(JSONB)
 
 
+def __getattr__(name: str) -> Any:
+    if name == "Job":
+        warnings.warn(
+            "sqlalchemy_graphile.models.Job is deprecated; use models.JobView",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return JobView
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "Base",
-    "Job",
     "JobQueue",
+    "JobView",
     "KnownCrontab",
     "Migration",
     "PrivateJob",

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict
 
-from .errors import InvalidJobSpecError, InvalidTaskError
+from .errors import InvalidBatchResultError, InvalidJobSpecError, InvalidTaskError
 from .job_spec import check_task_identifier
 
 if TYPE_CHECKING:
@@ -84,6 +84,9 @@ class BatchTaskResult:
 
     ``BatchTaskResult(failed={2: ValueError("bounced")})`` says item 2 failed and every other
     item succeeded; :meth:`from_outcomes` builds one from a list with one entry per item.
+    An index that is not a non-negative ``int``, or a failure that is neither an exception
+    nor a string, raises :class:`InvalidBatchResultError` (a ``TypeError`` and a
+    ``ValueError``).
     """
 
     __slots__ = ("failed",)
@@ -92,9 +95,14 @@ class BatchTaskResult:
         self.failed: dict[int, BaseException | str] = dict(failed or {})
         for index, error in self.failed.items():
             if not isinstance(index, int) or index < 0:
-                raise ValueError(f"failed item index must be a non-negative int, not {index!r}")
+                raise InvalidBatchResultError(
+                    f"failed item index must be a non-negative int, not {index!r}"
+                )
             if not isinstance(error, BaseException | str):
-                raise TypeError(f"failure of item {index} must be an exception or a string")
+                raise InvalidBatchResultError(
+                    f"failure of item {index} must be an exception or a string, "
+                    f"not {type(error).__name__}"
+                )
 
     @classmethod
     def all_succeeded(cls) -> BatchTaskResult:

@@ -20,8 +20,13 @@ from ..job import Job
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-#: The job states ``list --state`` filters on (the Rust CLI's definitions).
-JOB_STATES = ("all", "ready", "scheduled", "locked", "failed")
+#: The job states ``list --state`` filters on (the Rust CLI's definitions, and
+#: ``unhandled``: ready jobs of a task no worker seems to handle, a part of ``ready``).
+JOB_STATES = ("all", "ready", "unhandled", "scheduled", "locked", "failed")
+#: ``--unhandled-after``: seconds the oldest ready job of a task must have waited (with none
+#: of the task's jobs locked) before its ready jobs show as unhandled; a worker's default
+#: ``unhandled_jobs_interval``.
+DEFAULT_UNHANDLED_AFTER = 300.0
 #: The ``--job-key-mode`` values.
 KEY_MODES = ("replace", "preserve_run_at", "unsafe_dedupe")
 #: The ``cleanup`` task names (the Rust CLI's), in the order they always run, each with the

@@ -1,8 +1,11 @@
 """``demo``: a real worker processing a handful of real jobs, on whatever database is at hand.
 
-It finds a database (``-c`` / ``$DATABASE_URL``, else a local server, else an embedded one),
-installs the schema, adds the demo jobs in one transaction with :class:`AsyncJobHelpers`,
-and runs a :class:`Worker` until they are all done (or, with ``--forever``, until Ctrl-C).
+It finds a database (``-c`` / ``$DATABASE_URL``, else a database of its own on the local
+server, else on an embedded one; ``--embedded`` always takes the embedded one), installs
+the schema, adds the demo jobs in one transaction with :class:`AsyncJobHelpers`, and runs a
+:class:`Worker` until they are all done (or, with ``--forever``, until Ctrl-C). In a
+database it was given, it keeps to a schema of its own, ``graphile_worker_demo``, unless
+``-s`` names one.
 """
 
 from __future__ import annotations
@@ -21,11 +24,12 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from .. import models
-from .._embedded import find_database
+from .._embedded import EMBEDDED_ENV_VAR, FoundDatabase, find_database
 from .._identifiers import DEFAULT_SCHEMA
 from .._urls import DATABASE_URL_ENV_VAR, shown_url
 from ..context import WorkerContext
-from ..errors import GraphileWorkerError
+from ..errors import ConfigurationError, GraphileWorkerError
+from ..events import JobEvent
 from ..helpers import AsyncJobHelpers
 from ..job_spec import JobSpec
 from ..tasks import BatchTask, Task
@@ -35,6 +39,8 @@ from ._common import open_engine, schema_name
 
 #: How long the demo waits for its jobs before giving up (the retry alone needs ~3 s).
 DEADLINE_SECONDS = 60.0
+#: The demo's schema in a database it was given (``-c`` / ``$DATABASE_URL``).
+DEMO_SCHEMA = "graphile_worker_demo"
 _POLL_SECONDS = 0.2
 _print_lock = threading.Lock()
 
@@ -152,7 +158,7 @@ async def _remaining(engine: AsyncEngine, schema: str, ids: list[int]) -> int:
     """How many of ``ids`` are still in the queue (a completed job is deleted)."""
     translated = engine.execution_options(schema_translate_map={DEFAULT_SCHEMA: schema})
     async with translated.connect() as connection:
-        query = select(func.count()).select_from(models.Job).where(models.Job.id.in_(ids))
+        query = select(func.count()).select_from(models.JobView).where(models.JobView.id.in_(ids))
         return int((await connection.execute(query)).scalar_one())
 
 
@@ -174,12 +180,79 @@ def _schema_option(schema: str) -> str:
     return "" if schema == DEFAULT_SCHEMA else f" -s {schema}"
 
 
+def _use_embedded(args: argparse.Namespace) -> bool:
+    """``--embedded`` or ``$SG_DEMO_EMBEDDED=1``; with ``-c`` a :class:`ConfigurationError`
+    (``$DATABASE_URL`` is ignored then)."""
+    embedded = bool(args.embedded) or os.environ.get(EMBEDDED_ENV_VAR, "") not in ("", "0")
+    if embedded and args.connection:
+        raise ConfigurationError(
+            f"the demo cannot use both -c and the embedded server (--embedded or "
+            f"{EMBEDDED_ENV_VAR}=1); give one of them"
+        )
+    return embedded
+
+
+def _demo_schema(args: argparse.Namespace, found: FoundDatabase) -> tuple[str, str | None]:
+    """The schema to use, and how to remove it when the demo picked it in a database it
+    was given."""
+    if found.own:
+        return schema_name(args), None
+    if args.schema is not None:
+        return schema_name(args), None
+    return DEMO_SCHEMA, (
+        f"The demo keeps to the schema {DEMO_SCHEMA} there. "
+        f"To remove it later: DROP SCHEMA {DEMO_SCHEMA} CASCADE;"
+    )
+
+
+class _Completed:
+    """The ids of the jobs the worker completed (``job:success`` events)."""
+
+    def __init__(self) -> None:
+        self.ids: set[int] = set()
+
+    def __call__(self, event: JobEvent) -> None:
+        self.ids.add(event.job.id)
+
+    def summary(self, demo_ids: list[int]) -> str:
+        demo = len(self.ids.intersection(demo_ids))
+        others = len(self.ids.difference(demo_ids))
+        also = f", and {others} other job(s)" if others else ""
+        return f"Done: {demo} of {len(demo_ids)} demo jobs completed{also}."
+
+
+async def _run(
+    worker: Worker, engine: AsyncEngine, schema: str, ids: list[int], url: str, *, forever: bool
+) -> None:
+    """Run ``worker`` until the demo jobs are done, or with ``forever`` until a signal."""
+    run = asyncio.create_task(worker.run())
+    if forever:
+        print(
+            "Running until Ctrl-C. Add a job from another shell with:\n"
+            f"  sqlalchemy-graphile -c '{shown_url(url)}'{_schema_option(schema)}"
+            " add demo_greet"
+            ' --payload \'{"name": "you"}\'',
+            flush=True,
+        )
+    else:
+        try:
+            await _wait_for(engine, schema, ids, run)
+        finally:
+            await worker.stop()
+    await run
+
+
 async def demo(args: argparse.Namespace) -> int:
     """Run the demo; returns 0 once every demo job is done or the worker was stopped by a
     signal (57 if a breaking migration stopped it)."""
-    schema = schema_name(args)
-    found = await find_database(args.connection or os.environ.get(DATABASE_URL_ENV_VAR))
+    embedded = _use_embedded(args)
+    url = None if embedded else args.connection or os.environ.get(DATABASE_URL_ENV_VAR)
+    found = await find_database(url, embedded=embedded)
+    schema, schema_removal = _demo_schema(args, found)
     print(f"Database: {found.description}", flush=True)
+    for removal in (found.removal, schema_removal):
+        if removal is not None:
+            print(f"  {removal}", flush=True)
     async with open_engine(found.url, "sqlalchemy-graphile-demo") as engine:
         created = await WorkerUtils(engine, schema=schema).migrate()
         print(f"Schema {schema!r}: {'installed' if created else 'already installed'}")
@@ -189,23 +262,15 @@ async def demo(args: argparse.Namespace) -> int:
             f"(concurrency {args.jobs})",
             flush=True,
         )
-        logging.getLogger("sqlalchemy_graphile.worker").addFilter(_HideSimulatedOutage())
+        completed = _Completed()
         worker = Worker(engine, tasks=DEMO_TASKS, concurrency=args.jobs, schema=schema)
-        run = asyncio.create_task(worker.run())
-        if args.forever:
-            print(
-                "Running until Ctrl-C. Add a job from another shell with:\n"
-                f"  sqlalchemy-graphile -c '{shown_url(found.url)}'{_schema_option(schema)}"
-                " add demo_greet"
-                ' --payload \'{"name": "you"}\'',
-                flush=True,
-            )
-        else:
-            try:
-                await _wait_for(engine, schema, ids, run)
-            finally:
-                await worker.stop()
-        await run
-        left = await _remaining(engine, schema, ids)
-    print(f"Done: {len(ids) - left} of {len(ids)} demo jobs completed.")
+        worker.events.on("job:success", completed)
+        worker_logger = logging.getLogger("sqlalchemy_graphile.worker")
+        hide_outage = _HideSimulatedOutage()
+        worker_logger.addFilter(hide_outage)
+        try:
+            await _run(worker, engine, schema, ids, found.url, forever=args.forever)
+        finally:
+            worker_logger.removeFilter(hide_outage)
+    print(completed.summary(ids))
     return worker.exit_code

@@ -7,17 +7,19 @@ in one read-only transaction of their own, and never lock anything.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, select, true
+from sqlalchemy import ColumnElement, and_, false, func, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .. import models
 from .._identifiers import DEFAULT_SCHEMA
 from ..errors import ConfigurationError
+from ..worker._unhandled import Unhandled, unhandled_rows, unhandled_sql
 from ._common import CLI_APPLICATION_NAME, database_url, emit, open_engine, schema_name, table
 
 _SHOWN_COLUMNS = (
@@ -48,11 +50,24 @@ async def _reading(args: argparse.Namespace) -> AsyncIterator[AsyncConnection]:
             yield connection
 
 
-def _state_filter(state: str, now: ColumnElement[Any]) -> ColumnElement[bool]:
-    job = models.Job
+async def _unhandled(connection: AsyncConnection, args: argparse.Namespace) -> list[Unhandled]:
+    """The tasks whose ready jobs no worker seems to handle (the statement a worker's check
+    runs, with no identifier left out)."""
+    statement = unhandled_sql(schema_name(args))
+    result = await connection.exec_driver_sql(statement, ([], args.unhandled_after))
+    return unhandled_rows(result.all())
+
+
+def _state_filter(
+    state: str, now: ColumnElement[Any], unhandled: Sequence[str] = ()
+) -> ColumnElement[bool]:
+    job = models.JobView
     unlocked = job.locked_at.is_(None)
     if state == "ready":
         return and_(unlocked, job.attempts < job.max_attempts, job.run_at <= now)
+    if state == "unhandled":
+        ready = _state_filter("ready", now)
+        return and_(ready, job.task_identifier.in_(unhandled)) if unhandled else false()
     if state == "scheduled":
         return and_(unlocked, job.attempts < job.max_attempts, job.run_at > now)
     if state == "locked":
@@ -62,28 +77,37 @@ def _state_filter(state: str, now: ColumnElement[Any]) -> ColumnElement[bool]:
     return true()
 
 
-def _state_of(row: Any, now: Any) -> str:
+def _state_of(row: Any, now: Any, unhandled: Collection[str] = ()) -> str:
     if row.locked_at is not None:
         return "locked"
     if row.attempts >= row.max_attempts:
         return "failed"
-    return "ready" if row.run_at <= now else "scheduled"
+    if row.run_at > now:
+        return "scheduled"
+    return "unhandled" if row.task_identifier in unhandled else "ready"
 
 
 async def list_jobs(args: argparse.Namespace) -> int:
-    """``list``: jobs in run order (priority, run_at, id), filtered by state, task and queue."""
-    job = models.Job
+    """``list``: jobs in run order (priority, run_at, id), filtered by state, task and queue.
+    Ready jobs of tasks no worker seems to handle show as ``unhandled``."""
+    job = models.JobView
     view = job.__table__
-    query = select(view, func.now().label("db_now")).where(_state_filter(args.state, func.now()))
-    if args.identifier is not None:
-        query = query.where(job.task_identifier == args.identifier)
-    if args.queue is not None:
-        query = query.where(job.queue_name == args.queue)
-    query = query.order_by(job.priority, job.run_at, job.id).limit(args.limit).offset(args.offset)
     async with _reading(args) as connection:
-        rows = (await connection.execute(query)).all()
+        unhandled = [entry.identifier for entry in await _unhandled(connection, args)]
+        query = select(view, func.now().label("db_now")).where(
+            _state_filter(args.state, func.now(), unhandled)
+        )
+        if args.identifier is not None:
+            query = query.where(job.task_identifier == args.identifier)
+        if args.queue is not None:
+            query = query.where(job.queue_name == args.queue)
+        query = query.order_by(job.priority, job.run_at, job.id)
+        rows = (await connection.execute(query.limit(args.limit).offset(args.offset))).all()
     jobs = [
-        {**{c.name: getattr(r, c.name) for c in view.columns}, "state": _state_of(r, r.db_now)}
+        {
+            **{c.name: getattr(r, c.name) for c in view.columns},
+            "state": _state_of(r, r.db_now, unhandled),
+        }
         for r in rows
     ]
     headers = ["id", "task", "queue", "state", "pri", "run_at", "attempts", "key", "last_error"]
@@ -153,7 +177,7 @@ async def show(args: argparse.Namespace) -> int:
 
 async def stats(args: argparse.Namespace) -> int:
     """``stats``: job counts by state, overall and per queue."""
-    job = models.Job
+    job = models.JobView
     now = func.now()
     counts = [
         func.count().filter(_state_filter(state, now)).label(state) for state in _COUNTED_STATES
@@ -168,7 +192,13 @@ async def stats(args: argparse.Namespace) -> int:
     async with _reading(args) as connection:
         totals = (await connection.execute(totals_query.select_from(job))).one()._asdict()
         per_queue = [r._asdict() for r in (await connection.execute(per_queue_query)).all()]
-    result = {"jobs": totals, "queues": per_queue}
+        unhandled = await _unhandled(connection, args)
+    totals["unhandled"] = sum(entry.ready for entry in unhandled)
+    result = {
+        "jobs": totals,
+        "queues": per_queue,
+        "unhandled": [dataclasses.asdict(entry) for entry in unhandled],
+    }
 
     def text() -> str:
         lines = ["Jobs: " + ", ".join(f"{k} {v}" for k, v in totals.items())]
@@ -176,6 +206,16 @@ async def stats(args: argparse.Namespace) -> int:
             lines += [
                 "",
                 table(["queue", "total", *_COUNTED_STATES], [list(q.values()) for q in per_queue]),
+            ]
+        if unhandled:
+            lines += [
+                "",
+                "Unhandled: ready jobs of tasks no worker seems to handle (none of their jobs "
+                f"is locked; the oldest ready for over {args.unhandled_after:g} s):",
+                table(
+                    ["task", "ready", "oldest_run_at"],
+                    [[e.identifier, e.ready, e.oldest_run_at] for e in unhandled],
+                ),
             ]
         return "\n".join(lines)
 

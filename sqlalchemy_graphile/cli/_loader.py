@@ -23,8 +23,9 @@ def load_tasks(references: Sequence[str]) -> list[AnyTaskType]:
 
     The current directory is put on ``sys.path`` first, so ``myapp.tasks`` is found when the
     command runs from the project root. Raises :class:`ConfigurationError` for a module that
-    cannot be imported, a missing attribute, or a reference that yields no task class, and
-    :class:`InvalidTaskError` for something that is not a task class.
+    cannot be imported (naming it, also when an import inside it fails), a missing
+    attribute, or a reference that yields no task class, and :class:`InvalidTaskError` for
+    something that is not a task class.
     """
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())
@@ -64,6 +65,8 @@ def _load_one(reference: str) -> list[AnyTaskType]:
 
 
 def _import(module_name: str, reference: str) -> ModuleType:
+    """Import the task module; an import that fails, in it or in a module it imports, is a
+    :class:`ConfigurationError` naming the task module (the original error is its cause)."""
     try:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as error:
@@ -74,7 +77,16 @@ def _import(module_name: str, reference: str) -> ModuleType:
                 f"--tasks {reference!r}: no module named {error.name!r} "
                 f"(searched from {os.getcwd()})"
             ) from None
-        raise
+        raise _failed_import(module_name, reference, error) from error
+    except ImportError as error:
+        raise _failed_import(module_name, reference, error) from error
+
+
+def _failed_import(module_name: str, reference: str, error: ImportError) -> ConfigurationError:
+    return ConfigurationError(
+        f"--tasks {reference!r}: loading the task module {module_name!r} failed: "
+        f"{type(error).__name__}: {error}"
+    )
 
 
 def _is_concrete_task(value: object) -> bool:

@@ -18,6 +18,9 @@ import pydantic
 
 from .._validation import validation_problems
 from ..errors import ConfigurationError, GraphileWorkerError, SchemaTooNewError
+from ..log_format import JsonFormatter
+from ..worker._log_output import LOG_FORMAT
+from ._common import database_url, schema_name
 from ._parser import PROG, parse_args
 
 #: Exit statuses.
@@ -47,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
     verbose: bool = args.verbose
-    _configure_logging(verbose, args.command in _CHATTY_COMMANDS)
+    _configure_logging(verbose, args.command in _CHATTY_COMMANDS, args.log_format)
     threads_before = set(threading.enumerate())
     try:
         with asyncio.Runner(loop_factory=_loop_factory(getattr(args, "uvloop", False))) as runner:
@@ -61,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _report(error, verbose)
         return EXIT_SCHEMA_TOO_NEW
     except Exception as error:
-        _report(error, verbose)
+        _report(_connection_error(error, args), verbose)
         return EXIT_ERROR
     return status
 
@@ -132,18 +135,45 @@ def _handler(name: str) -> Callable[[argparse.Namespace], Coroutine[Any, Any, in
     return handler
 
 
-def _configure_logging(verbose: bool, chatty: bool) -> None:
-    """Log to stderr, unless the host (a test runner calling :func:`main`) already set up
-    logging: then only the levels are set."""
+def _configure_logging(verbose: bool, chatty: bool, log_format: str = "text") -> None:
+    """Log to stderr, as text or (``log_format="json"``) one JSON object per line, unless
+    the host (a test runner calling :func:`main`) already set up logging: then only the
+    levels are set."""
     level = logging.DEBUG if verbose else logging.INFO if chatty else logging.WARNING
     root = logging.getLogger()
     if not root.handlers:
-        logging.basicConfig(format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+        handler = logging.StreamHandler()
+        if log_format == "json":
+            handler.setFormatter(JsonFormatter())
+        else:
+            handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        root.addHandler(handler)
     root.setLevel(level)
     if not verbose:
         # SQLAlchemy and asyncpg are noisy at INFO; our own loggers carry the story.
         for name in ("sqlalchemy", "asyncpg"):
             logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _connection_error(error: Exception, args: argparse.Namespace) -> Exception:
+    """A connection that the command's own engine could not make, worded as a worker words
+    one (:func:`connection_failure`: host, port, database and schema, the driver's error as
+    the cause); any other error as it is."""
+    if isinstance(error, GraphileWorkerError) or not isinstance(error, OSError):
+        return error
+    # Imported here: only a failed command needs them.
+    from ..worker._connect import connection_failure, is_unreachable, resolve_database
+
+    if not is_unreachable(error):
+        return error
+    try:
+        database = resolve_database(database_url(args))
+        schema = schema_name(args)
+    except GraphileWorkerError:
+        return error
+    described = connection_failure(database, schema, error)
+    described.__cause__ = error
+    return described
 
 
 def _report(error: BaseException, verbose: bool) -> None:
@@ -153,15 +183,13 @@ def _report(error: BaseException, verbose: bool) -> None:
 
 
 def _describe(error: BaseException) -> str:
+    if isinstance(error, pydantic.ValidationError):  # JobSpecValidationError included
+        return f"invalid {error.title}: {validation_problems(error)}"
     if isinstance(error, GraphileWorkerError):
         return str(error)
-    if isinstance(error, pydantic.ValidationError):
-        return f"invalid {error.title}: {validation_problems(error)}"
     orig = _driver_error(error)
     if orig is not None:
         return f"database error: {_one_line(str(orig))}"
-    if isinstance(error, OSError):
-        return f"cannot connect to the database: {_one_line(str(error))}"
     return f"{type(error).__name__}: {_one_line(str(error))}"
 
 

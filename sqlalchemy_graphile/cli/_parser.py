@@ -1,19 +1,31 @@
 """The argument parser of the ``sqlalchemy-graphile`` command.
 
 Parsing is strict: unknown flags and abbreviated flags are usage errors (exit status 2).
-The global options (``-c``, ``-s``, ``--json``, ``-v``) are accepted before or after the
-command name. Each command's handler is named in ``args.handler`` as ``"module.function"``
-(a private module of this package), so ``--help`` and usage errors import nothing heavy.
+The global options (``-c``, ``-s``, ``--json``, ``--log-format``, ``-v``) are accepted before
+or after the command name. Each command's handler is named in ``args.handler`` as
+``"module.function"`` (a private module of this package), so ``--help`` and usage errors
+import nothing heavy.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from ._common import CLEANUP_TASKS, JOB_STATES, KEY_MODES, cleanup_task_name, key_mode_name
+from ..worker import option_flags
+from ._common import (
+    CLEANUP_TASKS,
+    DEFAULT_UNHANDLED_AFTER,
+    JOB_STATES,
+    KEY_MODES,
+    cleanup_task_name,
+    key_mode_name,
+)
 
 PROG = "sqlalchemy-graphile"
+#: The ``--log-format`` values.
+LOG_FORMATS = ("text", "json")
 
 
 def _positive_int(text: str) -> int:
@@ -30,13 +42,13 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
-def _positive_float(text: str) -> float:
+def _non_negative_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0, not {text}")
     return value
 
 
@@ -75,6 +87,12 @@ def _global_options(*, suppress: bool) -> argparse.ArgumentParser:
         action="store_true",
         default=argparse.SUPPRESS if suppress else False,
         help="print results as JSON (admin commands)",
+    )
+    group.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default=default if suppress else "text",
+        help="text (default), or json: one JSON object per line, with the job's fields",
     )
     group.add_argument(
         "-v",
@@ -153,19 +171,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cleanup.set_defaults(handler="admin.cleanup")
 
-    command("stats", "count jobs by state and by queue").set_defaults(handler="inspect.stats")
+    stats = command("stats", "count jobs by state and by queue; name tasks no worker handles")
+    _unhandled_after(stats)
+    stats.set_defaults(handler="inspect.stats")
     command("queues", "list named queues and their locks").set_defaults(handler="inspect.queues")
     command("workers", "list the workers holding locks").set_defaults(handler="inspect.workers")
+
+    _add_doctor(command("doctor", "check the setup and explain each problem with its fix"))
 
     demo = command("demo", "run a worker on a handful of demonstration jobs")
     demo.add_argument("--forever", action="store_true", help="keep the worker running until Ctrl-C")
     demo.add_argument("-j", "--jobs", type=_positive_int, default=4, help="concurrency (default 4)")
+    demo.add_argument(
+        "--embedded",
+        action="store_true",
+        help="use the embedded PostgreSQL even if a local server answers "
+        "(also: SG_DEMO_EMBEDDED=1)",
+    )
     demo.set_defaults(handler="demo.demo")
     return parser
 
 
 def _add_run(run: argparse.ArgumentParser) -> None:
-    run.add_argument(
+    tasks = run.add_argument(
         "--tasks",
         metavar="MODULE[:ATTR]",
         action="extend",
@@ -174,31 +202,8 @@ def _add_run(run: argparse.ArgumentParser) -> None:
         help=(
             "where the task classes are: MODULE collects every Task and BatchTask with an "
             "IDENTIFIER in the module; MODULE:ATTR names a list of task classes or a "
-            "function returning one (repeatable)"
+            "function returning one (repeatable; required unless --schema-only)"
         ),
-    )
-    run.add_argument(
-        "-j", "--jobs", type=_positive_int, default=1, help="jobs run at once (default 1)"
-    )
-    run.add_argument(
-        "-m",
-        "--max-pool-size",
-        type=_positive_int,
-        metavar="N",
-        help="connections for running jobs (default: the larger of 10 and --jobs)",
-    )
-    run.add_argument(
-        "--no-prepared-statements",
-        dest="prepared_statements",
-        action="store_false",
-        help="do not prepare statements (for poolers in transaction mode)",
-    )
-    run.add_argument(
-        "--poll-interval",
-        type=_positive_float,
-        default=2.0,
-        metavar="SECONDS",
-        help="how often an idle worker looks for jobs (default 2)",
     )
     run.add_argument(
         "--once", action="store_true", help="run every job that is runnable now, then exit"
@@ -209,55 +214,9 @@ def _add_run(run: argparse.ArgumentParser) -> None:
         help="schedule the recurring jobs of this crontab file (not with --once)",
     )
     run.add_argument(
-        "--local-queue-size",
-        type=int,
-        metavar="N",
-        help="fetch N jobs at a time into a local queue (default -1: off)",
-    )
-    run.add_argument(
-        "--local-queue-ttl",
-        type=float,
-        default=300.0,
-        metavar="SECONDS",
-        help="give locally queued jobs back after this long (default 300)",
-    )
-    run.add_argument(
-        "--local-queue-refetch-delay",
-        type=float,
-        metavar="SECONDS",
-        help="after a fetch that found nothing, wait this long before the next (default: off)",
-    )
-    run.add_argument(
-        "--complete-job-batch-delay",
-        type=float,
-        metavar="SECONDS",
-        help="write completions in batches gathered for this long, 0 = per loop turn "
-        "(default -1: one statement per job)",
-    )
-    run.add_argument(
-        "--fail-job-batch-delay",
-        type=float,
-        metavar="SECONDS",
-        help="write failures in batches gathered for this long (default -1: off)",
-    )
-    run.add_argument(
         "--uvloop",
         action="store_true",
         help="run on uvloop (pip install 'sqlalchemy-graphile[uvloop]')",
-    )
-    run.add_argument(
-        "--no-listen",
-        dest="listen",
-        action="store_false",
-        help="do not LISTEN for new jobs, only poll (for poolers that cannot LISTEN)",
-    )
-    run.add_argument(
-        "--forbidden-flag",
-        dest="forbidden_flags",
-        metavar="FLAG",
-        action="append",
-        default=[],
-        help="do not run jobs carrying this flag (repeatable)",
     )
     run.add_argument(
         "--name",
@@ -274,7 +233,69 @@ def _add_run(run: argparse.ArgumentParser) -> None:
         action="store_false",
         help="do not install the schema first; only check that it is compatible",
     )
+    _add_worker_options(run.add_argument_group("worker options"))
     run.set_defaults(handler="run.run")
+    _show_as_required(run, tasks)
+
+
+def _show_as_required(parser: argparse.ArgumentParser, action: argparse.Action) -> None:
+    """Show ``action`` without brackets in the usage line. It is not ``required`` for
+    argparse, because one option (``--schema-only``) makes it unnecessary; :func:`parse_args`
+    enforces it otherwise."""
+    action.required = True
+    usage = parser.format_usage().removeprefix("usage: ").rstrip("\n")
+    action.required = False
+    parser.usage = usage.replace(parser.prog, "%(prog)s", 1)
+
+
+def _add_doctor(doctor: argparse.ArgumentParser) -> None:
+    doctor.add_argument(
+        "--workers",
+        type=_non_negative_int,
+        default=1,
+        metavar="N",
+        help="worker processes that will run, for the connection check (default 1)",
+    )
+    doctor.add_argument(
+        "--max-pool-size",
+        type=_positive_int,
+        default=10,
+        metavar="N",
+        help="connections of each worker's pool (default 10; each worker adds 1 for LISTEN)",
+    )
+    doctor.add_argument(
+        "--app-connections",
+        type=_non_negative_int,
+        default=0,
+        metavar="N",
+        help="connections the application's own pools may open (default 0)",
+    )
+    doctor.set_defaults(handler="doctor.doctor")
+
+
+def _add_worker_options(group: argparse._ArgumentGroup) -> None:
+    """A flag for each worker option that has one, as its declaration says (names, default,
+    help and checks come from :class:`~sqlalchemy_graphile.worker.WorkerOptions`). A value
+    the option refuses is a usage error."""
+    for flag in option_flags():
+        settings: dict[str, Any] = {"dest": flag.option, "action": flag.action, "help": flag.help}
+        if flag.action in ("store", "append"):
+            settings.update(default=flag.default, metavar=flag.metavar)
+        if flag.parse is not None:
+            settings["type"] = _usage_errors(flag.parse)
+        group.add_argument(*flag.names, **settings)
+
+
+def _usage_errors(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """``parse``, with its ``ValueError`` turned into a usage error naming the problem."""
+
+    def parse_argument(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return parse_argument
 
 
 def _add_add(add: argparse.ArgumentParser) -> None:
@@ -299,8 +320,20 @@ def _add_add(add: argparse.ArgumentParser) -> None:
     add.set_defaults(handler="admin.add")
 
 
+def _unhandled_after(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--unhandled-after",
+        type=_non_negative_float,
+        default=DEFAULT_UNHANDLED_AFTER,
+        metavar="SECONDS",
+        help="show a task's ready jobs as unhandled when none of its jobs is locked and the "
+        f"oldest has been ready this long (default {DEFAULT_UNHANDLED_AFTER:g})",
+    )
+
+
 def _add_list(listing: argparse.ArgumentParser) -> None:
     listing.add_argument("--state", choices=JOB_STATES, default="all")
+    _unhandled_after(listing)
     listing.add_argument("--identifier", metavar="TASK", help="only jobs of this task")
     listing.add_argument("--queue", metavar="NAME", help="only jobs in this queue")
     listing.add_argument("--limit", type=_positive_int, default=50, help="default 50")
@@ -328,7 +361,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     if args.command == "run" and args.once and args.crontab is not None:
         parser.error("--crontab cannot be used with --once: only a continuous worker runs cron")
     if args.command == "run" and not args.schema_only and not args.tasks:
-        parser.error("run needs --tasks MODULE[:ATTR] (or --schema-only)")
+        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        commands.choices["run"].error("run needs --tasks MODULE[:ATTR] (or --schema-only)")
     changes = ("run_at", "priority", "attempts", "max_attempts")
     if args.command == "reschedule" and not (
         args.now or any(getattr(args, c) is not None for c in changes)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 from pathlib import Path
 
 from .._urls import with_query_option
 from ..cron import CronItem, parse_crontab
 from ..errors import ConfigurationError, CrontabError
-from ..worker import Worker
+from ..worker import Worker, option_flags
 from ._common import (
     APPLICATION_NAME_ENV_VAR,
     CLI_APPLICATION_NAME,
@@ -19,8 +18,6 @@ from ._common import (
     schema_name,
 )
 from ._loader import load_tasks
-
-logger = logging.getLogger("sqlalchemy_graphile.cli")
 
 
 def load_crontab(path: str) -> list[CronItem]:
@@ -72,26 +69,10 @@ async def run(args: argparse.Namespace) -> int:
     worker = Worker(
         worker_url(url, args.name or os.environ.get(APPLICATION_NAME_ENV_VAR)),
         tasks=tasks,
-        concurrency=args.jobs,
         schema=schema,
-        poll_interval=args.poll_interval,
-        forbidden_flags=args.forbidden_flags or None,
-        listen=args.listen,
-        max_pool_size=args.max_pool_size,
-        prepared_statements=args.prepared_statements,
-        local_queue_size=args.local_queue_size,
-        local_queue_ttl=args.local_queue_ttl,
-        local_queue_refetch_delay=args.local_queue_refetch_delay,
-        complete_job_batch_delay=args.complete_job_batch_delay,
-        fail_job_batch_delay=args.fail_job_batch_delay,
         crontab=crontab,
-    )
-    logger.info(
-        "worker %s: %d task type(s) (%s), concurrency %d",
-        worker.worker_id,
-        len(tasks),
-        ", ".join(t.task_identifier() for t in tasks),
-        args.jobs,
+        # The flags of the worker's options are named after them (see _parser.py).
+        **{flag.option: getattr(args, flag.option) for flag in option_flags()},
     )
     if args.once:
         await worker.run_once()

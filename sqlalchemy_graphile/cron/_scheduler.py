@@ -1,4 +1,5 @@
-"""The cron scheduler: adds the jobs of cron items, minute by minute (spec §4.6).
+"""The cron scheduler: adds the jobs of cron items, minute by minute, as Graphile Worker's
+cron does (https://worker.graphile.org/docs/cron).
 
 **Start-up.** Read which items ``_private_known_crontabs`` knows. Record the new ones as
 known since now; they are never backfilled. Then walk the minutes of the largest backfill
@@ -98,7 +99,7 @@ class CronScheduler:
             task.cancel()
             await asyncio.wait({task})
 
-    async def run_once(self) -> datetime:
+    async def start_up(self) -> datetime:
         """The start-up step: record new items and backfill the known ones. Returns the
         clock reading it started from. Errors propagate."""
         start = self._now()
@@ -130,7 +131,7 @@ class CronScheduler:
     async def _main(self) -> None:
         while not self._stopped.is_set():
             try:
-                start = await self.run_once()
+                start = await self.start_up()
                 await self._every_minute(start)
                 return
             except Exception as error:

@@ -54,7 +54,9 @@ def install(connection: Connection, schema: str) -> bool:
     state = read_ledger(connection, schema)
     if state.exists and state.latest is not None:
         check_compatible(state, schema)
-        logger.info("adopted existing schema %r at revision %s", schema, state.latest)
+        # Every `run` and `migrate` comes here once the schema exists, whoever installed it:
+        # nothing happened worth an INFO line.
+        logger.debug("schema %r is already installed, at revision %s", schema, state.latest)
         return False
 
     for statement in _ddl.install_statements(schema):

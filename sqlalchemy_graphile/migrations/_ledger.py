@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .._identifiers import quote_identifier
-from ..errors import SchemaNotInstalledError, SchemaTooNewError, SchemaTooOldError
+from .._schema_missing import not_installed
+from ..errors import SchemaTooNewError, SchemaTooOldError
 from ._ddl import SCHEMA_REVISION
 
 logger = logging.getLogger("sqlalchemy_graphile.migrations")
@@ -79,10 +80,7 @@ def check_compatible(state: LedgerState, schema: str) -> None:
     """
     supported = SCHEMA_REVISION
     if not state.exists or state.latest is None:
-        raise SchemaNotInstalledError(
-            f"the job queue schema {schema!r} is not installed: run `alembic upgrade head` "
-            "(or `await WorkerUtils(...).migrate()`, or `sqlalchemy-graphile migrate`) first"
-        )
+        raise not_installed(schema)
     if state.latest_breaking is not None and state.latest_breaking > supported:
         raise SchemaTooNewError(
             f"database schema {schema!r} is at revision {state.latest}, which includes "

@@ -4,7 +4,8 @@ semantics, on asyncpg.
 Its parts, one private module each:
 
 * ``_worker``: :class:`Worker`, the public face (options, run / run_once / stop);
-* ``_options``: option validation; ``_connect``: URL or engine to asyncpg arguments;
+* ``_options``: the options, declared once (checks, ``run`` flags, docs); ``_connect``:
+  URL or engine to asyncpg arguments;
   ``_schema_check``: the start-up schema check (neither imports SQLAlchemy for a URL
   string: a worker given one never loads it unless a task adds jobs);
 * ``_pool``: one run (slots, wake-ups, graceful and forceful shutdown);
@@ -14,12 +15,14 @@ Its parts, one private module each:
   ``_runner``: running a task or batch task;
 * ``_sql``: every hot-path statement; ``_task_ids``: task identifier registration;
 * ``_listener``: LISTEN/NOTIFY; ``_reset_locked``: the stale-lock sweep;
+* ``_unhandled``: the warning about ready jobs whose task no worker seems to handle;
+* ``_log_output``: a stderr handler while a worker runs in a process without logging set up;
 * ``_signals``: termination signals; ``_retry``: retry and backoff policies.
 """
 
 from __future__ import annotations
 
-from ._options import RefetchDelay
+from ._options import OptionFlag, RefetchDelay, WorkerOptions, option_flags
 from ._worker import Worker
 
-__all__ = ["RefetchDelay", "Worker"]
+__all__ = ["OptionFlag", "RefetchDelay", "Worker", "WorkerOptions", "option_flags"]

@@ -8,11 +8,15 @@ so a worker given one does not import SQLAlchemy until a task adds a job.
 
 from __future__ import annotations
 
+import errno
 import inspect
+import os
+import socket
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeGuard
+from urllib.parse import urlsplit
 
 import asyncpg
 
@@ -21,7 +25,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .._urls import async_url, asyncpg_options, database_url_from_env
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, DatabaseConnectionError, GraphileWorkerError
 
 #: ``application_name`` of the worker's connections unless the URL or engine sets one.
 DEFAULT_APPLICATION_NAME = "sg-worker"
@@ -32,6 +36,11 @@ _MAX_APPLICATION_NAME = 63
 #: statements are short; JIT compilation (which the batch fetch's plan can trigger) costs
 #: far more than it saves.
 WORKER_SETTINGS = {"jit": "off"}
+
+# The errnos of a server that cannot be reached (see is_unreachable).
+_UNREACHABLE = frozenset(
+    {errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ETIMEDOUT}
+)
 
 # Query options SQLAlchemy's asyncpg dialect consumes itself; asyncpg never sees them.
 _SQLALCHEMY_ONLY = frozenset(
@@ -74,6 +83,27 @@ class Database:
             ),
         )
 
+    def address(self) -> str:
+        """Where the worker connects, for messages: ``host:port/database``, with what the
+        connection options leave out taken from the ``PG*`` environment variables and
+        PostgreSQL's defaults, as the driver does."""
+        kwargs = self.connect_kwargs
+        host, port, name = kwargs.get("host"), kwargs.get("port"), kwargs.get("database")
+        dsn = kwargs.get("dsn")
+        if isinstance(dsn, str) and host is None:
+            parts = urlsplit(dsn)
+            host = parts.netloc.rpartition("@")[2] or None
+            name = name or parts.path.lstrip("/") or None
+        if isinstance(host, list | tuple):
+            host = ",".join(str(h) for h in host)
+        if isinstance(port, list | tuple):
+            port = ",".join(str(p) for p in port)
+        host = host or os.environ.get("PGHOST") or "localhost"
+        name = name or os.environ.get("PGDATABASE") or kwargs.get("user") or "the default"
+        if ":" not in str(host).rpartition("]")[2]:  # no port in the host text
+            host = f"{host}:{port or os.environ.get('PGPORT') or 5432}"
+        return f"{host}/{name}"
+
     def asyncpg_kwargs(self, *, application_name: str, prepared_statements: bool) -> dict[str, Any]:
         """Keyword arguments for ``asyncpg.connect`` / ``asyncpg.create_pool``."""
         kwargs = dict(self.connect_kwargs)
@@ -85,6 +115,35 @@ class Database:
         if not prepared_statements:
             kwargs["statement_cache_size"] = 0
         return kwargs
+
+
+def connection_failure(
+    database: Database, schema: str, error: BaseException
+) -> GraphileWorkerError:
+    """The error to raise for ``error``, which the driver raised while the worker connected
+    to its database or checked the schema at start: a :class:`DatabaseConnectionError`
+    naming the host, port, database and schema, and what went wrong (raise it ``from``
+    ``error``). Our own errors (a :class:`SchemaError`, ...) are returned as they are."""
+    if isinstance(error, GraphileWorkerError):
+        return error
+    verb = "use" if isinstance(error, asyncpg.PostgresError) else "connect to"
+    reason = " ".join(str(error).split()) or "no details"
+    return DatabaseConnectionError(
+        f"cannot {verb} the database at {database.address()} (schema {schema!r}): "
+        f"{type(error).__name__}: {reason}"
+    )
+
+
+def is_unreachable(error: BaseException) -> bool:
+    """Whether ``error`` is what connecting to a server that cannot be reached raises: a
+    host name that does not resolve, a refused or timed-out connection, an unreachable
+    network (or several of these, one per address tried). A broken pipe or a file error is
+    not one."""
+    if isinstance(error, socket.gaierror | ConnectionRefusedError | TimeoutError):
+        return True
+    if type(error) is not OSError:
+        return False
+    return error.errno in _UNREACHABLE or str(error).startswith("Multiple exceptions:")
 
 
 def resolve_database(database: object) -> Database:

@@ -2,13 +2,14 @@
 
 :class:`JobSource` is the seam: the slot loop only calls :meth:`~JobSource.get_job`, and the
 pool forwards wake-ups to :meth:`~JobSource.pulse` and calls :meth:`~JobSource.release` when
-it stops. :class:`DirectJobSource` fetches and locks one job per call (spec §2.3); the
+it stops. :class:`DirectJobSource` fetches and locks one job per call; the
 local queue (``_local_queue``) prefetches batches for the whole pool.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -16,6 +17,7 @@ from typing import Any, Protocol
 import asyncpg
 
 from ._jobs import FetchedJob, fetched_job
+from ._observer import LatencyObserver
 from ._retry import with_retries
 from ._sql import Statements
 from ._task_ids import TaskIdentifiers
@@ -49,6 +51,8 @@ class DirectJobSource:
     queues it handed out are still unreleased waits for their release and tries again:
     their successors in the queue become runnable then (their outcome may be written later
     than the slot asks again, with batched release).
+
+    An ``observer`` is told how long each fetch statement took.
     """
 
     def __init__(
@@ -61,8 +65,10 @@ class DirectJobSource:
         use_local_time: bool,
         continuous: bool = True,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        observer: LatencyObserver | None = None,
     ) -> None:
         self._pool = pool
+        self._observer = observer
         self._statements = statements
         self._task_ids = task_ids
         self._pool_id = pool_id
@@ -97,7 +103,11 @@ class DirectJobSource:
             args.append(list(forbidden_flags or ()))
         if self._use_local_time:
             args.append(self._clock())
+        observer = self._observer
+        started = time.perf_counter() if observer is not None else 0.0
         rows = await with_retries(lambda: self._pool.fetch(query, *args))
+        if observer is not None:
+            observer.fetched(time.perf_counter() - started, len(rows))
         if not rows:
             return None
         row = rows[0]

@@ -1,7 +1,7 @@
 """The LISTEN connection: wake-ups for new jobs and warnings of breaking migrations.
 
 One dedicated connection per continuous worker listens on ``jobs:insert`` and
-``worker:migrate`` (spec §2.9). Notifications are hints: polling finds every job anyway.
+``worker:migrate``. Notifications are hints: polling finds every job anyway.
 
 * ``jobs:insert`` with ``{"count": n}``: wake up to ``n`` idle slots (``n <= 0`` is ignored;
   a payload that is not JSON counts as 1).

@@ -1,5 +1,5 @@
 """The local queue: a job source that fetches batches of jobs for the whole worker
-(``local_queue_size``, spec §5.3).
+(``local_queue_size``, Graphile Worker's ``localQueue``).
 
 One fetch locks up to ``size`` jobs to the worker's pool id; slots then take jobs from
 memory instead of each asking the database. The queue is always in one mode:
@@ -17,7 +17,7 @@ memory instead of each asking the database. The queue is always in one mode:
   slots do not sit idle while it is fetched.
 * ``TTL_EXPIRED``: the next request for a job goes back to ``POLLING``.
 * ``RELEASED``: stopping. Waiting slots get no job and cached jobs are given back (their
-  attempt refunded, spec §2.7).
+  attempt refunded).
 
 A batch never holds two jobs of one named queue (see :meth:`Statements.fetch`); the pool
 pulses the queue when it releases a queued job, so the queue's next job is fetched soon.
@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -41,9 +42,10 @@ from typing import Any
 
 import asyncpg
 
-from ..events import LocalQueueEvent, WorkerEvents
+from ..events import LocalQueueEvent, LocalQueueMode, WorkerEvents
 from ._fetch import DirectJobSource
 from ._jobs import FetchedJob, fetched_job
+from ._observer import LatencyObserver
 from ._options import RefetchDelay
 from ._retry import FETCH_ERROR_BACKOFF, Backoff, transient_backoff, with_retries
 from ._sql import Statements, id_list
@@ -51,11 +53,11 @@ from ._task_ids import TaskIdentifiers
 
 logger = logging.getLogger("sqlalchemy_graphile.worker")
 
-STARTING = "STARTING"
-POLLING = "POLLING"
-WAITING = "WAITING"
-TTL_EXPIRED = "TTL_EXPIRED"
-RELEASED = "RELEASED"
+STARTING = LocalQueueMode.STARTING
+POLLING = LocalQueueMode.POLLING
+WAITING = LocalQueueMode.WAITING
+TTL_EXPIRED = LocalQueueMode.TTL_EXPIRED
+RELEASED = LocalQueueMode.RELEASED
 
 #: Giving jobs back is tried this often before the worker is asked to shut down.
 RETURN_MAX_ATTEMPTS = 20
@@ -85,8 +87,10 @@ class LocalQueue:
         events: WorkerEvents,
         on_major_error: Callable[[Exception], None],
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        observer: LatencyObserver | None = None,
     ) -> None:
         self._pool = pool
+        self._observer = observer
         self._statements = statements
         self._task_ids = task_ids
         self._pool_id = pool_id
@@ -108,6 +112,7 @@ class LocalQueue:
             use_local_time=use_local_time,
             continuous=continuous,
             clock=clock,
+            observer=observer,
         )
         self.mode = STARTING
         self._jobs: deque[FetchedJob] = deque()
@@ -164,6 +169,11 @@ class LocalQueue:
             raise
         return handed
 
+    @property
+    def cached(self) -> int:
+        """How many fetched jobs wait in the cache for a slot."""
+        return len(self._jobs)
+
     def queues_released(self, count: int) -> None:
         """``count`` jobs of named queues were completed or failed, unlocking their queues:
         their successors may be runnable now, so this counts as an announcement."""
@@ -205,7 +215,7 @@ class LocalQueue:
 
     # -- modes ------------------------------------------------------------------------
 
-    def _set_mode(self, mode: str) -> None:
+    def _set_mode(self, mode: LocalQueueMode) -> None:
         old, self.mode = self.mode, mode
         self._emit("localQueue:setMode", old_mode=old, new_mode=mode)
 
@@ -330,7 +340,11 @@ class LocalQueue:
         args: list[Any] = [self._pool_id, ids.ids]
         if self._use_local_time:
             args.append(self._clock())
+        observer = self._observer
+        started = time.perf_counter() if observer is not None else 0.0
         rows = await with_retries(lambda: self._pool.fetch(self._query, *args))
+        if observer is not None:
+            observer.fetched(time.perf_counter() - started, len(rows))
         names = ids.identifier_by_id
         return [fetched_job(row, names[row["task_id"]]) for row in rows]
 

@@ -1,4 +1,4 @@
-"""One run of a worker: its slots, wake-ups, maintenance and shutdown (spec §5.2, §5.4).
+"""One run of a worker: its slots, wake-ups, maintenance and shutdown.
 
 A :class:`WorkerPool` lives from ``Worker.run()`` (or ``run_once()``) to its return. It has
 one lock owner id, ``concurrency`` slots sharing a job source (direct fetches, or the local
@@ -29,6 +29,7 @@ from ..events import PoolErrorEvent, PoolEvent, SlotEvent, WorkerEvents
 from ._fetch import DirectJobSource, JobSource
 from ._listener import Listener
 from ._local_queue import LocalQueue
+from ._observer import LatencyObserver
 from ._options import WorkerOptions, resolve_forbidden_flags
 from ._release import BatchedReleaser, DirectReleaser, JobReleaser, fail_jobs_with_message
 from ._reset_locked import ResetLockedSweeper
@@ -61,6 +62,7 @@ class WorkerPool:
         events: WorkerEvents,
         adder: JobAdder,
         connect_listener: Callable[[], Awaitable[asyncpg.Connection]] | None,
+        observer: LatencyObserver | None = None,
     ) -> None:
         self.id = pool_id
         self.continuous = continuous
@@ -89,6 +91,7 @@ class WorkerPool:
                 pool_id,
                 use_local_time=options.use_local_time,
                 continuous=continuous,
+                observer=observer,
             )
         else:
             self._source = LocalQueue(
@@ -104,11 +107,16 @@ class WorkerPool:
                 use_local_time=options.use_local_time,
                 events=events,
                 on_major_error=self._major_error,
+                observer=observer,
             )
         self._releaser: JobReleaser
         if options.complete_job_batch_delay is None and options.fail_job_batch_delay is None:
             self._releaser = DirectReleaser(
-                db, statements, pool_id, queues_released=self._source.queues_released
+                db,
+                statements,
+                pool_id,
+                queues_released=self._source.queues_released,
+                observer=observer,
             )
         else:
             self._releaser = BatchedReleaser(
@@ -119,6 +127,7 @@ class WorkerPool:
                 fail_delay=options.fail_job_batch_delay,
                 on_fatal=self._batch_failed,
                 queues_released=self._source.queues_released,
+                observer=observer,
             )
         self._runner = TaskRunner(
             options.tasks,
@@ -164,6 +173,18 @@ class WorkerPool:
         self._terminated = False
         self._abort_timer: asyncio.TimerHandle | None = None
 
+    # -- load ------------------------------------------------------------------------
+
+    @property
+    def busy_slots(self) -> int:
+        """Slots holding a job (running it, or recording its outcome)."""
+        return sum(1 for slot in list(self._slots) if slot.job is not None)
+
+    @property
+    def local_queue_length(self) -> int:
+        """Jobs fetched into the local queue that no slot has taken yet (0 without one)."""
+        return self._source.cached if isinstance(self._source, LocalQueue) else 0
+
     # -- life ------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -186,9 +207,9 @@ class WorkerPool:
                 health=self._health,
             )
             self._events.emit(
-                SlotEvent(name="worker:create", pool_id=self.id, worker_id=slot.worker_id)
+                SlotEvent(name="worker:create", pool_id=self.id, worker_id=slot.slot_id)
             )
-            task = asyncio.create_task(slot.run(), name=slot.worker_id)
+            task = asyncio.create_task(slot.run(), name=slot.slot_id)
             self._slots[slot] = task
             self._live.add(slot)
             task.add_done_callback(lambda _task, slot=slot: self._slot_exited(slot))  # type: ignore[misc]
@@ -273,12 +294,12 @@ class WorkerPool:
         raised = None if task.cancelled() else task.exception()
         error = raised if isinstance(raised, Exception) else None
         if error is not None:
-            logger.error("worker slot %s stopped with an error: %s", slot.worker_id, error)
+            logger.error("worker slot %s stopped with an error: %s", slot.slot_id, error)
         if self.shutting_down:
             return
         if self.continuous and self.active:
             self.errors.append(
-                error or RuntimeError(f"worker slot {slot.worker_id} stopped unexpectedly")
+                error or RuntimeError(f"worker slot {slot.slot_id} stopped unexpectedly")
             )
             self.graceful_shutdown("a worker slot stopped unexpectedly")
         elif error is not None:

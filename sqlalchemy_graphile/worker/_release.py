@@ -3,9 +3,9 @@
 :class:`JobReleaser` is the seam: the slot loop hands every outcome to
 :meth:`~JobReleaser.complete` or :meth:`~JobReleaser.fail`, and the pool calls
 :meth:`~JobReleaser.release` when it stops. :class:`DirectReleaser` writes each outcome
-with one statement and waits for it (spec §2.4, §2.5); :class:`BatchedReleaser` gathers
+with one statement and waits for it; :class:`BatchedReleaser` gathers
 completions and / or failures for a short window and writes each window with one statement
-(spec §2.6, ``complete_job_batch_delay`` / ``fail_job_batch_delay``).
+(``complete_job_batch_delay`` / ``fail_job_batch_delay``).
 
 Every write is guarded by the lock owner: when the pool no longer holds a job's lock (the
 sweep cleared it and another worker took the job), nothing is written and a warning says so.
@@ -15,13 +15,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 import asyncpg
 
+from ..errors import WorkerStateError
+from ..log_format import job_fields
 from ._jobs import FetchedJob
+from ._observer import LatencyObserver
 from ._retry import WRITE_ERROR_BACKOFF, is_connection_error, with_retries
 from ._sql import Statements, flag_list, id_list
 
@@ -58,7 +62,7 @@ class DirectReleaser:
     Transient errors are retried per :func:`with_retries`. While the database is unreachable
     the write is retried with a capped backoff until it succeeds (the job stays locked by
     this pool meanwhile, so nothing else can run it) or the caller is cancelled. Any other
-    database error propagates.
+    database error propagates. An ``observer`` is told how long each write took.
     """
 
     def __init__(
@@ -68,11 +72,13 @@ class DirectReleaser:
         pool_id: str,
         *,
         queues_released: Callable[[int], None] = lambda _count: None,
+        observer: LatencyObserver | None = None,
     ) -> None:
         self._pool = pool
         self._statements = statements
         self._pool_id = pool_id
         self._queues_released = queues_released
+        self._observer = observer
 
     async def complete(self, job: FetchedJob) -> None:
         statements = self._statements
@@ -97,9 +103,13 @@ class DirectReleaser:
 
     async def _write(self, job: FetchedJob, what: str, query: str, *args: object) -> None:
         """Write one outcome (waiting out outages); log when our lock was lost."""
+        observer = self._observer
+        started = time.perf_counter() if observer is not None else 0.0
         count = await write_waiting_out_outages(
             lambda: self._pool.fetchval(query, *args), f"the {what} of job {job.id}"
         )
+        if observer is not None:
+            observer.released(time.perf_counter() - started, 1)
         if not count:
             _log_fenced(job, what)
         if job.queue_id is not None:
@@ -177,7 +187,7 @@ class _Batcher(Generic[T]):
         if not self._flowing.is_set():
             await self._flowing.wait()
         if self._released:
-            raise RuntimeError("the batch writer was released; no more outcomes can be written")
+            raise WorkerStateError("the batch writer was released; no more outcomes can be written")
         items = self._items
         if items is None:
             items = self._items = []
@@ -241,13 +251,17 @@ class BatchedReleaser:
         fail_delay: float | None,
         on_fatal: Callable[[str, Exception], None],
         queues_released: Callable[[int], None] = lambda _count: None,
+        observer: LatencyObserver | None = None,
     ) -> None:
         self._pool = pool
         self._statements = statements
         self._pool_id = pool_id
         self._on_fatal = on_fatal
         self._queues_released = queues_released
-        self._direct = DirectReleaser(pool, statements, pool_id, queues_released=queues_released)
+        self._observer = observer
+        self._direct = DirectReleaser(
+            pool, statements, pool_id, queues_released=queues_released, observer=observer
+        )
         self._completions: _Batcher[FetchedJob] | None = None
         self._failures: _Batcher[_Failure] | None = None
         if complete_delay is not None:
@@ -289,11 +303,15 @@ class BatchedReleaser:
         statements = self._statements
         query = statements.complete_queued_jobs if queued else statements.complete_jobs
         assert self._completions is not None
+        observer = self._observer
+        started = time.perf_counter() if observer is not None else 0.0
         count = await write_waiting_out_outages(
             lambda: self._pool.fetchval(query, ids, self._pool_id),
             f"the completion of {len(jobs)} job(s)",
             on_outage=self._completions.hold,
         )
+        if observer is not None:
+            observer.released(time.perf_counter() - started, len(jobs))
         if count != len(jobs):
             _log_fenced_batch(len(jobs) - (count or 0), "completions")
         if queued:
@@ -306,11 +324,15 @@ class BatchedReleaser:
         permanent = flag_list(f.permanent for f in failures)
         query = self._statements.fail_jobs
         assert self._failures is not None
+        observer = self._observer
+        started = time.perf_counter() if observer is not None else 0.0
         count = await write_waiting_out_outages(
             lambda: self._pool.fetchval(query, self._pool_id, ids, messages, payloads, permanent),
             f"the failure of {len(failures)} job(s)",
             on_outage=self._failures.hold,
         )
+        if observer is not None:
+            observer.released(time.perf_counter() - started, len(failures))
         if count != len(failures):
             _log_fenced_batch(len(failures) - (count or 0), "failures")
         queued = sum(1 for f in failures if f.job.queue_id is not None)
@@ -368,4 +390,5 @@ def _log_fenced(job: FetchedJob, what: str) -> None:
         job.id,
         job.job.task_identifier,
         what,
+        extra=job_fields(job.job),
     )

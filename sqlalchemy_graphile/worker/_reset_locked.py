@@ -1,4 +1,4 @@
-"""The stale-lock sweep (spec §2.8).
+"""The stale-lock sweep.
 
 A worker that died while holding jobs leaves them locked. Every continuous worker therefore
 clears job and queue locks older than four hours: first after a random delay below
@@ -62,7 +62,7 @@ class ResetLockedSweeper:
         if self._task is not None:
             await self._task
 
-    async def run_once(self) -> None:
+    async def sweep_now(self) -> None:
         """Sweep now (with events; the reported delay is ``None``). Errors propagate."""
         await self._sweep(lambda: None)
 

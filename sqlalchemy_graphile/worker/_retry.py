@@ -1,6 +1,6 @@
 """When and how long the worker waits before trying a statement or a connection again.
 
-* :func:`with_retries`: Graphile Worker's policy for internal statements (spec §2.12):
+* :func:`with_retries`: Graphile Worker's policy for its internal statements:
   serialization failures and deadlocks (``40001``, ``40P01``) are retried after 50 ms to 5 s,
   "the database is starting up" (``57P03``) and unreachable / timed-out hosts after
   3 s to 120 s, up to 100 tries; any other error propagates at once.

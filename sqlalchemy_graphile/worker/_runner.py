@@ -30,6 +30,7 @@ from pydantic import ValidationError
 from ..context import JobAdder, WorkerContext
 from ..errors import BatchJobError, InvalidTaskError, PayloadValidationError
 from ..job import Job
+from ..log_format import JobLogger, job_fields
 from ..tasks import AnyTaskType, BatchTask, BatchTaskResult, Task, is_batch_task
 from ._jobs import FetchedJob
 
@@ -121,12 +122,11 @@ class TaskRunner:
         return SUCCESS
 
     def _context(self, job: Job) -> WorkerContext:
-        extra = {"task": job.task_identifier, "job_id": job.id, "attempt": job.attempts}
         return WorkerContext(
             job=job,
             worker_id=self._pool_id,
             extensions=self._extensions,
-            logger=logging.LoggerAdapter(task_logger, extra),
+            logger=JobLogger(task_logger, job_fields(job)),
             abort_signal=self._abort_signal,
             adder=self._adder,
         )

@@ -17,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from ..events import JobEvent, SlotEvent, WorkerEvents
+from ..log_format import job_fields
 from ._fetch import JobSource
 from ._jobs import FetchedJob
 from ._release import JobReleaser
@@ -61,7 +62,7 @@ class Slot:
         forbidden_flags: Callable[[], Awaitable[list[str] | None]],
         health: FetchHealth,
     ) -> None:
-        self.worker_id = f"sgworker-{secrets.token_hex(9)}"
+        self.slot_id = f"sgworker-{secrets.token_hex(9)}"
         self.pool_id = pool_id
         self._continuous = continuous
         self._poll_interval = poll_interval
@@ -172,14 +173,16 @@ class Slot:
         millis = (time.perf_counter() - started) * 1000
         try:
             if outcome.succeeded:
-                logger.info(
-                    "completed job %s (%s) in %.1f ms, attempt %d of %d",
-                    job.id,
-                    job.task_identifier,
-                    millis,
-                    job.attempts,
-                    job.max_attempts,
-                )
+                if logger.isEnabledFor(logging.INFO):
+                    logger.info(
+                        "completed job %s (%s) in %.1f ms, attempt %d of %d",
+                        job.id,
+                        job.task_identifier,
+                        millis,
+                        job.attempts,
+                        job.max_attempts,
+                        extra=job_fields(job),
+                    )
                 self._emit_job("job:success", fetched)
                 await self._releaser.complete(fetched)
             else:
@@ -200,6 +203,7 @@ class Slot:
                 job.id,
                 job.task_identifier,
                 exc_info=fatal,
+                extra=job_fields(job),
             )
             raise
         self._emit_job("job:complete", fetched, outcome)
@@ -218,6 +222,7 @@ class Slot:
             "; no attempts left" if final else "; it will be retried",
             outcome.message,
             exc_info=outcome.error,
+            extra=job_fields(job),
         )
 
     # -- events ----------------------------------------------------------------------
@@ -236,7 +241,7 @@ class Slot:
             SlotEvent(
                 name=name,
                 pool_id=self.pool_id,
-                worker_id=self.worker_id,
+                worker_id=self.slot_id,
                 error=error,
                 job=job.job if job is not None else None,
                 job_error=job_error,
@@ -250,7 +255,7 @@ class Slot:
             JobEvent(
                 name=name,
                 pool_id=self.pool_id,
-                worker_id=self.worker_id,
+                worker_id=self.slot_id,
                 job=fetched.job,
                 error=outcome.error if outcome is not None else None,
                 batch_errors=outcome.batch_errors if outcome is not None else None,

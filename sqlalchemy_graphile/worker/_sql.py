@@ -81,7 +81,7 @@ class Statements:
             f" where job_queues.id = j.job_queue_id and job_queues.locked_by = {owner}"
         )
 
-    # -- task identifiers (spec §2.2) ---------------------------------------------------
+    # -- task identifiers ---------------------------------------------------------------
 
     @cached_property
     def register_tasks(self) -> str:
@@ -99,7 +99,7 @@ class Statements:
             " where tasks.identifier = any($1::text[])"
         )
 
-    # -- fetching (spec §2.3) ----------------------------------------------------------
+    # -- fetching -----------------------------------------------------------------------
 
     def fetch(self, batch_size: int, *, with_flags: bool, app_time: bool) -> str:
         """Select and lock up to ``batch_size`` runnable jobs, lock their named queues, and
@@ -111,7 +111,7 @@ class Statements:
         """
         return _fetch_text(self.schema, batch_size, with_flags, app_time)
 
-    # -- completing (spec §2.4) --------------------------------------------------------
+    # -- completing ---------------------------------------------------------------------
 
     @cached_property
     def complete_jobs(self) -> str:
@@ -136,7 +136,7 @@ class Statements:
             " select count(*) from j"
         )
 
-    # -- failing (spec §2.5) -----------------------------------------------------------
+    # -- failing ------------------------------------------------------------------------
 
     @cached_property
     def fail_job(self) -> str:
@@ -194,7 +194,7 @@ class Statements:
             " select j.id from j"
         )
 
-    # -- returning unstarted jobs (spec §2.7) ------------------------------------------
+    # -- returning unstarted jobs -------------------------------------------------------
 
     @cached_property
     def return_jobs(self) -> str:
@@ -210,7 +210,7 @@ class Statements:
             " select count(*) from j"
         )
 
-    # -- stale locks (spec §2.8) -------------------------------------------------------
+    # -- stale locks --------------------------------------------------------------------
 
     def reset_locked(self, *, app_time: bool) -> str:
         """Clear job and queue locks older than four hours; a cleared job becomes runnable

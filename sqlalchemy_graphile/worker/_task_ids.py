@@ -1,4 +1,4 @@
-"""Task identifiers to the integer ids the fetch filters on (spec §2.2).
+"""Task identifiers to the integer ids the fetch filters on.
 
 The worker registers its identifiers in ``_private_tasks`` before its first fetch and keeps
 the ids for the rest of its run. (Deleting task rows with ``cleanup(GC_TASK_IDENTIFIERS)``

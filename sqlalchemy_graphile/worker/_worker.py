@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import textwrap
+import warnings
 from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -13,30 +15,48 @@ import asyncpg
 
 from ..cron._items import CronItem
 from ..cron._scheduler import CronScheduler
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, WorkerStateError
 from ..events import PoolEvent, SignalEvent, WorkerEvents
 from ..job import Job
 from ..job_spec import JobSpec, RawJobSpec
 from ..tasks import AnyTaskType, BatchTask, Task
 from . import _signals
-from ._connect import Database, resolve_database
-from ._options import ForbiddenFlags, RefetchDelay, WorkerOptions, build_options
+from ._connect import Database, connection_failure, resolve_database
+from ._log_output import show_logs_unless_configured
+from ._options import (
+    DEFAULT_UNHANDLED_INTERVAL,
+    ForbiddenFlags,
+    RefetchDelay,
+    WorkerOptions,
+    describe_options,
+    option_fields,
+)
 from ._pool import FORCEFUL_STEP_TIMEOUT, WorkerPool
 from ._schema_check import check_schema
 from ._sql import statements_for
+from ._unhandled import UnhandledJobsCheck
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
     from sqlalchemy.ext.asyncio import AsyncEngine
 
+    from ..prometheus import WorkerMetrics
+    from ..prometheus._endpoint import MetricsEndpoint
     from ..utils import WorkerUtils
 
 logger = logging.getLogger("sqlalchemy_graphile.worker")
+
+_OPTION_NAMES = frozenset(option_fields())
 
 
 def new_pool_id(*, continuous: bool) -> str:
     """A fresh lock owner id: ``sgpool-`` (or ``sgotpool-`` for run-once) + 18 hex digits."""
     return f"{'sgpool' if continuous else 'sgotpool'}-{secrets.token_hex(9)}"
+
+
+#: What the driver raises when the database cannot be reached or used at start (refused,
+#: unknown host, timeout, authentication, unknown database, permissions, ...).
+_START_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 async def _keep_session(_connection: asyncpg.Connection) -> None:
@@ -63,49 +83,14 @@ class Worker:
     connection; add ``?application_name=...`` to name them (default ``sg-worker`` and
     ``sg-worker-listen``).
 
-    Options (Graphile Worker's, in snake_case; every time is in **seconds**):
+    Bad options raise :class:`ConfigurationError` naming each (:class:`InvalidTaskError`,
+    :class:`InvalidIdentifierError`, :class:`CrontabError` for a bad task class, schema name
+    or crontab) here, before any connection is made.
 
-    * ``tasks``: the :class:`Task` / :class:`BatchTask` classes to run (any iterable); two
-      with one identifier are a :class:`ConfigurationError`.
-    * ``concurrency`` (1): jobs run at once. Async tasks run on the event loop, sync tasks
-      in a thread pool of this size.
-    * ``schema``: default ``$GRAPHILE_WORKER_SCHEMA`` or ``graphile_worker``.
-    * ``poll_interval`` (2.0): how often an idle slot looks for jobs; new jobs announced by
-      ``NOTIFY`` are picked up at once.
-    * ``extensions``: objects tasks reach with ``ctx.get_ext(Type)``.
-    * ``forbidden_flags``: ``None``, a list of flags, or a function (sync or async)
-      returning ``None`` or a list, called before every fetch; jobs carrying any of the
-      flags are skipped.
-    * ``listen`` (True): ``False`` for poolers that cannot ``LISTEN`` (polling only).
-    * ``use_local_time`` (False): decide which jobs are due by this machine's clock.
-    * ``graceful_shutdown_abort_timeout`` (5.0): after a graceful shutdown begins, wait
-      this long, then set ``ctx.abort_signal``.
-    * ``handle_signals`` (True): on the main thread, SIGINT, SIGTERM, SIGHUP and SIGUSR2
-      shut the worker down gracefully; a second signal fails running jobs and stops.
-    * ``max_pool_size``: connections for jobs (default ``max(10, concurrency)``).
-    * ``min_reset_locked_interval`` / ``max_reset_locked_interval`` (480 / 600): the
-      bounds of the interval between sweeps of locks older than four hours.
-    * ``prepared_statements`` (True): ``False`` for poolers in transaction mode.
-    * ``crontab``: recurring jobs, as crontab text (see :func:`parse_crontab`) or a list
-      of :class:`CronItem`; scheduled by ``run()`` on this machine's clock, not by
-      ``run_once()``. A bad line or item raises :class:`CrontabError`.
-    * ``local_queue_size`` (``None`` or -1: off): fetch this many jobs at once into a local
-      queue that feeds the slots, instead of one fetch per job. Unstarted jobs are given
-      back (their attempt refunded) after ``local_queue_ttl`` (300) seconds and on
-      shutdown. A batch takes at most one job per named queue, so queues stay serial.
-    * ``local_queue_refetch_delay``: seconds, or a :class:`RefetchDelay`; after a fetch
-      that found (almost) nothing, wait this long before fetching again. At most
-      ``poll_interval``.
-    * ``complete_job_batch_delay`` / ``fail_job_batch_delay`` (``None`` or -1: off): gather
-      completions / failures for this many seconds (0: until the event loop's next turn)
-      and write each batch with one statement. A batch that cannot be written stops the
-      worker (``pool:fatalError``); its jobs stay locked until the stale-lock sweep.
-    * ``events``: a :class:`WorkerEvents` to report to (default: a new one, on
-      :attr:`events`).
-
-    Bad options raise :class:`ConfigurationError` (:class:`InvalidTaskError`,
-    :class:`InvalidIdentifierError` for a bad task class or schema name) here, before any
-    connection is made.
+    ``events`` is a :class:`WorkerEvents` to report to (default: a new one, on
+    :attr:`events`). The other options (Graphile Worker's, in snake_case; every time is in
+    **seconds**) are declared, with their types, bounds and documentation, on
+    :class:`WorkerOptions`; this list is generated from there:
     """
 
     def __init__(
@@ -132,37 +117,25 @@ class Worker:
         local_queue_refetch_delay: RefetchDelay | float | None = None,
         complete_job_batch_delay: float | None = None,
         fail_job_batch_delay: float | None = None,
+        metrics: WorkerMetrics | None = None,
+        metrics_port: int | None = None,
+        queue_metrics: bool = True,
+        unhandled_jobs_interval: float | None = DEFAULT_UNHANDLED_INTERVAL,
+        handled_elsewhere: Iterable[str] | None = None,
         events: WorkerEvents | None = None,
     ) -> None:
-        self._options: WorkerOptions = build_options(
-            tasks=tasks,
-            concurrency=concurrency,
-            schema=schema,
-            poll_interval=poll_interval,
-            extensions=extensions,
-            forbidden_flags=forbidden_flags,
-            listen=listen,
-            use_local_time=use_local_time,
-            graceful_shutdown_abort_timeout=graceful_shutdown_abort_timeout,
-            handle_signals=handle_signals,
-            max_pool_size=max_pool_size,
-            min_reset_locked_interval=min_reset_locked_interval,
-            max_reset_locked_interval=max_reset_locked_interval,
-            prepared_statements=prepared_statements,
-            crontab=crontab,
-            local_queue_size=local_queue_size,
-            local_queue_ttl=local_queue_ttl,
-            local_queue_refetch_delay=local_queue_refetch_delay,
-            complete_job_batch_delay=complete_job_batch_delay,
-            fail_job_batch_delay=fail_job_batch_delay,
-        )
+        # Every keyword but database and events is a field of WorkerOptions, under the same
+        # name and with the same default (tests/unit/test_worker_options.py checks), so the
+        # keywords are passed on by name. Nothing may be assigned before this line.
+        arguments = locals()
+        self._options = WorkerOptions.build(**{name: arguments[name] for name in _OPTION_NAMES})
         if events is not None and not isinstance(events, WorkerEvents):
             raise ConfigurationError(f"events must be a WorkerEvents, not {type(events).__name__}")
         self._database: Database = resolve_database(database)
-        if self._options.max_pool_size < self._options.concurrency:
+        if self._options.max_connections < self._options.concurrency:
             logger.warning(
                 "max_pool_size (%d) is below concurrency (%d): jobs will wait for connections",
-                self._options.max_pool_size,
+                self._options.max_connections,
                 self._options.concurrency,
             )
         queue_size = self._options.local_queue_size
@@ -173,7 +146,10 @@ class Worker:
                 self._options.concurrency,
             )
         self._events = events if events is not None else WorkerEvents()
-        self._worker_id = new_pool_id(continuous=True)
+        self._metrics, self._metrics_endpoint = _prometheus(self._options)
+        if self._metrics is not None:
+            self._metrics.attach(self)
+        self._pool_id = new_pool_id(continuous=True)
         self._engine: AsyncEngine | None = None
         self._utils: WorkerUtils | None = None
         self._pool: WorkerPool | None = None
@@ -188,10 +164,20 @@ class Worker:
     # -- properties ------------------------------------------------------------------
 
     @property
-    def worker_id(self) -> str:
+    def pool_id(self) -> str:
         """The lock owner id (``locked_by``) of the current run, or of the next continuous
-        run. Each ``run_once()`` uses a fresh ``sgotpool-`` id."""
-        return self._worker_id
+        run. Each ``run_once()`` uses a fresh ``sgotpool-`` id. Tasks see it as
+        ``ctx.worker_id``; ``WorkerUtils.force_unlock_workers()`` takes it."""
+        return self._pool_id
+
+    @property
+    def worker_id(self) -> str:
+        """Deprecated: use :attr:`pool_id` (the same id; "worker" also names a slot in
+        Graphile Worker's events)."""
+        warnings.warn(
+            "Worker.worker_id is deprecated; use Worker.pool_id", DeprecationWarning, stacklevel=2
+        )
+        return self._pool_id
 
     @property
     def events(self) -> WorkerEvents:
@@ -202,6 +188,32 @@ class Worker:
     def options(self) -> WorkerOptions:
         """The validated options."""
         return self._options
+
+    @property
+    def running(self) -> bool:
+        """Whether ``run()`` or ``run_once()`` is in progress."""
+        return self._running
+
+    @property
+    def busy_slots(self) -> int:
+        """Slots holding a job now (running it or recording its outcome); 0 when not
+        running. Cheap enough to read at any time, from any thread."""
+        pool = self._pool
+        return pool.busy_slots if pool is not None else 0
+
+    @property
+    def local_queue_length(self) -> int:
+        """Jobs fetched into the local queue that no slot has taken yet (0 without one)."""
+        pool = self._pool
+        return pool.local_queue_length if pool is not None else 0
+
+    @property
+    def metrics_port(self) -> int | None:
+        """The port ``/metrics`` is served on while running (the one picked for
+        ``metrics_port=0``); else the ``metrics_port`` option."""
+        endpoint = self._metrics_endpoint
+        served = endpoint.port if endpoint is not None else None
+        return served if served is not None else self._options.metrics_port
 
     @property
     def exit_code(self) -> int:
@@ -226,16 +238,20 @@ class Worker:
     async def run(self) -> None:
         """Run until a termination signal or :meth:`stop`, then shut down gracefully.
 
-        Checks the schema first: :class:`SchemaNotInstalledError` (install it with
-        ``alembic upgrade head``), :class:`SchemaTooOldError`, :class:`SchemaTooNewError`.
-        Database outages while running are waited out. Raises the error that ended the run
-        if it was not a requested stop (for example an outcome that could not be written).
+        Connects and checks the schema first: :class:`DatabaseConnectionError` (naming the
+        host, port, database and schema) if the database cannot be reached or used,
+        :class:`SchemaNotInstalledError` (install it with ``sqlalchemy-graphile migrate``),
+        :class:`SchemaTooOldError`, :class:`SchemaTooNewError`; :class:`WorkerStateError` if
+        the worker is running already. Database outages while running are waited out.
+        Raises the error that ended the run if it was not a requested stop (for example an
+        outcome that could not be written).
         """
         await self._run(continuous=True)
 
     async def run_once(self) -> None:
         """Run every job that is runnable now (with ``concurrency`` slots, no LISTEN, no
-        lock sweep), then return. Raises a fetch error instead of waiting it out."""
+        lock sweep), then return. Starts as :meth:`run` does (with the same errors); raises
+        a fetch error instead of waiting it out."""
         await self._run(continuous=False)
 
     async def stop(self, *, force: bool = False) -> None:
@@ -248,7 +264,7 @@ class Worker:
         """
         if not self._running:
             return
-        self._events.emit(PoolEvent(name="stop", pool_id=self._worker_id))
+        self._events.emit(PoolEvent(name="stop", pool_id=self._pool_id))
         if self._cron is not None:
             self._cron.release()
         pool = self._pool
@@ -263,7 +279,7 @@ class Worker:
     async def __aenter__(self) -> Self:
         self._new_run_events()
         self._background = asyncio.create_task(
-            self._run(continuous=True, events_ready=True), name=f"{self._worker_id} run"
+            self._run(continuous=True, events_ready=True), name=f"{self._pool_id} run"
         )
         started = asyncio.create_task(self._started.wait())
         await asyncio.wait({self._background, started}, return_when=asyncio.FIRST_COMPLETED)
@@ -290,25 +306,29 @@ class Worker:
 
     async def _run(self, *, continuous: bool, events_ready: bool = False) -> None:
         if self._running:
-            raise RuntimeError("this worker is already running")
+            raise WorkerStateError(
+                "this worker is already running; stop() it first, or make another Worker"
+            )
         self._running = True
         if not events_ready:
             self._new_run_events()
         self._stop_requested = None
         if not continuous:
-            self._worker_id = new_pool_id(continuous=False)
+            self._pool_id = new_pool_id(continuous=False)
             if self._options.crontab:
                 logger.info("run_once() does not schedule cron items; run() does")
         pool: WorkerPool | None = None
+        hide_logs = show_logs_unless_configured()
         try:
             pool = await self._serve(continuous)
         finally:
+            hide_logs()
             if self._engine is not None and self._database.engine is None:
                 await self._engine.dispose()
             await self._events.drain(self._options.graceful_shutdown_abort_timeout)
             self._running = False
             self._pool = None
-            self._worker_id = new_pool_id(continuous=True)
+            self._pool_id = new_pool_id(continuous=True)
             self._finished.set()
         if pool is not None:
             self._exit_code = pool.exit_code
@@ -319,19 +339,27 @@ class Worker:
     async def _serve(self, continuous: bool) -> WorkerPool:
         options = self._options
         database = self._database
-        db: asyncpg.Pool = await asyncpg.create_pool(
-            min_size=1,
-            max_size=options.max_pool_size,
-            reset=_keep_session,
-            **database.asyncpg_kwargs(
-                application_name=database.application_name,
-                prepared_statements=options.prepared_statements,
-            ),
-        )
+        try:
+            db: asyncpg.Pool = await asyncpg.create_pool(
+                min_size=1,
+                max_size=options.max_connections,
+                reset=_keep_session,
+                **database.asyncpg_kwargs(
+                    application_name=database.application_name,
+                    prepared_statements=options.prepared_statements,
+                ),
+            )
+        except _START_ERRORS as error:
+            raise connection_failure(database, options.schema, error) from error
+        endpoint = self._metrics_endpoint
         try:
             await check_schema(db, options.schema)
-        except BaseException:
+            if endpoint is not None:
+                endpoint.start(db)
+        except BaseException as error:
             await _close(db)
+            if isinstance(error, _START_ERRORS):
+                raise connection_failure(database, options.schema, error) from error
             raise
         listen_kwargs = database.asyncpg_kwargs(
             application_name=database.listen_application_name,
@@ -339,13 +367,14 @@ class Worker:
         )
         pool = WorkerPool(
             options=options,
-            pool_id=self._worker_id,
+            pool_id=self._pool_id,
             continuous=continuous,
             db=db,
             statements=statements_for(options.schema),
             events=self._events,
             adder=_UtilsAdder(self),
             connect_listener=lambda: asyncpg.connect(**listen_kwargs),
+            observer=self._metrics,
         )
         self._pool = pool
         if continuous and options.crontab:
@@ -356,12 +385,25 @@ class Worker:
                 events=self._events,
                 pool_id=pool.id,
             )
+        unhandled = None
+        if options.unhandled_jobs_interval is not None:
+            unhandled = UnhandledJobsCheck(
+                pool=db,
+                schema=options.schema,
+                handled=[*options.tasks, *(options.handled_elsewhere or ())],
+                interval=options.unhandled_jobs_interval,
+                continuous=continuous,
+                pool_id=pool.id,
+            )
         unregister = _signals.register(self._on_signal) if options.handle_signals else None
         try:
             pool.start()
             if self._cron is not None:
                 self._cron.start()
             self._started.set()
+            _log_start(pool.id, options, continuous)
+            if unhandled is not None:
+                unhandled.start()
             if self._stop_requested is not None:
                 if self._stop_requested:
                     pool.forceful_shutdown("the worker was stopped forcefully while starting")
@@ -379,8 +421,13 @@ class Worker:
             if self._cron is not None:
                 await self._cron.stop()
                 self._cron = None
+            if unhandled is not None:
+                await unhandled.stop()
+            if endpoint is not None:
+                await endpoint.stop()
             await _close(db)
             self._events.emit(PoolEvent(name="pool:release", pool_id=pool.id))
+            logger.info("worker %s: stopped", pool.id)
         return pool
 
     def _on_signal(self, name: str, forceful: bool) -> None:
@@ -395,6 +442,9 @@ class Worker:
             pool.forceful_shutdown(f"the worker was stopped forcefully by {name} while the job ran")
         else:
             pool.graceful_shutdown(f"the worker received {name}")
+
+
+Worker.__doc__ = f"{Worker.__doc__}\n{textwrap.indent(describe_options(), '    ')}\n"
 
 
 class _UtilsAdder:
@@ -419,6 +469,39 @@ class _UtilsAdder:
 
     async def add_batch_job(self, items: Sequence[BatchTask], spec: JobSpec | None = None) -> Job:
         return await self._worker.utils.add_batch_job(items, spec)
+
+
+def _log_start(pool_id: str, options: WorkerOptions, continuous: bool) -> None:
+    logger.info(
+        "worker %s: started with %d task type(s) (%s), concurrency %d; %s",
+        pool_id,
+        len(options.tasks),
+        ", ".join(options.tasks),
+        options.concurrency,
+        "waiting for jobs" if continuous else "running the jobs that are runnable now",
+    )
+
+
+def _prometheus(options: WorkerOptions) -> tuple[WorkerMetrics | None, MetricsEndpoint | None]:
+    """The worker's metrics and ``/metrics`` endpoint, if asked for (the ``prometheus``
+    extra is imported only then; :attr:`WorkerOptions.metrics_port` checked it is there)."""
+    metrics = options.metrics
+    if metrics is None and options.metrics_port is None:
+        return None, None
+    from .. import prometheus
+    from ..prometheus._endpoint import MetricsEndpoint
+
+    if metrics is None:
+        metrics = prometheus.WorkerMetrics(registry=prometheus.process_registry())
+    if options.metrics_port is None:
+        return metrics, None
+    endpoint = MetricsEndpoint(
+        metrics,
+        port=options.metrics_port,
+        schema=options.schema,
+        queue_metrics=options.queue_metrics,
+    )
+    return metrics, endpoint
 
 
 async def _close(db: asyncpg.Pool) -> None:

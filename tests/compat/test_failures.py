@@ -259,7 +259,7 @@ async def test_jobs_our_stopping_worker_had_fetched_go_to_node_with_their_attemp
     worker.events.on("pool:gracefulShutdown", lambda _event: gate.opened.set())
     async with worker:
         (first,) = await eventually(runs.all, "our worker to start a job")
-        assert [row["locked_by"] for row in job_rows(db)] == [worker.worker_id] * 5
+        assert [row["locked_by"] for row in job_rows(db)] == [worker.pool_id] * 5
         await worker.stop()
 
     returned = job_rows(db)
@@ -288,7 +288,7 @@ async def test_our_late_completion_leaves_a_job_node_took_over_alone(
     worker.events.on("job:complete", lambda _event: completed.set())
     async with worker:
         await eventually(runs.all, "our worker to start the job")
-        args = {"workerIds": [worker.worker_id]}
+        args = {"workerIds": [worker.pool_id]}
         async with node.start(NODE_TAKES_OVER, db_url, args=args) as node_worker:
             await eventually(lambda: len(runs.all()) == 2, "Node to start the job again")
             node_pool = job_row(db, job_id)["locked_by"]

@@ -1,4 +1,4 @@
-"""Job keys behave as one across runtimes (spec §3.3): calls from Node and Python with the
+"""Job keys behave as one across runtimes: calls from Node and Python with the
 same key in ``replace``, ``preserve_run_at`` and ``unsafe_dedupe`` modes act on the same row,
 count revisions together and keep or replace ``run_at`` by the same rules, for pending,
 retrying, permanently failed and running jobs."""

@@ -240,10 +240,18 @@ def test_stats(cli: Cli, db: psycopg.Connection) -> None:
     _add(db, "t", queue_name="mail", run_at="2099-01-01T00:00:00Z")
     _add(db, "t")
     stats = cli.json("stats")
-    assert stats["jobs"] == {"total": 3, "ready": 2, "scheduled": 1, "locked": 0, "failed": 0}
+    assert stats["jobs"] == {
+        "total": 3,
+        "ready": 2,
+        "scheduled": 1,
+        "locked": 0,
+        "failed": 0,
+        "unhandled": 0,  # ready for less than --unhandled-after (300 s)
+    }
     assert stats["queues"] == [
         {"queue_name": "mail", "total": 2, "ready": 1, "scheduled": 1, "locked": 0, "failed": 0}
     ]
+    assert stats["unhandled"] == []
     assert cli.text("stats").startswith("Jobs: total 3, ready 2, scheduled 1")
 
 

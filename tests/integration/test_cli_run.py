@@ -3,10 +3,13 @@ and a continuous worker process stopped by SIGTERM."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -221,8 +224,30 @@ def test_breaking_migration_notice_stops_the_process_with_57(
     process, log_path = _start_worker(db_url, tmp_path, "sg-clitest-2", console_script=True)
     with reaped(process):
         wait_until(lambda: "sg-clitest-2-listen" in _application_names(db), process, log_path)
-        db.execute(
-            "select pg_notify('worker:migrate', '{\"migrationNumber\": 20, \"breaking\": true}')"
-        )
-        status = process.wait(timeout=DEADLINE_SECONDS)
+        # The LISTEN connection shows up before its LISTEN commands have run: announce the
+        # migration until the worker has heard it and exited.
+        deadline = time.monotonic() + DEADLINE_SECONDS
+        while process.poll() is None and time.monotonic() < deadline:
+            db.execute(
+                "select pg_notify('worker:migrate', "
+                '\'{"migrationNumber": 20, "breaking": true}\')'
+            )
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=1)
+        status = process.wait(timeout=1)
     assert status == EXIT_SCHEMA_TOO_NEW, log_path.read_text()
+
+
+def test_only_the_start_that_installs_the_schema_logs_about_it(
+    empty_db_url: str, caplog: pytest.LogCaptureFixture, tasks_module: Callable[[str], Any]
+) -> None:
+    name = tasks_module("cli_run_tasks_schema_log")
+
+    def schema_lines() -> list[str]:
+        assert main(["-c", empty_db_url, "run", "--tasks", name, "--once"]) == EXIT_OK
+        lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+        caplog.clear()
+        return [line for line in lines if "schema" in line]
+
+    assert schema_lines() == ["installed schema 'graphile_worker' at revision 19"]
+    assert schema_lines() == []

@@ -374,7 +374,7 @@ async def test_stop_interrupts_the_wait_and_start_up_reports_the_start(
         clock=clock,
     )
     try:
-        assert await scheduler.run_once() == REFERENCE
+        assert await scheduler.start_up() == REFERENCE
         assert log.names() == ["cron:starting", "cron:started"]
         scheduler.start()
         await log.wait_for("cron:started", 2)

@@ -46,7 +46,7 @@ async def test_registers_identifiers(db_url: str, db: psycopg.Connection) -> Non
     async with make_worker(db_url, Job2, crontab=crontab, events=events) as worker:
         started = await log.wait_for("cron:started")
         assert isinstance(started, CronEvent)
-        assert started.pool_id == worker.worker_id
+        assert started.pool_id == worker.pool_id
         assert started.start is not None
         assert before <= started.start <= datetime.now(UTC)
     ((identifier, known_since, last_execution),) = known(db)

@@ -468,7 +468,7 @@ async def test_remove_job_on_a_locked_job_retires_it(
     assert count(db, JOBS) == 1
 
 
-# --- job keys: every mode against every state of the existing job (spec §3.3) -------------
+# --- job keys: every mode against every state of the existing job -------------------------
 
 FUTURE = datetime(2040, 1, 1, tzinfo=UTC)
 LATER = datetime(2041, 1, 1, tzinfo=UTC)

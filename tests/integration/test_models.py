@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, create_engine, func, pool, select
@@ -64,7 +65,7 @@ def test_query_the_jobs_view_from_a_session(sync_engine: Engine, db: psycopg.Con
     db.execute("select graphile_worker.add_job('send_email', job_key := 'k', flags := '{a}')")
     db.execute("select graphile_worker.add_job('resize')")
     with Session(sync_engine) as session:
-        jobs = session.scalars(select(models.Job).order_by(models.Job.id)).all()
+        jobs = session.scalars(select(models.JobView).order_by(models.JobView.id)).all()
         assert [(j.task_identifier, j.queue_name, j.key) for j in jobs] == [
             ("send_email", "mail", None),
             ("send_email", None, "k"),
@@ -72,13 +73,20 @@ def test_query_the_jobs_view_from_a_session(sync_engine: Engine, db: psycopg.Con
         ]
         assert jobs[1].flags == {"a": True}
         counts = session.execute(
-            select(models.Job.task_identifier, func.count())
-            .group_by(models.Job.task_identifier)
-            .order_by(models.Job.task_identifier)
+            select(models.JobView.task_identifier, func.count())
+            .group_by(models.JobView.task_identifier)
+            .order_by(models.JobView.task_identifier)
         ).all()
         assert [tuple(row) for row in counts] == [("resize", 1), ("send_email", 2)]
         payloads = session.scalars(select(models.PrivateJob.payload)).all()
         assert payloads == [{}, {}, {}]
+
+
+def test_job_is_a_deprecated_name_of_job_view() -> None:
+    with pytest.deprecated_call(match="use models.JobView"):
+        assert models.Job is models.JobView
+    with pytest.raises(AttributeError):
+        models.JobViews  # noqa: B018
 
 
 async def test_query_the_jobs_view_from_an_async_session(
@@ -86,7 +94,7 @@ async def test_query_the_jobs_view_from_an_async_session(
 ) -> None:
     db.execute("select graphile_worker.add_job('send_email', max_attempts := 3)")
     async with AsyncSession(async_engine) as session:
-        job = (await session.scalars(select(models.Job))).one()
+        job = (await session.scalars(select(models.JobView))).one()
         assert (job.task_identifier, job.max_attempts, job.attempts) == ("send_email", 3, 0)
 
 
@@ -101,7 +109,7 @@ def test_another_schema_through_schema_translate_map(empty_db_url: str) -> None:
             conn.execute("""select "Jobs$Q".add_job('elsewhere')""")
         translated = engine.execution_options(schema_translate_map={"graphile_worker": "Jobs$Q"})
         with Session(translated) as session:
-            identifiers = session.scalars(select(models.Job.task_identifier)).all()
+            identifiers = session.scalars(select(models.JobView.task_identifier)).all()
         assert identifiers == ["elsewhere"]
     finally:
         engine.dispose()

@@ -1,4 +1,5 @@
-"""The seven SQL functions behave as Graphile Worker's (spec §1.6, §3.3, §3.4, §8.3).
+"""The seven SQL functions behave as Graphile Worker's: adding jobs (job keys, batch jobs),
+completing, failing, rescheduling, removing and unlocking them.
 
 Every test calls the functions directly on a real database (``db`` is an autocommit
 psycopg connection, so each call is its own transaction).
@@ -294,7 +295,7 @@ def test_null_job_key_mode_means_replace(db: psycopg.Connection, future: datetim
     assert second["run_at"] == second["txn_now"]
 
 
-# --- job keys: spec §3.3, row by row -----------------------------------------------------
+# --- job keys (https://worker.graphile.org/docs/job-key), row by row ----------------------
 
 MODES = ["replace", "preserve_run_at", "unsafe_dedupe"]
 
@@ -306,7 +307,7 @@ STATES: dict[str, str | None] = {
     "locked": "attempts = 1, locked_at = now(), locked_by = 'pool-test'",
 }
 
-# What the second add_job does, per (state, mode), following the table of spec §3.3.
+# What the second add_job does, per (state, mode), as Graphile Worker's add_job does it.
 OUTCOMES = {
     ("none", "replace"): "insert",
     ("none", "preserve_run_at"): "insert",
@@ -523,7 +524,7 @@ def test_key_is_reusable_after_the_job_completes(db: psycopg.Connection) -> None
     assert second["revision"] == 0
 
 
-# --- array payloads: spec §3.4 ------------------------------------------------------------
+# --- array payloads (batch jobs) ---------------------------------------------------------
 
 
 @pytest.mark.parametrize("mode", ["replace", "preserve_run_at"])

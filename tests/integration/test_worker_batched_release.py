@@ -50,7 +50,7 @@ async def test_shutdown_flushes_pending_completions(db_url: str, db: psycopg.Con
         await log.wait_for("job:complete", 6)
         left = jobs(db)
         assert len(left) == 6
-        assert {j["locked_by"] for j in left} == {worker.worker_id}
+        assert {j["locked_by"] for j in left} == {worker.pool_id}
     assert jobs(db) == []
     assert locks(db) == 0
 

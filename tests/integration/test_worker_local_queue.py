@@ -10,6 +10,7 @@ import psycopg
 
 from sqlalchemy_graphile import (
     LocalQueueEvent,
+    LocalQueueMode,
     RefetchDelay,
     Task,
     Worker,
@@ -129,6 +130,7 @@ async def test_mode_transitions_are_reported(db_url: str, db: psycopg.Connection
     assert ("POLLING", "WAITING") in seen
     assert ("WAITING", "POLLING") in seen
     assert seen[-1][1] == "RELEASED"
+    assert seen[-1][1] is LocalQueueMode.RELEASED
     assert fetched_counts(log)[:2] == [2, 1]
 
 

@@ -216,22 +216,22 @@ async def test_runs_jobs_asynchronously(db_url: str, db: psycopg.Connection) -> 
     end = db_now(db)
     (job,) = jobs(db)
     assert job["attempts"] == 1
-    assert job["locked_by"] == worker.worker_id
-    assert worker.worker_id.startswith("sgotpool-")
+    assert job["locked_by"] == worker.pool_id
+    assert worker.pool_id.startswith("sgotpool-")
     ((locked_at, locked_by),) = rows(
         db, "select locked_at, locked_by from graphile_worker._private_job_queues"
     )
-    assert locked_by == worker.worker_id
+    assert locked_by == worker.pool_id
     assert start <= locked_at <= end
     assert not running.done()
-    pool_id = worker.worker_id
+    pool_id = worker.pool_id
     rec.gate.set()
     await running
     assert jobs(db) == []
     assert locks(db) == 0
     # The next run gets a fresh id.
-    assert worker.worker_id.startswith("sgpool-")
-    assert worker.worker_id != pool_id
+    assert worker.pool_id.startswith("sgpool-")
+    assert worker.pool_id != pool_id
 
 
 async def test_runs_jobs_in_parallel(db_url: str, db: psycopg.Connection) -> None:
@@ -248,7 +248,7 @@ async def test_runs_jobs_in_parallel(db_url: str, db: psycopg.Connection) -> Non
     running = [asyncio.create_task(w.run()) for w in workers]
     await eventually(lambda: rec.running == 5)
     owners = [r[0] for r in rows(db, "select locked_by from graphile_worker._private_job_queues")]
-    assert sorted(owners) == sorted(w.worker_id for w in workers)
+    assert sorted(owners) == sorted(w.pool_id for w in workers)
     rec.gate.set()
     await eventually(lambda: not jobs(db))
     await asyncio.gather(*(w.stop() for w in workers))

@@ -1,4 +1,4 @@
-"""WorkerUtils, after Graphile Worker's workerUtils tests (spec §8.1 "Worker utils")."""
+"""WorkerUtils: the schema, the add methods and the admin methods on a real database."""
 
 from __future__ import annotations
 

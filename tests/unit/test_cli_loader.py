@@ -114,9 +114,18 @@ def test_bad_references(make_module: Callable[[str, str], str]) -> None:
         load_tasks([f"{module}:Base"])
 
 
-def test_import_errors_inside_the_module_are_not_hidden(
+def test_a_failed_import_inside_the_module_names_the_task_module(
     make_module: Callable[[str, str], str],
 ) -> None:
     module = make_module("loader_broken_e", "import loader_dependency_that_is_missing\n")
-    with pytest.raises(ModuleNotFoundError, match="loader_dependency_that_is_missing"):
-        load_tasks([module])
+    with pytest.raises(ConfigurationError) as raised:
+        load_tasks([f"{module}:jobs"])
+    assert str(raised.value) == (
+        "--tasks 'loader_broken_e:jobs': loading the task module 'loader_broken_e' failed: "
+        "ModuleNotFoundError: No module named 'loader_dependency_that_is_missing'"
+    )
+    assert isinstance(raised.value.__cause__, ModuleNotFoundError)
+    other = make_module("loader_broken_f", "from loader_tasks_a import NoSuchName\n")
+    make_module("loader_tasks_a", _TASKS)
+    with pytest.raises(ConfigurationError, match="the task module 'loader_broken_f' failed: Imp"):
+        load_tasks([other])

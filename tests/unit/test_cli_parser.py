@@ -15,6 +15,7 @@ from sqlalchemy_graphile.cli._common import (
     schema_name,
     table,
 )
+from sqlalchemy_graphile.cli._demo import _use_embedded
 from sqlalchemy_graphile.cli._parser import parse_args
 from sqlalchemy_graphile.errors import ConfigurationError, InvalidIdentifierError
 
@@ -38,6 +39,12 @@ def _usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
         ["run", "--tasks", "m", "-j", "0"],
         ["run", "--tasks", "m", "--poll-interval", "0"],
         ["run", "--tasks", "m", "--poll-interval", "nan"],
+        ["run", "--tasks", "m", "--max-pool-size", "0"],
+        ["run", "--tasks", "m", "--local-queue-size", "0"],
+        ["run", "--tasks", "m", "--local-queue-ttl", "inf"],
+        ["run", "--tasks", "m", "--graceful-shutdown-abort-timeout", "-1"],
+        ["run", "--tasks", "m", "--min-reset-locked-interval", "soon"],
+        ["run", "--tasks", "m", "--complete-job-batch-delay", "-2"],
         ["list", "--state", "sleeping"],
         ["list", "--limit", "0"],
         ["list", "--offset", "-1"],
@@ -53,9 +60,29 @@ def test_bad_command_lines_are_usage_errors(
     assert "usage:" in _usage_error(argv, capsys)
 
 
+def test_a_refused_option_value_is_a_usage_error_naming_the_problem(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    error = _usage_error(["run", "--tasks", "m", "-j", "0"], capsys)
+    assert "argument -j/--jobs: Input should be greater than or equal to 1" in error
+    error = _usage_error(["run", "--tasks", "m", "--local-queue-ttl", "x"], capsys)
+    assert "argument --local-queue-ttl: 'x' is not a number" in error
+
+
 def test_run_needs_tasks_unless_schema_only(capsys: pytest.CaptureFixture[str]) -> None:
-    assert "run needs --tasks" in _usage_error(["run"], capsys)
+    err = _usage_error(["run"], capsys)
+    assert "run needs --tasks" in err
+    assert err.startswith("usage: sqlalchemy-graphile run ")
     assert parse_args(["run", "--schema-only"]).schema_only is True
+
+
+def test_run_usage_shows_tasks_as_required(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse_args(["run", "--help"])
+    usage = " ".join(capsys.readouterr().out.split("\n\n", 1)[0].split())
+    assert " --tasks MODULE[:ATTR] [MODULE[:ATTR] ...] " in usage
+    assert "[--tasks" not in usage
+    assert "[--once]" in usage
 
 
 def test_once_and_schema_only_exclude_each_other(capsys: pytest.CaptureFixture[str]) -> None:
@@ -103,15 +130,15 @@ def test_run_options() -> None:
         ]
     )
     assert args.tasks == ["a", "b:jobs", "c"]
-    assert (args.jobs, args.poll_interval, args.once, args.listen) == (4, 0.5, True, False)
+    assert (args.concurrency, args.poll_interval, args.once, args.listen) == (4, 0.5, True, False)
     assert args.forbidden_flags == ["x", "y"]
     assert (args.name, args.migrate, args.schema_only) == ("sg-worker-1", False, False)
     assert args.handler == "run.run"
     pool = parse_args(["run", "--tasks", "a", "-m", "20", "--no-prepared-statements"])
     assert (pool.max_pool_size, pool.prepared_statements) == (20, False)
     defaults = parse_args(["run", "--tasks", "a"])
-    assert (defaults.jobs, defaults.poll_interval, defaults.once) == (1, 2.0, False)
-    assert (defaults.listen, defaults.migrate, defaults.forbidden_flags) == (True, True, [])
+    assert (defaults.concurrency, defaults.poll_interval, defaults.once) == (1, 2.0, False)
+    assert (defaults.listen, defaults.migrate, defaults.forbidden_flags) == (True, True, None)
     assert (defaults.max_pool_size, defaults.prepared_statements) == (None, True)
 
 
@@ -229,3 +256,27 @@ def test_table_and_json_forms() -> None:
         "at": "2030-01-02T03:04:05+00:00",
         "rows": [1, ["2030-01-02T03:04:05+00:00"]],
     }
+
+
+@pytest.mark.parametrize(
+    ("argv", "environment", "expected"),
+    [
+        (["demo"], {}, False),
+        (["demo", "--embedded"], {}, True),
+        (["demo"], {"SG_DEMO_EMBEDDED": "1"}, True),
+        (["demo"], {"SG_DEMO_EMBEDDED": "0"}, False),
+        (["demo", "--embedded"], {"DATABASE_URL": "postgresql://x@y/z"}, True),
+    ],
+)
+def test_the_demo_s_embedded_switch(
+    argv: list[str],
+    environment: dict[str, str],
+    expected: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("SG_DEMO_EMBEDDED", raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    assert _use_embedded(parse_args(argv)) is expected
+    with pytest.raises(ConfigurationError, match="cannot use both -c and the embedded"):
+        _use_embedded(parse_args(["-c", "postgresql://x@y/z", "demo", "--embedded"]))

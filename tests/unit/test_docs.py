@@ -6,6 +6,7 @@ import argparse
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,93 @@ def test_the_readme_and_the_overview_link_every_guide(index: str, prefix: str) -
         prefix + page.name for page in (ROOT / "docs").glob("*.md") if page.name != "index.md"
     }
     assert guides <= linked, f"{index} does not link {sorted(guides - linked)}"
+
+
+#: Programs a checkout's .venv provides (the dev extra), which a fresh shell does not have on
+#: its PATH: the docs must spell them `.venv/bin/NAME` or use a `make` target. (Commands a
+#: user runs in their own environment, `sqlalchemy-graphile` and `alembic`, come with the
+#: package.)
+_VENV_PROGRAMS = frozenset({"nox", "pytest", "mkdocs", "ruff", "mypy"})
+_VENV_MODULES = frozenset({"benchmarks", "pytest", "nox", "mkdocs", "mypy", "ruff"})
+_FENCE = re.compile(r"^[ \t]*```(\w*)\n(.*?)^[ \t]*```", flags=re.MULTILINE | re.DOTALL)
+_SHELL_FENCES = frozenset({"sh", "console", "bash", "shell", ""})
+
+
+def _shown_commands(text: str) -> list[str]:
+    """The command lines of the shell blocks, and the inline code spans of the prose."""
+    commands = []
+    for language, body in _FENCE.findall(text):
+        if language in _SHELL_FENCES:
+            for line in body.splitlines():
+                commands.append(line.strip().removeprefix("$ ").split(" #")[0].strip())
+    prose = _FENCE.sub("", text)
+    commands += re.findall(r"`([^`\n]+)`", prose)
+    return [c for c in commands if c]
+
+
+def _program(command: str) -> list[str]:
+    """The words of ``command`` without leading ``NAME=value`` assignments."""
+    words = command.split()
+    while words and re.fullmatch(r"[A-Z_][A-Z0-9_]*=\S*", words[0]):
+        words.pop(0)
+    return words
+
+
+@pytest.mark.parametrize(
+    "page", ["README.md", *sorted(p.name for p in (ROOT / "docs").glob("*.md"))]
+)
+def test_commands_the_docs_show_run_from_a_fresh_shell(page: str) -> None:
+    """After the README's set-up (``make demo`` / ``make test`` made ``.venv``), a command the
+    docs show for working on a checkout either names the venv's program or is a ``make``
+    target; a fresh shell has neither nox nor the project's pytest on its PATH."""
+    path = ROOT / page if page == "README.md" else ROOT / "docs" / page
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    targets = set(re.findall(r"^([\w-]+):", makefile, flags=re.MULTILINE))
+    venv_bin = Path(sys.executable).parent
+    for command in _shown_commands(path.read_text(encoding="utf-8")):
+        words = _program(command)
+        if len(words) < 2:
+            continue  # a name in prose (`pytest`), not a command line
+        program = words[0]
+        assert program not in _VENV_PROGRAMS, (
+            f"{page}: `{command}`: write .venv/bin/{program}, or use a make target"
+        )
+        if program in ("python", "python3") and words[1] == "-m":
+            assert words[2].split(".")[0] not in _VENV_MODULES, (
+                f"{page}: `{command}`: write .venv/bin/python -m {words[2]}"
+            )
+        if program.startswith(".venv/bin/"):
+            assert (venv_bin / program.removeprefix(".venv/bin/")).is_file(), command
+        if program == "make":
+            assert words[1] in targets, f"{page}: `{command}`: no such make target"
+
+
+def _extras_table(text: str) -> list[str]:
+    start = text.index("| Extra | Installs | What it is for |")
+    rows = []
+    for line in text[start:].splitlines():
+        if not line.startswith("|"):
+            break
+        rows.append(line)
+    return rows
+
+
+def test_the_extras_table_is_the_package_s() -> None:
+    """README and overview show one table, naming every user-facing extra of pyproject.toml
+    and nothing else."""
+    readme = _extras_table((ROOT / "README.md").read_text(encoding="utf-8"))
+    overview = _extras_table((ROOT / "docs" / "index.md").read_text(encoding="utf-8"))
+    assert readme == overview
+    named = set(re.findall(r"^\| `(\w+)` \|", "\n".join(readme[3:]), flags=re.MULTILINE))
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    extras = set(project["project"]["optional-dependencies"]) - {"test", "dev"}
+    assert named == extras
+
+
+def test_the_alembic_ini_lines_the_docs_show_are_the_tested_example_s() -> None:
+    page = (ROOT / "docs" / "migrations.md").read_text(encoding="utf-8")
+    (block,) = [body for language, body in _FENCE.findall(page) if language == "ini"]
+    example = (ROOT / "examples" / "alembic_app" / "alembic.ini").read_text(encoding="utf-8")
+    for line in block.splitlines():
+        assert line.strip() in example.splitlines(), line
+    assert "sqlalchemy_graphile:migrations/versions" in block

@@ -15,6 +15,7 @@ from sqlalchemy_graphile import (
     InvalidTaskError,
     JobKeyMode,
     JobSpec,
+    JobSpecValidationError,
     RawJobSpec,
     Task,
 )
@@ -56,7 +57,7 @@ def test_valid_values_are_kept() -> None:
 
 def test_is_immutable_and_hashable() -> None:
     spec = JobSpec(queue_name="q", flags=("a",))
-    with pytest.raises(pydantic.ValidationError):
+    with pytest.raises(JobSpecValidationError, match="frozen"):
         spec.queue_name = "other"  # type: ignore[misc]
     assert hash(spec) == hash(JobSpec(queue_name="q", flags=("a",)))
 
@@ -82,9 +83,31 @@ def test_is_immutable_and_hashable() -> None:
         ("unknown", 1, "Extra inputs"),
     ],
 )
-def test_invalid_values_raise_validation_error(field: str, value: Any, message: str) -> None:
-    with pytest.raises(pydantic.ValidationError, match=message):
+def test_invalid_values_raise_invalid_job_spec_error(field: str, value: Any, message: str) -> None:
+    with pytest.raises(InvalidJobSpecError, match=message) as raised:
         JobSpec(**{field: value})
+    # Also pydantic's own error, naming the field, for code written against pydantic.
+    assert isinstance(raised.value, pydantic.ValidationError)
+    assert isinstance(raised.value, JobSpecValidationError)
+    assert [e["loc"][0] for e in raised.value.errors()] == [field]
+    assert str(raised.value).splitlines()[1].startswith(field)
+
+
+def test_every_way_to_validate_a_spec_raises_invalid_job_spec_error() -> None:
+    with pytest.raises(JobSpecValidationError, match="max_attempts"):
+        JobSpec.model_validate({"max_attempts": 0})
+    with pytest.raises(JobSpecValidationError, match="priority"):
+        JobSpec.model_validate_json('{"priority": "high"}')
+    with pytest.raises(JobSpecValidationError, match="priority"):
+        JobSpec.model_validate_strings({"priority": "high"})
+    assert JobSpec.model_validate_json('{"priority": 3}') == JobSpec(priority=3)
+
+
+def test_several_bad_fields_are_named_in_one_error() -> None:
+    with pytest.raises(JobSpecValidationError) as raised:
+        JobSpec(queue_name="", max_attempts=0)
+    assert [e["loc"] for e in raised.value.errors()] == [("queue_name",), ("max_attempts",)]
+    assert str(raised.value).startswith("2 validation errors for JobSpec")
 
 
 def test_job_key_modes_have_graphile_worker_names() -> None:

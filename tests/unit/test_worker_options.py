@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import inspect
 from typing import Any, ClassVar
 
 import pytest
@@ -15,7 +17,15 @@ from sqlalchemy_graphile import (
     Worker,
     WorkerContext,
 )
-from sqlalchemy_graphile.worker._options import resolve_forbidden_flags
+from sqlalchemy_graphile.cli._parser import build_parser, parse_args
+from sqlalchemy_graphile.worker import WorkerOptions
+from sqlalchemy_graphile.worker._options import (
+    Flag,
+    NoFlag,
+    default_of,
+    option_fields,
+    resolve_forbidden_flags,
+)
 
 URL = "postgresql://app:secret@db.example:5433/app"
 
@@ -44,19 +54,27 @@ def test_defaults() -> None:
     assert options.concurrency == 1
     assert options.poll_interval == 2.0
     assert options.schema == "graphile_worker"
-    assert options.max_pool_size == 10
+    assert options.max_pool_size is None
+    assert options.max_connections == 10
     assert (options.min_reset_locked_interval, options.max_reset_locked_interval) == (480.0, 600.0)
     assert options.graceful_shutdown_abort_timeout == 5.0
     assert options.listen is True
-    assert worker(concurrency=20).options.max_pool_size == 20
+    assert worker(concurrency=20).options.max_connections == 20
+    assert worker(concurrency=20, max_pool_size=5).options.max_connections == 5
 
 
-def test_worker_id_is_a_pool_id() -> None:
-    first, second = worker().worker_id, worker().worker_id
+def test_pool_id_is_a_fresh_lock_owner_id() -> None:
+    first, second = worker().pool_id, worker().pool_id
     assert first != second
     assert first.startswith("sgpool-")
     assert len(first) == len("sgpool-") + 18
     assert int(first.removeprefix("sgpool-"), 16) >= 0
+
+
+def test_worker_id_is_a_deprecated_name_of_pool_id() -> None:
+    w = worker()
+    with pytest.deprecated_call(match="use Worker.pool_id"):
+        assert w.worker_id == w.pool_id
 
 
 def test_duplicate_identifiers_are_refused() -> None:
@@ -190,3 +208,81 @@ async def test_stop_before_run_is_a_no_op() -> None:
     w = worker()
     await w.stop()
     assert w.exit_code == 0
+
+
+# --- declared once: the signature, the model and the command line agree --------------------
+
+#: Keywords of Worker(...) that are not options of WorkerOptions.
+NOT_OPTIONS = {"events"}
+
+
+def _defaults() -> WorkerOptions:
+    return WorkerOptions.build(tasks=[SendEmail])
+
+
+def test_every_option_is_a_worker_keyword_with_the_same_default() -> None:
+    parameters = inspect.signature(Worker.__init__).parameters
+    keywords = {n: p for n, p in parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    assert list(option_fields()) == [n for n in keywords if n not in NOT_OPTIONS], (
+        "Worker.__init__ must take every WorkerOptions field as a keyword, in the same order"
+    )
+    defaults = _defaults()
+    for name, field in option_fields().items():
+        default = keywords[name].default
+        if field.is_required():
+            assert default is inspect.Parameter.empty, f"{name} is required in WorkerOptions"
+            continue
+        given = WorkerOptions.build(tasks=[SendEmail], **{name: default})
+        assert getattr(given, name) == getattr(defaults, name), (
+            f"Worker(..., {name}={default!r}) does not give WorkerOptions' default"
+        )
+
+
+def test_every_option_is_a_run_flag_with_the_same_default_or_says_why_not() -> None:
+    run = _run_parser()
+    destinations = {action.dest: action for action in run._actions}
+    parsed = parse_args(["run", "--tasks", "app.tasks"])
+    defaults = _defaults()
+    for name, field in option_fields().items():
+        (marker,) = [m for m in field.metadata if isinstance(m, Flag | NoFlag)]
+        if isinstance(marker, NoFlag):
+            assert marker.reason, f"say why {name} has no flag"
+            continue
+        action = destinations[name]
+        assert action.help, f"the flag of {name} has no help"
+        assert any(o.startswith("--") for o in action.option_strings)
+        given = WorkerOptions.build(tasks=[SendEmail], **{name: getattr(parsed, name)})
+        assert getattr(given, name) == getattr(defaults, name), (
+            f"run without {action.option_strings[-1]} does not give {name}'s default"
+        )
+
+
+def test_every_option_is_documented_where_users_read() -> None:
+    doc = Worker.__doc__ or ""
+    for name, field in option_fields().items():
+        assert field.description, f"{name} has no description"
+        assert f"``{name}``" in doc, f"Worker's docstring does not list {name}"
+        if not field.is_required():
+            default_of(field)  # computable without other options
+
+
+def test_flags_give_the_options_their_values() -> None:
+    args = parse_args(
+        [
+            *("run", "--tasks", "app.tasks", "-j", "3", "--use-local-time"),
+            *("--graceful-shutdown-abort-timeout", "0", "--min-reset-locked-interval", "1"),
+            *("--max-reset-locked-interval", "2", "--forbidden-flag", "gpu"),
+        ]
+    )
+    assert args.concurrency == 3
+    assert args.use_local_time is True
+    assert args.graceful_shutdown_abort_timeout == 0.0
+    assert (args.min_reset_locked_interval, args.max_reset_locked_interval) == (1.0, 2.0)
+    assert args.forbidden_flags == ["gpu"]
+
+
+def _run_parser() -> argparse.ArgumentParser:
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    run: argparse.ArgumentParser = commands.choices["run"]
+    return run
