@@ -78,8 +78,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 def _skip_reason(config: pytest.Config) -> str | None:
     if "chaos" not in (config.getoption("markexpr") or ""):
         return (
-            f"opt-in fault injection: run `{ALLOW_ENV}=1 nox -s chaos` "
-            f"(or `{ALLOW_ENV}=1 pytest -m chaos -p no:xdist tests/chaos`)"
+            "opt-in fault injection: run `make chaos` "
+            f"(or `{ALLOW_ENV}=1 .venv/bin/pytest -m chaos -p no:xdist tests/chaos`)"
         )
     if os.environ.get(ALLOW_ENV) != "1":
         return f"stops and restarts a PostgreSQL cluster: set {ALLOW_ENV}=1 to allow it"
