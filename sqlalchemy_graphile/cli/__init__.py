@@ -3,7 +3,8 @@
 ``run`` starts a worker for task classes found in Python modules; ``migrate`` and ``check``
 manage the schema; ``add``, ``list``, ``show``, ``complete``, ``fail``, ``reschedule``,
 ``remove``, ``force-unlock``, ``cleanup``, ``stats``, ``queues`` and ``workers`` administer
-jobs like the Rust port's CLI; ``demo`` shows a worker at work. See ``docs/cli.md``.
+jobs like the Rust port's CLI; ``dashboard`` serves the web dashboard; ``demo`` shows a
+worker at work. See ``docs/cli.md``.
 """
 
 from __future__ import annotations

@@ -231,7 +231,9 @@ async def _run(
             "Running until Ctrl-C. Add a job from another shell with:\n"
             f"  sqlalchemy-graphile -c '{shown_url(url)}'{_schema_option(schema)}"
             " add demo_greet"
-            ' --payload \'{"name": "you"}\'',
+            ' --payload \'{"name": "you"}\'\n'
+            "and watch the queue in a browser (with the dashboard extra) with:\n"
+            f"  sqlalchemy-graphile -c '{shown_url(url)}'{_schema_option(schema)} dashboard",
             flush=True,
         )
     else:

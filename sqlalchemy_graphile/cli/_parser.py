@@ -178,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     command("workers", "list the workers holding locks").set_defaults(handler="inspect.workers")
 
     _add_doctor(command("doctor", "check the setup and explain each problem with its fix"))
+    _add_dashboard(command("dashboard", "serve the web dashboard (needs the dashboard extra)"))
 
     demo = command("demo", "run a worker on a handful of demonstration jobs")
     demo.add_argument("--forever", action="store_true", help="keep the worker running until Ctrl-C")
@@ -271,6 +272,43 @@ def _add_doctor(doctor: argparse.ArgumentParser) -> None:
         help="connections the application's own pools may open (default 0)",
     )
     doctor.set_defaults(handler="doctor.doctor")
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a port is an integer, not {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is between 0 and 65535, not {value}")
+    return value
+
+
+def _add_dashboard(dashboard: argparse.ArgumentParser) -> None:
+    dashboard.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
+    dashboard.add_argument(
+        "--port", type=_port, default=5678, help="port to listen on, 0 for any (default 5678)"
+    )
+    dashboard.add_argument(
+        "--auth",
+        choices=("none", "basic", "bearer"),
+        default="none",
+        help="sign-in: none (loopback addresses only), basic (password from "
+        "$SG_DASHBOARD_PASSWORD, else generated and printed) or bearer (token from "
+        "$SG_DASHBOARD_TOKEN, else generated and printed); default none",
+    )
+    dashboard.add_argument(
+        "--user", default="admin", help="user name for --auth basic (default admin)"
+    )
+    dashboard.add_argument(
+        "--read-only", action="store_true", help="show the queue, hide and refuse every action"
+    )
+    dashboard.add_argument(
+        "--crontab", metavar="PATH", help="your workers' crontab, to show patterns and next runs"
+    )
+    dashboard.set_defaults(handler="dashboard.serve")
 
 
 def _add_worker_options(group: argparse._ArgumentGroup) -> None:
