@@ -55,17 +55,17 @@ def test_migrate_and_check(empty_db_url: str, capsys: pytest.CaptureFixture[str]
     cli = Cli(empty_db_url, capsys)
     assert "is not installed" in cli.text("check", status=EXIT_ERROR)
     assert cli.text("migrate").strip() == "Schema updated"
-    assert cli.json("migrate") == {"schema": "graphile_worker", "installed": False, "revision": 19}
+    assert cli.json("migrate") == {"schema": "graphile_worker", "installed": False, "revision": 20}
     assert "compatible" in cli.text("check")
     assert cli.json("-s", "other_jobs", "migrate")["installed"] is True
-    assert cli.json("check", "-s", "other_jobs")["revision"] == 19
+    assert cli.json("check", "-s", "other_jobs")["revision"] == 20
 
 
 def test_newer_breaking_migration_exits_57(cli: Cli, db: psycopg.Connection) -> None:
-    db.execute("insert into graphile_worker.migrations (id, breaking) values (20, true)")
+    db.execute("insert into graphile_worker.migrations (id, breaking) values (21, true)")
     for argv in (("check",), ("migrate",)):
         err = cli.text(*argv, status=EXIT_SCHEMA_TOO_NEW)
-        assert "breaking migration 20" in err
+        assert "breaking migration 21" in err
         assert "Traceback" not in err
 
 
