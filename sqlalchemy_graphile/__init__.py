@@ -11,6 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from ._identifiers import DEFAULT_SCHEMA, quote_identifier, validate_schema_name
+from ._recovery import RecoveredJob, RegisteredWorker, SweepResult
 from .context import WorkerContext
 from .cron import CronItem, CronItemOptions, TimestampDigest, parse_crontab
 from .errors import (
@@ -37,12 +38,15 @@ from .errors import (
 from .events import (
     CronEvent,
     CronJob,
+    HeartbeatEvent,
     JobEvent,
+    JobRecoveredEvent,
     ListenEvent,
     LocalQueueEvent,
     LocalQueueMode,
     PoolErrorEvent,
     PoolEvent,
+    RecoveryEvent,
     ResetLockedEvent,
     SignalEvent,
     SlotEvent,
@@ -88,6 +92,7 @@ __all__ = [
     "CrontabError",
     "DatabaseConnectionError",
     "GraphileWorkerError",
+    "HeartbeatEvent",
     "InvalidBatchResultError",
     "InvalidCallbackError",
     "InvalidIdentifierError",
@@ -98,6 +103,7 @@ __all__ = [
     "JobEvent",
     "JobHelpers",
     "JobKeyMode",
+    "JobRecoveredEvent",
     "JobSpec",
     "JobSpecValidationError",
     "ListenEvent",
@@ -108,7 +114,10 @@ __all__ = [
     "PoolErrorEvent",
     "PoolEvent",
     "RawJobSpec",
+    "RecoveredJob",
+    "RecoveryEvent",
     "RefetchDelay",
+    "RegisteredWorker",
     "ResetLockedEvent",
     "SchemaError",
     "SchemaNotInstalledError",
@@ -116,6 +125,7 @@ __all__ = [
     "SchemaTooOldError",
     "SignalEvent",
     "SlotEvent",
+    "SweepResult",
     "Task",
     "TimestampDigest",
     "Worker",

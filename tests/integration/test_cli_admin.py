@@ -295,3 +295,35 @@ def test_commands_as_a_subprocess(db_url: str, db: psycopg.Connection) -> None:
     assert refused.returncode == 1
     assert refused.stderr.startswith("sqlalchemy-graphile: error: ")
     assert "Traceback" not in refused.stderr
+
+
+def test_sweep_stale_workers(cli: Cli, db: psycopg.Connection) -> None:
+    job_id = _add(db, "t", queue_name="q")
+    _lock(db, job_id, "sgpool-dead")
+    db.execute(
+        "update graphile_worker._private_job_queues"
+        " set locked_at = now(), locked_by = 'sgpool-dead'"
+    )
+    db.execute("select graphile_worker.worker_heartbeat('sgpool-dead')")
+    db.execute(
+        "update graphile_worker._private_workers set last_heartbeat_at = now() - interval '1 hour'"
+    )
+    dry = cli.json("sweep-stale-workers", "--dry-run", "--sweep-threshold", "60")
+    assert dry == {
+        "swept": True,
+        "dry_run": True,
+        "dead_workers": ["sgpool-dead"],
+        "orphans": [],
+        "jobs": {"sgpool-dead": [job_id]},
+        "queues_unlocked": 1,
+    }
+    text = cli.text("sweep-stale-workers", "--dry-run")
+    assert "Would recover 1 job(s) and 1 queue lock(s) from 1 worker(s)" in text
+    assert "sgpool-dead  stale heartbeat" in text
+    assert "Recovered 1 job(s)" in cli.text("sweep-stale-workers", "--recovery-delay", "5")
+    assert cli.text("sweep-stale-workers").strip() == "No dead workers"
+    row = db.execute(
+        "select locked_by, attempts, run_at > now() from graphile_worker._private_jobs"
+    ).fetchone()
+    assert row == (None, 0, True)
+    cli.text("sweep-stale-workers", "--sweep-threshold", "0", status=2)
