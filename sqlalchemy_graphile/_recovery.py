@@ -10,8 +10,8 @@ dead pool once.
 
 This module imports neither SQLAlchemy nor asyncpg: the statements use ``:name`` parameters
 (never followed by ``::``, so SQLAlchemy's ``text()`` reads them), and :func:`numbered`
-rewrites them for asyncpg. A caller runs them through an :data:`Execute` function inside a
-transaction it owns.
+rewrites them for asyncpg. A caller runs them through an :data:`Execute` function. The sweep
+is a single statement, so it holds its locks for one round trip only.
 """
 
 from __future__ import annotations
@@ -144,79 +144,80 @@ class RecoveryStatements:
         return f"select {self._s}.worker_deregister(cast(:worker_id as text))"
 
     @property
-    def try_lock(self) -> str:
-        """The sweep's transaction-level advisory lock (no parameters)."""
-        return f"select pg_try_advisory_xact_lock({SWEEP_LOCK[0]}, {SWEEP_LOCK[1]})"
+    def sweep(self) -> str:
+        """The whole sweep as one statement (so one short implicit transaction, with no
+        round trip while it holds locks). Parameters: :threshold (interval), :flags
+        (text[]), :multiplier, :unregistered (also recover orphan owners), :delay
+        (interval), :dry_run. One row: whether the sweep lock was taken, the dead owners
+        and the jobs they held (JSON text), and the number of queue locks they held.
 
-    @property
-    def dead_workers(self) -> str:
-        """:threshold, :flags, :multiplier: registered workers whose heartbeat is older than
-        the threshold, except those holding a job with a resilient flag whose heartbeat is
-        younger than ``threshold * multiplier``."""
+        Every step is a materialized CTE whose first column reads the one before it, so
+        they run in order (a CTE runs once, when first read; a target list is evaluated
+        left to right): the lock (without waiting; nothing else runs without it), the dead owners,
+        what they hold, then (unless a dry run) ``recover_dead_worker_jobs``,
+        ``delete_stale_workers`` and the ``jobs:insert`` notification. The listing
+        functions are volatile, so they read the database as it is once the lock is held;
+        what the dead owners held is read with the statement's snapshot, before recovery.
+        """
         s = self._s
-        return (
-            f"select stale.worker_id from {s}.list_stale_workers(cast(:threshold as interval))"
-            " as stale where not exists ("
-            f" select 1 from {s}._private_jobs as jobs"
-            f" join {s}._private_workers as workers on workers.id = jobs.locked_by"
-            " where jobs.locked_by = stale.worker_id"
-            " and jobs.flags ?| cast(:flags as text[])"
-            " and workers.last_heartbeat_at"
-            " >= now() - cast(:threshold as interval) * cast(:multiplier as float8))"
-            " order by 1"
-        )
-
-    @property
-    def orphans(self) -> str:
-        """:threshold: unregistered owners of locks older than the threshold."""
-        return (
-            f"select orphans.worker_id from"
-            f" {self._s}.list_orphan_locked_workers(cast(:threshold as interval)) as orphans"
-            " order by 1"
-        )
-
-    @property
-    def held_jobs(self) -> str:
-        """:owners: the jobs these owners hold, locked for the rest of the transaction."""
-        s = self._s
-        return (
-            "select jobs.id, tasks.identifier, job_queues.queue_name, jobs.attempts,"
-            f" jobs.locked_by from {s}._private_jobs as jobs"
-            f" join {s}._private_tasks as tasks on tasks.id = jobs.task_id"
-            f" left join {s}._private_job_queues as job_queues"
-            " on job_queues.id = jobs.job_queue_id"
-            " where jobs.locked_by = any(cast(:owners as text[]))"
-            " order by jobs.id for update of jobs"
-        )
-
-    @property
-    def held_queues(self) -> str:
-        """:owners: how many queue locks these owners hold."""
-        return (
-            f"select count(*) from {self._s}._private_job_queues as job_queues"
-            " where job_queues.locked_by = any(cast(:owners as text[]))"
-        )
-
-    @property
-    def recover(self) -> str:
-        """:owners, :delay: give their jobs back and unlock their queues."""
-        return (
-            f"select {self._s}.recover_dead_worker_jobs(cast(:owners as text[]),"
-            " cast(:delay as interval))"
-        )
-
-    @property
-    def delete_workers(self) -> str:
-        """:owners: delete these registry rows."""
-        return f"select {self._s}.delete_stale_workers(cast(:owners as text[]))"
-
-    @property
-    def notify(self) -> str:
-        """:count: wake listening workers (Graphile Worker's ``jobs:insert`` payload)."""
-        return (
-            "select pg_notify('jobs:insert', json_build_object('r', random(),"
-            " 'count', cast(:count as integer))::text)"
-        )
+        return f"""
+with lock as materialized (
+  select pg_try_advisory_xact_lock({SWEEP_LOCK[0]}, {SWEEP_LOCK[1]}) as acquired
+), dead as materialized (
+  select stale.worker_id, false as unregistered
+    from {s}.list_stale_workers(cast(:threshold as interval)) as stale
+   where (select lock.acquired from lock)
+     and not exists (
+       select 1 from {s}._private_jobs as jobs
+         join {s}._private_workers as workers on workers.id = jobs.locked_by
+        where jobs.locked_by = stale.worker_id
+          and jobs.flags ?| cast(:flags as text[])
+          and workers.last_heartbeat_at
+              >= now() - cast(:threshold as interval) * cast(:multiplier as float8))
+  union all
+  select orphans.worker_id, true
+    from {s}.list_orphan_locked_workers(cast(:threshold as interval)) as orphans
+   where (select lock.acquired from lock) and cast(:unregistered as boolean)
+), held as materialized (
+  select jobs.id, tasks.identifier, job_queues.queue_name, jobs.attempts, jobs.locked_by
+    from {s}._private_jobs as jobs
+    join dead on dead.worker_id = jobs.locked_by
+    join {s}._private_tasks as tasks on tasks.id = jobs.task_id
+    left join {s}._private_job_queues as job_queues on job_queues.id = jobs.job_queue_id
+), held_queues as materialized (
+  select count(*) as count
+    from {s}._private_job_queues as job_queues
+    join dead on dead.worker_id = job_queues.locked_by
+), recovered as materialized (
+  select (select count(*) from held) + (select held_queues.count from held_queues) as read,
+         case when not cast(:dry_run as boolean) and exists (select 1 from dead)
+              then {s}.recover_dead_worker_jobs(
+                     array(select dead.worker_id from dead), cast(:delay as interval))
+         end as count
+), deleted as materialized (
+  select (select count(*) from recovered) as after,
+         case when not cast(:dry_run as boolean)
+                   and exists (select 1 from dead where not dead.unregistered)
+              then {s}.delete_stale_workers(
+                     array(select dead.worker_id from dead where not dead.unregistered))
+                   is null
+         end as done
+), notified as materialized (
+  select (select count(*) from deleted) as after,
+         case when not cast(:dry_run as boolean) and cast(:delay as interval) = interval '0'
+                   and exists (select 1 from held)
+              then pg_notify('jobs:insert', json_build_object(
+                     'r', random(), 'count', (select count(*) from held))::text) is null
+         end as done
+)
+select (select count(*) from notified) >= 0 and (select lock.acquired from lock),
+       cast(coalesce((select json_agg(json_build_array(dead.worker_id, dead.unregistered)
+                                      order by dead.worker_id) from dead), '[]') as text),
+       cast(coalesce((select json_agg(json_build_array(held.id, held.identifier,
+                                        held.queue_name, held.attempts, held.locked_by)
+                                      order by held.id) from held), '[]') as text),
+       (select held_queues.count from held_queues)
+"""
 
     @property
     def list_workers(self) -> str:
@@ -246,58 +247,44 @@ def recovery_statements(schema: str) -> RecoveryStatements:
 async def sweep_stale_workers(
     execute: Execute, schema: str, settings: SweepSettings, *, dry_run: bool = False
 ) -> SweepResult:
-    """Run one recovery sweep through ``execute``, inside the caller's transaction (which
-    must commit for anything to change, and ends the advisory lock).
+    """Run one recovery sweep through ``execute``: one statement (see
+    :attr:`RecoveryStatements.sweep`), which changes nothing before it commits.
 
     Takes the sweep lock without waiting: if another sweeper holds it, returns a result with
     ``swept=False``. Otherwise finds the dead workers (and, under ``recover_unregistered``,
-    the orphan owners), reads the jobs they hold, and unless ``dry_run`` gives those jobs
-    back, unlocks their queues, deletes the dead workers' rows and, when jobs were given
-    back with no delay, sends ``jobs:insert`` so that idle workers fetch them at once.
-    Database errors propagate.
+    the orphan owners) and the jobs they hold, and unless ``dry_run`` gives those jobs back,
+    unlocks their queues, deletes the dead workers' rows and, when jobs were given back with
+    no delay, sends ``jobs:insert`` so that idle workers fetch them at once. Database errors
+    propagate.
     """
-    sql = recovery_statements(schema)
-    (locked,) = (await execute(sql.try_lock, {}))[0]
-    if not locked:
-        return SweepResult(swept=False, dry_run=dry_run)
-    threshold = timedelta(seconds=settings.threshold)
-    dead_rows = await execute(
-        sql.dead_workers,
+    ((swept, dead_json, jobs_json, queues),) = await execute(
+        recovery_statements(schema).sweep,
         {
-            "threshold": threshold,
+            "threshold": timedelta(seconds=settings.threshold),
             "flags": list(settings.resilient_flags),
             "multiplier": float(settings.resilient_multiplier),
+            "unregistered": settings.recover_unregistered,
+            "delay": timedelta(seconds=settings.recovery_delay),
+            "dry_run": dry_run,
         },
     )
-    dead = tuple(row[0] for row in dead_rows)
-    orphans: tuple[str, ...] = ()
-    if settings.recover_unregistered:
-        orphans = tuple(row[0] for row in await execute(sql.orphans, {"threshold": threshold}))
-    owners = [*dead, *orphans]
-    if not owners:
-        return SweepResult(swept=True, dry_run=dry_run)
+    if not swept:
+        return SweepResult(swept=False, dry_run=dry_run)
+    owners = json.loads(dead_json)
     jobs = tuple(
         RecoveredJob(
-            id=row[0], task_identifier=row[1], queue_name=row[2], attempts=row[3], locked_by=row[4]
+            id=job_id, task_identifier=task, queue_name=queue, attempts=attempts, locked_by=owner
         )
-        for row in await execute(sql.held_jobs, {"owners": owners})
+        for job_id, task, queue, attempts, owner in json.loads(jobs_json)
     )
-    (queues,) = (await execute(sql.held_queues, {"owners": owners}))[0]
-    if not dry_run:
-        delay = timedelta(seconds=settings.recovery_delay)
-        await execute(sql.recover, {"owners": owners, "delay": delay})
-        if dead:
-            await execute(sql.delete_workers, {"owners": list(dead)})
-        if jobs and settings.recovery_delay == 0:
-            await execute(sql.notify, {"count": len(jobs)})
-    per_worker = {owner: 0 for owner in owners}
+    per_worker = {owner: 0 for owner, _unregistered in owners}
     for job in jobs:
         per_worker[job.locked_by] += 1
     return SweepResult(
         swept=True,
         dry_run=dry_run,
-        dead_workers=dead,
-        orphans=orphans,
+        dead_workers=tuple(owner for owner, unregistered in owners if not unregistered),
+        orphans=tuple(owner for owner, unregistered in owners if unregistered),
         jobs=jobs,
         queues=int(queues),
         jobs_per_worker=per_worker,

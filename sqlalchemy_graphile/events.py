@@ -22,12 +22,12 @@ worker. Keep callbacks short: they run on the worker's event loop. Pass your own
 ``worker:create``, ...); otherwise subscribe on ``worker.events``.
 
 Per job the order is ``worker:getJob:start``, ``job:start``, then ``job:success`` or
-``job:error`` (followed by ``job:failed`` when no attempt is left), then ``job:complete``
-once the outcome has been written to the database (with ``complete_job_batch_delay`` /
-``fail_job_batch_delay``, once it has been handed to the batch that writes it). A job whose
-lock this worker lost while it ran (the recovery sweep gave it to another worker) ends with
-``job:fenced`` instead of ``job:success`` / ``job:error`` / ``job:failed`` / ``job:complete``
-once the write finds the lock gone (with batching: ``job:fenced`` after ``job:complete``).
+``job:error`` (followed by ``job:failed`` when no attempt is left), then ``job:complete``:
+all of them once the outcome has been written to the database (with
+``complete_job_batch_delay`` / ``fail_job_batch_delay``, once the batch holding it has been
+written). A job whose lock this worker lost while it ran (a sweep gave it back, and another
+worker may have taken it) is *fenced*: nothing is written for it, and it ends with
+``job:fenced`` instead of ``job:success`` / ``job:error`` / ``job:failed`` / ``job:complete``.
 
 Crash recovery reports ``worker:heartbeat`` (each heartbeat written) and
 ``worker:heartbeat:error`` (one that could not be written; it is retried), and for each

@@ -204,10 +204,9 @@ class RecoverySweeper:
 
     async def sweep_now(self) -> SweepResult:
         """Sweep now, with events. Errors propagate."""
-        async with self._pool.acquire() as connection, connection.transaction():
-            result = await sweep_stale_workers(
-                asyncpg_execute(connection), self._schema, self._settings
-            )
+        result = await sweep_stale_workers(
+            asyncpg_execute(self._pool), self._schema, self._settings
+        )
         self._report(result)
         return result
 

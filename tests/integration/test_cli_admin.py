@@ -232,7 +232,47 @@ def test_force_unlock_and_workers(cli: Cli, db: psycopg.Connection) -> None:
         {"queue_name": "q", "locked_by": None, "locked_at": None, "jobs": 1}
     ]
     db.execute("update graphile_worker._private_jobs set locked_at = null, locked_by = null")
-    assert cli.text("workers").strip() == "No worker holds a lock."
+    assert cli.text("workers").strip() == "No worker is registered or holds a lock."
+
+
+def test_workers_lists_registered_workers_with_heartbeat_age_and_jobs(
+    cli: Cli, db: psycopg.Connection
+) -> None:
+    first, second = _add(db, "t"), _add(db, "t", queue_name="q")
+    db.execute(
+        """select graphile_worker.worker_heartbeat('sgpool-alive',"""
+        """ '{"hostname": "web-1", "pid": 4242}')"""
+    )
+    db.execute("select graphile_worker.worker_heartbeat('sgpool-idle')")
+    db.execute(
+        "update graphile_worker._private_workers set last_heartbeat_at = now() - interval '90 s'"
+        " where id = 'sgpool-idle'"
+    )
+    _lock(db, first, "sgpool-alive")
+    _lock(db, second, "sgpool-alive")
+    db.execute(
+        "update graphile_worker._private_job_queues"
+        " set locked_at = now(), locked_by = 'sgpool-alive'"
+    )
+    third = _add(db, "t")
+    _lock(db, third, "pool-node")
+    listed = {w["worker_id"]: w for w in cli.json("workers")}
+    assert list(listed) == ["pool-node", "sgpool-alive", "sgpool-idle"]
+    alive = listed["sgpool-alive"]
+    assert (alive["registered"], alive["host"], alive["pid"]) == (True, "web-1", 4242)
+    assert (alive["locked_jobs"], alive["job_ids"], alive["locked_queues"]) == (
+        2,
+        [first, second],
+        1,
+    )
+    assert 0 <= alive["heartbeat_age"] < 60
+    assert 89 <= listed["sgpool-idle"]["heartbeat_age"] < 150
+    assert listed["sgpool-idle"]["job_ids"] == []
+    node = listed["pool-node"]
+    assert (node["registered"], node["heartbeat_age"], node["job_ids"]) == (False, None, [third])
+    text = cli.text("workers")
+    assert "not registered" in text
+    assert "web-1" in text
 
 
 def test_stats(cli: Cli, db: psycopg.Connection) -> None:
