@@ -18,9 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from . import migrations
 from ._operations import JobOperations, Operation
+from ._plugins import Plugins
 from ._sql_jobs import CLEANUP_TASKS
 from ._urls import async_url, database_url_from_env
 from .errors import ConfigurationError
+from .events import WorkerEvents
+from .hooks import WorkerPlugin
 from .job import Job
 from .job_spec import JobSpec, RawJobSpec
 from .tasks import BatchTask, Task
@@ -38,7 +41,9 @@ class WorkerUtils:
     uses asyncpg), an :class:`~sqlalchemy.ext.asyncio.AsyncEngine`, or ``None`` for
     ``$DATABASE_URL``. An engine we create is disposed by :meth:`close`; an engine you pass
     is left to you. ``schema`` defaults to ``$GRAPHILE_WORKER_SCHEMA`` or
-    ``graphile_worker``. Raises :class:`ConfigurationError` or
+    ``graphile_worker``. ``plugins`` (:class:`~sqlalchemy_graphile.WorkerPlugin` instances)
+    see every job added through ``before_job_schedule``; ``events`` receives their
+    ``hook:error`` events. Raises :class:`ConfigurationError` or
     :class:`InvalidIdentifierError` for bad options; no connection is made until a method
     runs.
 
@@ -52,9 +57,14 @@ class WorkerUtils:
     __slots__ = ("_engine", "_operations", "_owns_engine")
 
     def __init__(
-        self, database: str | URL | AsyncEngine | None = None, *, schema: str | None = None
+        self,
+        database: str | URL | AsyncEngine | None = None,
+        *,
+        schema: str | None = None,
+        plugins: Iterable[WorkerPlugin] = (),
+        events: WorkerEvents | None = None,
     ) -> None:
-        self._operations = JobOperations(schema)
+        self._operations = JobOperations(schema, Plugins.of(plugins, events))
         if isinstance(database, AsyncEngine):
             self._engine = database
             self._owns_engine = False

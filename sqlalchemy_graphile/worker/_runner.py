@@ -11,6 +11,9 @@ No database access happens here: the slot loop gives the outcome to its releaser
 * Every exception from task code becomes a failure whose message (the future
   ``last_error``) is ``"ExcType: message"``; a batch with failed items gives
   ``"Batch failures:"`` followed by one line per failed item.
+* With plugins that hook runs, ``before_job_run`` is awaited in the slot's own task just
+  before the run and ``after_job_run`` just after it (also when the run is cancelled), so
+  context variables a plugin sets reach the task and the second hook.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import contextvars
 import inspect
 import logging
 import re
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -27,8 +31,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from .._plugins import Plugins
 from ..context import JobAdder, WorkerContext
 from ..errors import BatchJobError, InvalidTaskError, PayloadValidationError
+from ..hooks import JobRun, JobRunOutcome, JobRunResult
 from ..job import Job
 from ..log_format import JobLogger, job_fields
 from ..tasks import AnyTaskType, BatchTask, BatchTaskResult, Task, is_batch_task
@@ -92,8 +98,10 @@ class TaskRunner:
         abort_signal: asyncio.Event,
         adder: JobAdder,
         executor: Executor,
+        plugins: Plugins | None = None,
     ) -> None:
         self._tasks = tasks
+        self._plugins = plugins
         self._extensions = extensions
         self._pool_id = pool_id
         self._abort_signal = abort_signal
@@ -101,8 +109,40 @@ class TaskRunner:
         self._executor = executor
 
     async def run(self, fetched: FetchedJob) -> Outcome:
-        """Run ``fetched``'s task and return the outcome. Exceptions from task code become
-        failures; cancellation propagates."""
+        """Run ``fetched``'s task (between the plugins' run hooks, if any) and return the
+        outcome. Exceptions from task code become failures; cancellation propagates."""
+        if self._plugins is None:
+            return await self._run(fetched)
+        return await self._run_hooked(fetched, self._plugins)
+
+    async def _run_hooked(self, fetched: FetchedJob, plugins: Plugins) -> Outcome:
+        job = fetched.job
+        run = JobRun(job, self._pool_id)
+        await plugins.before_run(run)
+        started = time.perf_counter()
+        try:
+            outcome = await self._run(fetched)
+        except asyncio.CancelledError as cancelled:
+            interrupted = JobRunResult(
+                JobRunOutcome.INTERRUPTED, time.perf_counter() - started, error=cancelled
+            )
+            await plugins.after_run(run, interrupted)
+            raise
+        duration = time.perf_counter() - started
+        if outcome.succeeded:
+            result = JobRunResult(JobRunOutcome.SUCCESS, duration)
+        else:
+            result = JobRunResult(
+                JobRunOutcome.FAILURE,
+                duration,
+                error=outcome.error,
+                batch_errors=outcome.batch_errors,
+                final=outcome.permanent or job.attempts >= job.max_attempts,
+            )
+        await plugins.after_run(run, result)
+        return outcome
+
+    async def _run(self, fetched: FetchedJob) -> Outcome:
         job = fetched.job
         task_type = self._tasks.get(job.task_identifier)
         if task_type is None:
