@@ -67,3 +67,26 @@ def check_payload_text(text: str) -> str:
             f"payload is {size} bytes, more than the limit of {MAX_PAYLOAD_BYTES} bytes"
         )
     return text
+
+
+#: The key under which the Rust port (and the ``otel`` extra) store a job's trace context.
+TRACE_KEY = "_trace"
+
+
+def without_trace(text: str) -> str:
+    """The JSON text ``text`` without the ``_trace`` key of the object it holds (or of each
+    object item, for an array): what a task model validates, so that no model sees the
+    trace context, whatever its ``extra`` setting. ``text`` is returned unchanged (and not
+    parsed) when it holds no ``"_trace"``."""
+    if '"_trace"' not in text:
+        return text
+    value = json.loads(text)
+    items = value if isinstance(value, list) else [value]
+    found = False
+    for item in items:
+        if isinstance(item, dict) and TRACE_KEY in item:
+            del item[TRACE_KEY]
+            found = True
+    if not found:
+        return text
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))

@@ -3,8 +3,9 @@
 No database access happens here: the slot loop gives the outcome to its releaser.
 
 * A :class:`Task` payload is validated straight from the stored JSON text
-  (``model_validate_json``); ``run`` is awaited on the event loop when it is ``async def``
-  and called in the worker's thread pool otherwise.
+  (``model_validate_json``), less the ``_trace`` key that carries a trace context; ``run``
+  is awaited on the event loop when it is ``async def`` and called in the worker's thread
+  pool otherwise.
 * A :class:`BatchTask` payload must be a JSON array. Its items are cut out of the stored
   text as they are, validated one by one, and run together by ``run_batch``; failed items
   are kept with their original JSON text, so a retry sees exactly what was stored.
@@ -31,6 +32,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from .._payload import without_trace
 from .._plugins import Plugins
 from ..context import JobAdder, WorkerContext
 from ..errors import BatchJobError, InvalidTaskError, PayloadValidationError
@@ -151,7 +153,7 @@ class TaskRunner:
         if is_batch_task(task_type):
             return await self._run_batch(task_type, job, ctx)  # type: ignore[arg-type]
         try:
-            task = task_type.model_validate_json(job.payload_json)
+            task = task_type.model_validate_json(without_trace(job.payload_json))
         except ValidationError as error:
             what = f"the payload of job {job.id}"
             return failure(_payload_error(what, task_type, error), permanent=True)
@@ -197,7 +199,7 @@ class TaskRunner:
         items = []
         for index, raw in enumerate(raw_items):
             try:
-                items.append(task_type.model_validate_json(raw))
+                items.append(task_type.model_validate_json(without_trace(raw)))
             except ValidationError as error:
                 what = f"item {index} of the payload of batch job {job.id}"
                 return failure(_payload_error(what, task_type, error), permanent=True)
