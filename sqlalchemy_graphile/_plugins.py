@@ -9,11 +9,12 @@ ask :attr:`Plugins.schedules` / :attr:`Plugins.runs` before doing anything.
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
+
+from pydantic_core import from_json
 
 from ._job_input import NewJob
 from ._payload import encode_payload
@@ -87,18 +88,18 @@ class Plugins:
         """``job`` as the ``before_job_schedule`` hooks leave it. Raises the
         :class:`JobScheduleError` a hook raised on purpose; reports any other error and goes
         on with the job as it was before that hook."""
-        current = JobToSchedule(job.identifier, json.loads(job.payload_json), job.spec)
+        current = JobToSchedule(job.identifier, from_json(job.payload_json), job.spec)
         payload_json = job.payload_json
         for bound in self._by_hook["before_job_schedule"]:
             try:
                 result = bound.hook(current)
-                checked, payload_json = _checked(result, batch)
+                checked, payload_json = _checked(result, current.identifier, batch)
             except JobScheduleError:
                 raise
             except Exception as error:
                 self._report(bound, "before_job_schedule", error, identifier=current.identifier)
                 # The hook may have changed the payload in place before failing.
-                current = JobToSchedule(current.identifier, json.loads(payload_json), current.spec)
+                current = JobToSchedule(current.identifier, from_json(payload_json), current.spec)
                 continue
             current = checked
         return NewJob(current.identifier, payload_json, current.spec)
@@ -163,11 +164,13 @@ class Plugins:
             )
 
 
-def _checked(result: object, batch: bool) -> tuple[JobToSchedule, str]:
-    """A hook's result, validated, and its payload's JSON text."""
+def _checked(result: object, identifier: str, batch: bool) -> tuple[JobToSchedule, str]:
+    """A hook's result (given a job with ``identifier``), validated, and its payload's JSON
+    text."""
     if not isinstance(result, JobToSchedule):
         raise TypeError(f"before_job_schedule must return a JobToSchedule, not {result!r}")
-    check_task_identifier(result.identifier)
+    if result.identifier is not identifier:
+        check_task_identifier(result.identifier)
     if not isinstance(result.spec, JobSpec):
         raise TypeError(f"the spec must be a JobSpec, not {type(result.spec).__name__}")
     if batch and not (isinstance(result.payload, list) and result.payload):

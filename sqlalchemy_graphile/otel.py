@@ -56,6 +56,8 @@ class TracingPlugin(WorkerPlugin):
             "sqlalchemy_graphile", __version__, tracer_provider=tracer_provider
         )
         self._runs: dict[JobRun, tuple[trace.Span, Token[Context]]] = {}
+        # The last context stored, in its stored form: a bulk add stores one many times.
+        self._last: tuple[trace.SpanContext | None, dict[str, Any]] = (None, {})
 
     # -- adding ------------------------------------------------------------------------
 
@@ -65,7 +67,10 @@ class TracingPlugin(WorkerPlugin):
         span_context = trace.get_current_span().get_span_context()
         if not span_context.is_valid:
             return job
-        stored = trace_dict(span_context)
+        last, stored = self._last
+        if span_context is not last:
+            stored = trace_dict(span_context)
+            self._last = (span_context, stored)
         payload = job.payload
         for item in payload if isinstance(payload, list) else [payload]:
             if isinstance(item, dict):
@@ -83,8 +88,6 @@ class TracingPlugin(WorkerPlugin):
             "messaging.operation.name": "process",
             "messaging.destination.name": job.task_identifier,
             "messaging.message.id": str(job.id),
-            "graphile_worker.task_identifier": job.task_identifier,
-            "graphile_worker.job.id": job.id,
             "graphile_worker.job.attempt": job.attempts,
             "graphile_worker.job.max_attempts": job.max_attempts,
             "graphile_worker.job.priority": job.priority,

@@ -169,8 +169,6 @@ async def test_one_trace_from_the_request_to_the_tasks_own_spans(
         "messaging.operation.name": "process",
         "messaging.destination.name": "send_email",
         "messaging.message.id": str(job.id),
-        "graphile_worker.task_identifier": "send_email",
-        "graphile_worker.job.id": job.id,
         "graphile_worker.job.attempt": 1,
         "graphile_worker.job.max_attempts": 25,
         "graphile_worker.job.priority": 3,
