@@ -2,12 +2,12 @@
 
 Each job goes through what a worker does with it, on the test's connection instead of the
 worker's own: the worker's fetch statement locks the next runnable job (counting the
-attempt) and its named queue; the worker's :class:`~sqlalchemy_graphile.worker._runner.
-TaskRunner` validates the payload and runs the task (or batch task) with a
-:class:`~sqlalchemy_graphile.WorkerContext`; the worker's complete or fail statement
-records the outcome (deleting the job, or scheduling its retry with backoff and keeping a
-batch's failed items). Follow-up jobs a task adds with ``ctx.add_job`` and friends go into
-the same transaction. Nothing is committed, so a test that rolls back leaves nothing.
+attempt) and its named queue; the worker's ``TaskRunner`` validates the payload and runs
+the task (or batch task) with a :class:`~sqlalchemy_graphile.WorkerContext`; the worker's
+complete or fail statement records the outcome (deleting the job, or scheduling its retry
+with backoff and keeping a batch's failed items). Follow-up jobs a task adds with
+``ctx.add_job`` and friends go into the same transaction. Nothing is committed, so a test
+that rolls back leaves nothing.
 
 Work on the connection happens in plain functions on a synchronous
 :class:`~sqlalchemy.Connection` (through ``run_sync`` for an async session), and the task
@@ -289,7 +289,14 @@ async def _run(database: _Database, plan: _Plan) -> list[JobRun]:
             started = time.perf_counter()
             outcome = await runner.run(fetched)
             millis = (time.perf_counter() - started) * 1000
-            await database.call(_releaser(plan, fetched, outcome))
+            if not await database.call(_releaser(plan, fetched, outcome)):
+                logger.warning(
+                    "the outcome of job %s (%s) was not recorded: the job is no longer "
+                    "locked by run_jobs (did the task change its own row?)",
+                    fetched.id,
+                    fetched.job.task_identifier,
+                    extra=job_fields(fetched.job),
+                )
             run = _job_run(fetched.job, outcome, millis)
             runs.append(run)
             if plan.raise_on_failure and not run.succeeded:

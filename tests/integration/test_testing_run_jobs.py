@@ -334,18 +334,30 @@ async def test_a_rollback_leaves_nothing_behind(db_url: str, db: psycopg.Connect
     assert db.execute("select count(*) from graphile_worker._private_tasks").fetchone() == (0,)
 
 
+class WhereAmI(Task):
+    """Records the thread and the event loop its async code runs on."""
+
+    IDENTIFIER: ClassVar[str] = "where_am_i"
+
+    async def run(self, ctx: WorkerContext) -> None:
+        loop = asyncio.get_running_loop()
+        _log(ctx).threads.append(threading.current_thread().name)
+        _log(ctx).entries.append(f"loop {id(loop)}")
+
+
 async def test_a_sync_session_runs_async_tasks_even_inside_a_running_loop(
     sync_engine: Any,
 ) -> None:
     # This test runs on pytest-asyncio's loop; a sync session's tasks get a loop of their
     # own, in another thread.
     with Session(sync_engine) as session:
-        JobHelpers(session).add_job(SignUp(email="ada@example.com"))
+        JobHelpers(session).add_job(WhereAmI())
         log = Log()
-        runs = run_jobs(session, TASKS, extensions=[log])
-        assert [run.status for run in runs] == ["completed"] * 3
+        [run] = run_jobs(session, [WhereAmI], extensions=[log])
+        assert run.succeeded
         session.rollback()
-    asyncio.get_running_loop()  # still this test's loop
+    assert log.threads != [threading.current_thread().name]
+    assert log.entries != [f"loop {id(asyncio.get_running_loop())}"]
 
 
 def test_a_sync_session_outside_any_loop_leaves_the_threads_loop_alone(sync_engine: Any) -> None:
@@ -353,14 +365,42 @@ def test_a_sync_session_outside_any_loop_leaves_the_threads_loop_alone(sync_engi
     asyncio.set_event_loop(loop)
     try:
         with Session(sync_engine) as session:
-            JobHelpers(session).add_job(SendEmail(to="ada@example.com"))
-            [run] = run_jobs(session, [SendEmail], extensions=[Log()])
+            JobHelpers(session).add_job(WhereAmI())
+            log = Log()
+            [run] = run_jobs(session, [WhereAmI], extensions=[log])
             assert run.succeeded
             session.rollback()
-        assert asyncio.get_event_loop() is loop
+        assert log.threads == [threading.current_thread().name], "a private loop, here"
+        assert log.entries != [f"loop {id(loop)}"]
+        assert asyncio.get_event_loop() is loop, "the thread's loop is left as it was"
     finally:
         asyncio.set_event_loop(None)
         loop.close()
+
+
+class Vanish(Task):
+    """Deletes its own job row through the test's session (an extension)."""
+
+    IDENTIFIER: ClassVar[str] = "vanish"
+
+    async def run(self, ctx: WorkerContext) -> None:
+        session = ctx.get_ext(AsyncSession)
+        assert session is not None
+        delete = "delete from graphile_worker._private_jobs where id = :id"
+        await session.execute(text(delete), {"id": ctx.job.id})
+
+
+async def test_an_outcome_that_finds_no_locked_job_is_a_warning(
+    async_engine: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with AsyncSession(async_engine) as session:
+        job = await AsyncJobHelpers(session).add_job(Vanish())
+
+        [run] = await run_jobs(session, [Vanish], extensions=[session])
+
+        assert run.status == "completed"
+        assert f"the outcome of job {job.id} (vanish) was not recorded" in caplog.text
+        await session.rollback()
 
 
 @pytest.mark.parametrize(
