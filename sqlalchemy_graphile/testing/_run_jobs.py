@@ -198,12 +198,6 @@ def _fetcher(plan: _Plan) -> Callable[[Connection], FetchedJob | None]:
     """The work that locks the next runnable job, as a worker of ``plan.tasks`` would."""
 
     def fetch(connection: Connection) -> FetchedJob | None:
-        if not _sql.schema_installed(connection, plan.schema):
-            raise SchemaNotInstalledError(
-                f"the job queue schema {plan.schema!r} is not installed in this database: "
-                "install it once per test run (the graphile_worker_database fixture, or "
-                "sqlalchemy_graphile.testing.load_schema with pytest-postgresql)"
-            )
         # Looked up before every fetch: a task may have added the first job of a task.
         ids = _run_sql.task_ids(connection, plan.schema, list(plan.tasks))
         if not ids:
@@ -219,6 +213,20 @@ def _fetcher(plan: _Plan) -> Callable[[Connection], FetchedJob | None]:
         )
 
     return fetch
+
+
+def _schema_checker(plan: _Plan) -> Callable[[Connection], None]:
+    """The work that raises :class:`SchemaNotInstalledError` if the schema is missing."""
+
+    def check(connection: Connection) -> None:
+        if not _sql.schema_installed(connection, plan.schema):
+            raise SchemaNotInstalledError(
+                f"the job queue schema {plan.schema!r} is not installed in this database: "
+                "install it once per test run (the graphile_worker_database fixture, or "
+                "sqlalchemy_graphile.testing.load_schema with pytest-postgresql)"
+            )
+
+    return check
 
 
 def _releaser(plan: _Plan, fetched: FetchedJob, outcome: Outcome) -> Callable[[Connection], int]:
@@ -273,6 +281,7 @@ async def _run(database: _Database, plan: _Plan) -> list[JobRun]:
     """Fetch, run and release jobs until none is runnable or ``plan.limit`` ran."""
     runs: list[JobRun] = []
     fetch = _fetcher(plan)
+    await database.call(_schema_checker(plan))
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="run_jobs") as executor:
         runner = TaskRunner(
             plan.tasks,
