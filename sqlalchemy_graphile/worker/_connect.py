@@ -32,10 +32,6 @@ DEFAULT_APPLICATION_NAME = "sg-worker"
 #: Suffix of the LISTEN connection's ``application_name``.
 LISTEN_SUFFIX = "-listen"
 _MAX_APPLICATION_NAME = 63
-#: Settings of the worker's connections unless the URL or engine sets them. The worker's
-#: statements are short; JIT compilation (which the batch fetch's plan can trigger) costs
-#: far more than it saves.
-WORKER_SETTINGS = {"jit": "off"}
 
 # The errnos of a server that cannot be reached (see is_unreachable).
 _UNREACHABLE = frozenset(
@@ -105,10 +101,12 @@ class Database:
         return f"{host}/{name}"
 
     def asyncpg_kwargs(self, *, application_name: str, prepared_statements: bool) -> dict[str, Any]:
-        """Keyword arguments for ``asyncpg.connect`` / ``asyncpg.create_pool``."""
+        """Keyword arguments for ``asyncpg.connect`` / ``asyncpg.create_pool``. The only
+        startup parameters are ``application_name`` and those the URL or engine gives:
+        poolers refuse the ones they do not know (the fetch turns ``jit`` off per
+        transaction instead, see ``_jit``)."""
         kwargs = dict(self.connect_kwargs)
         kwargs["server_settings"] = {
-            **WORKER_SETTINGS,
             **self.server_settings,
             "application_name": application_name,
         }

@@ -182,7 +182,6 @@ async def test_connection_options_come_from_an_engine() -> None:
         assert database.connect_kwargs["command_timeout"] == 7
         kwargs = database.asyncpg_kwargs(application_name="x", prepared_statements=False)
         assert kwargs["server_settings"] == {
-            "jit": "off",
             "search_path": "app",
             "application_name": "x",
         }
