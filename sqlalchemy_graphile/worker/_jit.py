@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 # One round trip: a simple query may hold several statements.
 _BEGIN = "begin; set local jit = off"
@@ -33,7 +34,7 @@ async def fetch_without_jit(pool: asyncpg.Pool, query: str, *args: Any) -> list[
         return rows
 
 
-async def _end_transaction(connection: asyncpg.Connection, error: BaseException) -> None:
+async def _end_transaction(connection: PoolConnectionProxy, error: BaseException) -> None:
     """Leave no transaction open on a connection going back to the pool: roll it back, or
     close the connection when the statement was cancelled (the connection may still be
     busy with it) or the rollback fails."""
