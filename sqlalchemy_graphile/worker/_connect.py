@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import URL
     from sqlalchemy.ext.asyncio import AsyncEngine
 
+from .._poolers import Pooler, asyncpg_engine_connect_args
 from .._urls import async_url, asyncpg_options, database_url_from_env
 from ..errors import ConfigurationError, DatabaseConnectionError, GraphileWorkerError
 
@@ -63,9 +64,10 @@ class Database:
         """``application_name`` of the LISTEN connection: the worker's name + ``-listen``."""
         return self.application_name[: _MAX_APPLICATION_NAME - len(LISTEN_SUFFIX)] + LISTEN_SUFFIX
 
-    def make_engine(self) -> AsyncEngine:
+    def make_engine(self, pooler: Pooler | None) -> AsyncEngine:
         """The caller's engine, or a new asyncpg engine for :attr:`url` with the same
-        connection options (the caller of this method then owns it)."""
+        connection options, safe behind ``pooler`` (the caller of this method then owns
+        it)."""
         if self.engine is not None:
             return self.engine
         from sqlalchemy.ext.asyncio import create_async_engine  # only when needed: it is slow
@@ -74,9 +76,12 @@ class Database:
         query = {k: v for k, v in url.query.items() if k in _SQLALCHEMY_ONLY}
         return create_async_engine(
             url.set(query=query),
-            connect_args=self.asyncpg_kwargs(
-                application_name=self.application_name, prepared_statements=True
-            ),
+            connect_args={
+                **self.asyncpg_kwargs(
+                    application_name=self.application_name, prepared_statements=True
+                ),
+                **asyncpg_engine_connect_args(pooler),
+            },
         )
 
     def address(self) -> str:

@@ -10,7 +10,13 @@ One dedicated connection per continuous worker listens on ``jobs:insert`` and
 
 When the connection fails or is closed it is reconnected after
 ``ceil(J * min(60 s, 50 ms * e**attempts))`` (see :func:`listen_reconnect_delay`).
-``pool:listen:success`` is emitted once both channels are listened to. After a
+``pool:listen:success`` is emitted once both channels are listened to.
+
+Detect, don't assume: the first time it listens, the listener checks that a notification
+sent through the worker's pool arrives (:func:`notifications_arrive`). Through a pooler in
+transaction mode it never does; the listener then warns once, with the fix (``listen_url``),
+emits ``pool:listen:unavailable``, closes its connection and stops: the worker finds new
+jobs by polling. After a
 reconnection every idle slot fetches at once, to pick up jobs announced during the gap. A
 periodic ``select 1`` with a timeout detects half-open connections.
 """
@@ -25,6 +31,7 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 
 from .._aio import wait_event
+from .._notify_check import DEFAULT_WAIT, notifications_arrive
 from ..events import ListenEvent, WorkerEvents
 from ._retry import listen_reconnect_delay
 
@@ -72,7 +79,10 @@ class Listener:
 
     ``on_jobs(count)`` and ``on_breaking_migration(number)`` are called on the event loop;
     nothing is delivered once ``is_shutting_down()`` returns true. ``on_reconnected()`` is
-    called after every successful LISTEN but the first.
+    called after every successful LISTEN but the first. With a ``notifier`` (the worker's
+    pool), the first LISTEN is checked to receive a notification sent through it within
+    ``check_within`` seconds; ``poll_interval`` is only named in the warning when it does
+    not.
     """
 
     def __init__(
@@ -85,10 +95,16 @@ class Listener:
         on_breaking_migration: Callable[[int | None], None],
         on_reconnected: Callable[[], None],
         is_shutting_down: Callable[[], bool],
+        notifier: asyncpg.Pool | None = None,
+        check_within: float = DEFAULT_WAIT,
+        poll_interval: float | None = None,
         ping_interval: float = PING_INTERVAL,
         ping_timeout: float = PING_TIMEOUT,
     ) -> None:
         self._connect = connect
+        self._notifier = notifier
+        self._check_within = check_within
+        self._poll_interval = poll_interval
         self._events = events
         self._pool_id = pool_id
         self._on_jobs = on_jobs
@@ -118,6 +134,7 @@ class Listener:
     async def _run(self) -> None:
         attempts = 0
         listened_before = False
+        checked = self._notifier is None
         while not self._stopped.is_set():
             self._emit("pool:listen:connecting", attempts=attempts)
             connection: asyncpg.Connection | None = None
@@ -127,6 +144,15 @@ class Listener:
                 connection.add_termination_listener(_setter(lost))
                 await connection.add_listener(JOBS_CHANNEL, self._notified)
                 await connection.add_listener(MIGRATE_CHANNEL, self._notified)
+                if not checked and self._notifier is not None:
+                    arrived = await notifications_arrive(
+                        connection, self._notifier, within=self._check_within
+                    )
+                    checked = True
+                    if not arrived:
+                        self._unavailable()
+                        await self._release(connection)
+                        return
                 self._emit("pool:listen:success")
                 attempts = 0
                 if listened_before:
@@ -147,6 +173,23 @@ class Listener:
                 continue
             await self._release(connection)
             return
+
+    def _unavailable(self) -> None:
+        polling = (
+            f"every {self._poll_interval:g} s (poll_interval)"
+            if self._poll_interval is not None
+            else "by polling"
+        )
+        logger.warning(
+            "LISTEN does not work on this connection: a test notification sent through the "
+            "worker's connections did not arrive within %g s, as happens through a pooler in "
+            "transaction mode. The worker finds new jobs only %s, not at once. Fix: give "
+            "Worker(listen_url=...) or run --listen-url a URL of the same database that "
+            "connects directly or through a pooler in session mode (see docs/poolers.md)",
+            self._check_within,
+            polling,
+        )
+        self._emit("pool:listen:unavailable")
 
     async def _watch(self, connection: asyncpg.Connection, lost: asyncio.Event) -> None:
         """Return when stopped; raise when the connection is lost or stops answering."""

@@ -112,6 +112,10 @@ def test_tasks_must_be_task_classes() -> None:
         ("use_local_time", 1),
         ("handle_signals", None),
         ("prepared_statements", 0),
+        ("pooler", "session"),
+        ("pooler", True),
+        ("listen_url", ""),
+        ("listen_url", 5),
         ("forbidden_flags", "flag"),
         ("forbidden_flags", ["ok", 3]),
         ("extensions", "not a list"),
@@ -169,6 +173,15 @@ def test_connection_options_come_from_the_url() -> None:
     named = Worker(URL + "?application_name=billing&sslmode=disable", tasks=[SendEmail])
     assert named._database.listen_application_name == "billing-listen"
     assert named._database.connect_kwargs["ssl"] == "disable"
+
+
+def test_the_listen_url_is_resolved_like_the_database() -> None:
+    direct = worker(listen_url="postgresql://app@db.internal:5432/app")
+    assert direct._listen_database.address() == "db.internal:5432/app"
+    plain = worker()
+    assert plain._listen_database is plain._database
+    with pytest.raises(ConfigurationError, match="only PostgreSQL"):
+        worker(listen_url="mysql://app@db/app")
 
 
 async def test_connection_options_come_from_an_engine() -> None:
