@@ -134,7 +134,7 @@ class Listener:
     async def _run(self) -> None:
         attempts = 0
         listened_before = False
-        checked = self._notifier is None
+        checked = False
         while not self._stopped.is_set():
             self._emit("pool:listen:connecting", attempts=attempts)
             connection: asyncpg.Connection | None = None
@@ -145,14 +145,16 @@ class Listener:
                 await connection.add_listener(JOBS_CHANNEL, self._notified)
                 await connection.add_listener(MIGRATE_CHANNEL, self._notified)
                 if not checked and self._notifier is not None:
-                    arrived = await notifications_arrive(
-                        connection, self._notifier, within=self._check_within
-                    )
+                    arrived = await self._check(connection, self._notifier)
+                    if arrived is None:  # stopped meanwhile
+                        await self._release(connection)
+                        return
                     checked = True
                     if not arrived:
                         self._unavailable()
                         await self._release(connection)
                         return
+                    logger.info("LISTEN works: new jobs wake the worker at once")
                 self._emit("pool:listen:success")
                 attempts = 0
                 if listened_before:
@@ -173,6 +175,22 @@ class Listener:
                 continue
             await self._release(connection)
             return
+
+    async def _check(self, connection: asyncpg.Connection, notifier: asyncpg.Pool) -> bool | None:
+        """Whether a notification sent through ``notifier`` reaches ``connection``; ``None``
+        when the listener is stopped before the check ends. Database errors propagate."""
+        check = asyncio.ensure_future(
+            notifications_arrive(connection, notifier, within=self._check_within)
+        )
+        stopped = asyncio.ensure_future(self._stopped.wait())
+        try:
+            await asyncio.wait({check, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+            if not check.done():
+                check.cancel()
+                await asyncio.wait({check})
+        return None if check.cancelled() else check.result()
 
     def _unavailable(self) -> None:
         polling = (

@@ -123,13 +123,15 @@ async def test_the_worker_checks_that_listen_works_and_warns_once_when_it_does_n
         poll_interval=poll_interval,
         events=events,
     )
-    with caplog.at_level(logging.WARNING, logger="sqlalchemy_graphile.worker"):
+    with caplog.at_level(logging.INFO, logger="sqlalchemy_graphile.worker"):
         async with worker:
             await log.wait_for(UNAVAILABLE if pool_mode == "transaction" else "pool:listen:success")
             add(db, "job3", '{"a": 1}')
             await log.wait_for("job:complete")
     assert rec.seen("job3") == [{"a": 1}]
-    warnings = [r.getMessage() for r in caplog.records if "LISTEN does not work" in r.getMessage()]
+    messages = [r.getMessage() for r in caplog.records]
+    warnings = [m for m in messages if "LISTEN does not work" in m]
+    works = [m for m in messages if m.startswith("LISTEN works")]
     if pool_mode == "transaction":
         assert log.count(UNAVAILABLE) == 1
         assert log.count("pool:listen:success") == 0
@@ -137,9 +139,11 @@ async def test_the_worker_checks_that_listen_works_and_warns_once_when_it_does_n
         assert "listen_url" in warnings[0]
         assert "--listen-url" in warnings[0]
         assert "every 0.1 s (poll_interval)" in warnings[0]
+        assert works == []
     else:
         assert log.count(UNAVAILABLE) == 0
         assert warnings == []
+        assert len(works) == 1
 
 
 async def test_with_a_listen_url_wake_ups_work_behind_a_transaction_pooler(
