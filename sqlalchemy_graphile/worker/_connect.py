@@ -108,8 +108,8 @@ class Database:
     def asyncpg_kwargs(self, *, application_name: str, prepared_statements: bool) -> dict[str, Any]:
         """Keyword arguments for ``asyncpg.connect`` / ``asyncpg.create_pool``. The only
         startup parameters are ``application_name`` and those the URL or engine gives:
-        poolers refuse the ones they do not know (the fetch turns ``jit`` off per
-        transaction instead, see ``_jit``)."""
+        poolers refuse the ones they do not know (the batch fetch turns ``jit`` off
+        per transaction instead, see ``_jit``)."""
         kwargs = dict(self.connect_kwargs)
         kwargs["server_settings"] = {
             **self.server_settings,

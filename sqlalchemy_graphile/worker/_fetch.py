@@ -16,7 +16,6 @@ from typing import Any, Protocol
 
 import asyncpg
 
-from ._jit import fetch_without_jit
 from ._jobs import FetchedJob, fetched_job
 from ._observer import LatencyObserver
 from ._retry import with_retries
@@ -106,7 +105,9 @@ class DirectJobSource:
             args.append(self._clock())
         observer = self._observer
         started = time.perf_counter() if observer is not None else 0.0
-        rows = await with_retries(lambda: fetch_without_jit(self._pool, query, *args))
+        # One statement, no transaction: the plan of a one-job fetch costs far less than
+        # jit_above_cost, so it needs no jit setting (the local queue's batch fetch does).
+        rows = await with_retries(lambda: self._pool.fetch(query, *args))
         if observer is not None:
             observer.fetched(time.perf_counter() - started, len(rows))
         if not rows:
