@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import psycopg
 import pytest
 from sqlalchemy import Engine, make_url
@@ -31,6 +32,7 @@ from sqlalchemy_graphile import (
     WorkerUtils,
 )
 from sqlalchemy_graphile.cli import EXIT_OK, main
+from sqlalchemy_graphile.worker._jit import fetch_without_jit
 
 from .._doc_blocks import blocks
 from .._pgbouncer import pgbouncer
@@ -106,6 +108,23 @@ async def test_the_worker_runs_jobs_with_jit_off_per_fetch(
         for _ in range(4):  # the server connections PgBouncer holds now, in turn
             (jit,) = other.execute("show jit").fetchone() or ("",)
             assert jit == "on"
+
+
+async def test_the_batch_fetch_turns_jit_off_for_its_own_transaction_only(
+    pooled_url: str,
+) -> None:
+    pool = await asyncpg.create_pool(pooled_url, min_size=1, max_size=1, statement_cache_size=0)
+    try:
+        rows = await fetch_without_jit(pool, "select current_setting('jit') as jit, $1::int", 1)
+        assert [tuple(row) for row in rows] == [("off", 1)]
+        assert await pool.fetchval("select current_setting('jit')") == "on"
+        with pytest.raises(asyncpg.DivisionByZeroError):
+            await fetch_without_jit(pool, "select 1 / $1::int", 0)
+        async with pool.acquire() as connection:  # the one connection, given back clean
+            assert not connection.is_in_transaction()
+            assert await connection.fetchval("select current_setting('jit')") == "on"
+    finally:
+        await pool.close()
 
 
 async def test_the_worker_checks_that_listen_works_and_warns_once_when_it_does_not(
