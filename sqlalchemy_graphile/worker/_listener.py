@@ -82,7 +82,7 @@ class Listener:
     called after every successful LISTEN but the first. With a ``notifier`` (the worker's
     pool), the first LISTEN is checked to receive a notification sent through it within
     ``check_within`` seconds; ``poll_interval`` is only named in the warning when it does
-    not.
+    not, and ``suggest_pooler`` adds ``pooler="transaction"`` to its fix.
     """
 
     def __init__(
@@ -98,6 +98,7 @@ class Listener:
         notifier: asyncpg.Pool | None = None,
         check_within: float = DEFAULT_WAIT,
         poll_interval: float | None = None,
+        suggest_pooler: bool = False,
         ping_interval: float = PING_INTERVAL,
         ping_timeout: float = PING_TIMEOUT,
     ) -> None:
@@ -105,6 +106,7 @@ class Listener:
         self._notifier = notifier
         self._check_within = check_within
         self._poll_interval = poll_interval
+        self._suggest_pooler = suggest_pooler
         self._events = events
         self._pool_id = pool_id
         self._on_jobs = on_jobs
@@ -203,9 +205,13 @@ class Listener:
             "worker's connections did not arrive within %g s, as happens through a pooler in "
             "transaction mode. The worker finds new jobs only %s, not at once. Fix: give "
             "Worker(listen_url=...) or run --listen-url a URL of the same database that "
-            "connects directly or through a pooler in session mode (see docs/poolers.md)",
+            "connects directly or through a pooler in session mode (see docs/poolers.md)%s",
             self._check_within,
             polling,
+            ". If the database URL is such a pooler, also give pooler='transaction' (run "
+            "--pooler transaction): prepared statements fail through it"
+            if self._suggest_pooler
+            else "",
         )
         self._emit("pool:listen:unavailable")
 

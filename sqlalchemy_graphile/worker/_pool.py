@@ -152,6 +152,7 @@ class WorkerPool:
                 is_shutting_down=lambda: self.shutting_down,
                 notifier=db,
                 poll_interval=options.poll_interval,
+                suggest_pooler=options.pooler is None,
             )
         self._sweeper: ResetLockedSweeper | None = None
         if continuous:

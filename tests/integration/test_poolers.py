@@ -158,11 +158,25 @@ async def test_the_worker_checks_that_listen_works_and_warns_once_when_it_does_n
         assert "listen_url" in warnings[0]
         assert "--listen-url" in warnings[0]
         assert "every 0.1 s (poll_interval)" in warnings[0]
+        assert "pooler='transaction'" not in warnings[0]  # given already
         assert works == []
     else:
         assert log.count(UNAVAILABLE) == 0
         assert warnings == []
         assert len(works) == 1
+
+
+async def test_the_listen_warning_suggests_the_pooler_switch_when_it_is_not_given(
+    db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    events, log = logged()
+    with _bouncer(db_url, "transaction") as pooled:
+        worker = make_worker(pooled, Job3, poll_interval=60.0, events=events)
+        with caplog.at_level(logging.WARNING, logger="sqlalchemy_graphile.worker"):
+            async with worker:
+                await log.wait_for(UNAVAILABLE)
+    (warning,) = [r.getMessage() for r in caplog.records if "LISTEN does not" in r.getMessage()]
+    assert "also give pooler='transaction' (run --pooler transaction)" in warning
 
 
 async def test_with_a_listen_url_wake_ups_work_behind_a_transaction_pooler(
