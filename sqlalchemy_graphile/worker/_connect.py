@@ -216,6 +216,9 @@ def _from_engine(engine: AsyncEngine) -> Database:
         captured = inspect.getclosurevars(creator).nonlocals.get("cparams")
         if isinstance(captured, Mapping):
             options = dict(captured)
+    # The engine's statement cache is the engine's (docs/poolers.md turns it off for a
+    # pooler); the worker's own connections follow prepared_statements and pooler.
+    options.pop("statement_cache_size", None)
     return _from_options(url, engine, options)
 
 

@@ -29,6 +29,7 @@ from sqlalchemy_graphile import (
     ConfigurationError,
     JobHelpers,
     JobSpec,
+    Worker,
     WorkerUtils,
 )
 from sqlalchemy_graphile.cli import EXIT_OK, main
@@ -234,6 +235,31 @@ async def test_adds_from_inside_tasks_through_the_pooler(
     assert sorted(rec.seen("pooled_child")) == [
         (parent, n) for parent in range(parents) for n in range(children)
     ]
+    assert jobs(db) == []
+
+
+async def test_a_worker_given_the_documented_asyncpg_engine_adds_jobs_through_it(
+    db_url: str, db: psycopg.Connection
+) -> None:
+    for parent in range(20):
+        add(db, "pooled_spawn", f'{{"parent": {parent}, "children": 5}}')
+    rec = Recorder()
+    with _bouncer(db_url, "transaction") as pooled:
+        engine = _documented_engine("asyncpg", pooled)
+        assert isinstance(engine, AsyncEngine)
+        try:
+            worker = Worker(
+                engine,
+                tasks=[Spawn, Child],
+                extensions=[rec],
+                concurrency=4,
+                pooler="transaction",
+                handle_signals=False,
+            )
+            await worker.run_once()
+        finally:
+            await engine.dispose()
+    assert len(rec.seen("pooled_child")) == 100
     assert jobs(db) == []
 
 
