@@ -10,15 +10,15 @@ One dedicated connection per continuous worker listens on ``jobs:insert`` and
 
 When the connection fails or is closed it is reconnected after
 ``ceil(J * min(60 s, 50 ms * e**attempts))`` (see :func:`listen_reconnect_delay`).
-``pool:listen:success`` is emitted once both channels are listened to.
+``pool:listen:success`` is emitted once both channels are listened to. After a
+reconnection every idle slot fetches at once, to pick up jobs announced during the gap. A
+periodic ``select 1`` with a timeout detects half-open connections.
 
 Detect, don't assume: the first time it listens, the listener checks that a notification
 sent through the worker's pool arrives (:func:`notifications_arrive`). Through a pooler in
 transaction mode it never does; the listener then warns once, with the fix (``listen_url``),
 emits ``pool:listen:unavailable``, closes its connection and stops: the worker finds new
-jobs by polling. After a
-reconnection every idle slot fetches at once, to pick up jobs announced during the gap. A
-periodic ``select 1`` with a timeout detects half-open connections.
+jobs by polling.
 """
 
 from __future__ import annotations

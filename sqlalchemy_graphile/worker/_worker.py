@@ -81,8 +81,9 @@ class Worker:
     ``postgresql://`` URL works) or an :class:`AsyncEngine` whose URL and ``connect_args``
     are reused (the engine itself is never disposed by the worker); ``None`` means
     ``$DATABASE_URL``. The worker runs jobs on its own asyncpg pool and a dedicated LISTEN
-    connection; add ``?application_name=...`` to name them (default ``sg-worker`` and
-    ``sg-worker-listen``).
+    connection (to ``listen_url`` when given); add ``?application_name=...`` to name them
+    (default ``sg-worker`` and ``sg-worker-listen``). Behind a pooler in transaction mode,
+    give ``pooler="transaction"`` (see docs/poolers.md).
 
     Bad options raise :class:`ConfigurationError` naming each (:class:`InvalidTaskError`,
     :class:`InvalidIdentifierError`, :class:`CrontabError` for a bad task class, schema name
