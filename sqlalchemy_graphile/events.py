@@ -71,7 +71,9 @@ class PoolErrorEvent(WorkerEvent):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ListenEvent(WorkerEvent):
     """The LISTEN connection: connecting (``attempts``), connected, notified (``channel``,
-    ``payload``), failed (``error``) or released."""
+    ``payload``), failed (``error``) or released; or ``pool:listen:unavailable`` (not
+    Graphile Worker's): notifications do not arrive on it (a pooler in transaction mode),
+    so the worker only polls."""
 
     attempts: int | None = None
     error: BaseException | None = None
@@ -226,6 +228,7 @@ ListenEventName = Literal[
     "pool:listen:error",
     "pool:listen:notification",
     "pool:listen:release",
+    "pool:listen:unavailable",
 ]
 LocalQueueEventName = Literal[
     "localQueue:init",

@@ -153,6 +153,9 @@ class WorkerPool:
                 on_breaking_migration=self._breaking_migration,
                 on_reconnected=lambda: self.nudge(options.concurrency),
                 is_shutting_down=lambda: self.shutting_down,
+                notifier=db,
+                poll_interval=options.poll_interval,
+                suggest_pooler=options.pooler is None,
             )
         self._sweeper: ResetLockedSweeper | None = None
         if continuous:
