@@ -18,10 +18,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from . import migrations
 from ._operations import JobOperations, Operation
+from ._plugins import Plugins
 from ._poolers import Pooler, asyncpg_engine_connect_args, check_pooler
 from ._sql_jobs import CLEANUP_TASKS
 from ._urls import async_url, database_url_from_env
 from .errors import ConfigurationError
+from .events import WorkerEvents
+from .hooks import WorkerPlugin
 from .job import Job
 from .job_spec import JobSpec, RawJobSpec
 from .tasks import BatchTask, Task
@@ -41,7 +44,10 @@ class WorkerUtils:
     is left to you. ``schema`` defaults to ``$GRAPHILE_WORKER_SCHEMA`` or
     ``graphile_worker``. ``pooler="transaction"`` when the URL is a pooler in transaction
     mode: the engine made from it prepares only unnamed statements (an engine you pass
-    needs the settings of docs/poolers.md instead). Raises :class:`ConfigurationError` or
+    needs the settings of docs/poolers.md instead). ``plugins``
+    (:class:`~sqlalchemy_graphile.WorkerPlugin` instances) see every job added through
+    ``before_job_schedule``; ``events`` receives their ``hook:error`` events. Raises
+    :class:`ConfigurationError` or
     :class:`InvalidIdentifierError` for bad options; no connection is made until a method
     runs.
 
@@ -60,8 +66,10 @@ class WorkerUtils:
         *,
         schema: str | None = None,
         pooler: Pooler | None = None,
+        plugins: Iterable[WorkerPlugin] = (),
+        events: WorkerEvents | None = None,
     ) -> None:
-        self._operations = JobOperations(schema)
+        self._operations = JobOperations(schema, Plugins.of(plugins, events))
         pooler = check_pooler(pooler)
         if isinstance(database, AsyncEngine):
             if pooler is not None:

@@ -49,12 +49,14 @@ from pydantic.dataclasses import dataclass as pydantic_dataclass
 from pydantic.fields import FieldInfo
 
 from .._identifiers import resolve_schema
+from .._plugins import check_plugins
 from .._poolers import Pooler, check_pooler
 from .._validation import validation_problems
 from ..context import extension_map
 from ..cron._items import CronItem
 from ..cron._parser import crontab_items
 from ..errors import ConfigurationError, GraphileWorkerError
+from ..hooks import WorkerPlugin
 from ..tasks import AnyTaskType, check_task_type
 
 #: A static list of flags, or a function (sync or async) returning one; ``None`` = none.
@@ -326,6 +328,16 @@ class WorkerOptions:
     ] = Field(
         default_factory=dict,
         description="Objects tasks reach with ctx.get_ext(Type), at most one per type.",
+    )
+    plugins: Annotated[
+        tuple[WorkerPlugin, ...],
+        PlainValidator(check_plugins),
+        NoFlag("`run --plugin MODULE:NAME` loads plugin objects from code"),
+    ] = Field(
+        (),
+        description="WorkerPlugin instances whose hooks run around each job (before_job_run, "
+        "after_job_run) and on each job the worker's tasks add (before_job_schedule); see "
+        "docs/hooks.md.",
     )
     forbidden_flags: Annotated[
         ForbiddenFlags,

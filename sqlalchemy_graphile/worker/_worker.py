@@ -13,11 +13,13 @@ from typing import TYPE_CHECKING, Any, Self
 
 import asyncpg
 
+from .._plugins import Plugins
 from .._poolers import Pooler
 from ..cron._items import CronItem
 from ..cron._scheduler import CronScheduler
 from ..errors import ConfigurationError, WorkerStateError
 from ..events import PoolEvent, SignalEvent, WorkerEvents
+from ..hooks import WorkerPlugin
 from ..job import Job
 from ..job_spec import JobSpec, RawJobSpec
 from ..tasks import AnyTaskType, BatchTask, Task
@@ -104,6 +106,7 @@ class Worker:
         schema: str | None = None,
         poll_interval: float = 2.0,
         extensions: Iterable[object] = (),
+        plugins: Iterable[WorkerPlugin] = (),
         forbidden_flags: ForbiddenFlags = None,
         listen: bool = True,
         listen_url: str | None = None,
@@ -154,6 +157,7 @@ class Worker:
                 self._options.concurrency,
             )
         self._events = events if events is not None else WorkerEvents()
+        self._plugins = Plugins(self._options.plugins, events=self._events)
         self._metrics, self._metrics_endpoint = _prometheus(self._options)
         if self._metrics is not None:
             self._metrics.attach(self)
@@ -238,7 +242,9 @@ class Worker:
             from ..utils import WorkerUtils
 
             self._engine = self._database.make_engine(self._options.pooler)
-            self._utils = WorkerUtils(self._engine, schema=self._options.schema)
+            self._utils = WorkerUtils(
+                self._engine, schema=self._options.schema, plugins=self._plugins
+            )
         return self._utils
 
     # -- running ---------------------------------------------------------------------
@@ -325,6 +331,7 @@ class Worker:
             self._pool_id = new_pool_id(continuous=False)
             if self._options.crontab:
                 logger.info("run_once() does not schedule cron items; run() does")
+        self._plugins.pool_id = self._pool_id
         pool: WorkerPool | None = None
         hide_logs = show_logs_unless_configured()
         try:
@@ -383,6 +390,7 @@ class Worker:
             adder=_UtilsAdder(self),
             connect_listener=lambda: asyncpg.connect(**listen_kwargs),
             observer=self._metrics,
+            plugins=self._plugins if self._plugins.runs else None,
         )
         self._pool = pool
         if continuous and options.crontab:
