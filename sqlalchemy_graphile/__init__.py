@@ -26,6 +26,9 @@ from .errors import (
     InvalidJobSpecError,
     InvalidPayloadError,
     InvalidTaskError,
+    JobScheduleError,
+    JobScheduleRefusedError,
+    JobScheduleSkippedError,
     JobSpecValidationError,
     PayloadNotSerializableError,
     PayloadValidationError,
@@ -39,6 +42,7 @@ from .events import (
     CronEvent,
     CronJob,
     HeartbeatEvent,
+    HookErrorEvent,
     JobEvent,
     JobRecoveredEvent,
     ListenEvent,
@@ -53,6 +57,7 @@ from .events import (
     WorkerEvent,
     WorkerEvents,
 )
+from .hooks import JobRecovery, JobRun, JobRunOutcome, JobRunResult, JobToSchedule, WorkerPlugin
 from .job import Job
 from .job_spec import JobKeyMode, JobSpec, RawJobSpec
 from .tasks import BatchTask, BatchTaskResult, Task
@@ -93,6 +98,7 @@ __all__ = [
     "DatabaseConnectionError",
     "GraphileWorkerError",
     "HeartbeatEvent",
+    "HookErrorEvent",
     "InvalidBatchResultError",
     "InvalidCallbackError",
     "InvalidIdentifierError",
@@ -104,8 +110,16 @@ __all__ = [
     "JobHelpers",
     "JobKeyMode",
     "JobRecoveredEvent",
+    "JobRecovery",
+    "JobRun",
+    "JobRunOutcome",
+    "JobRunResult",
+    "JobScheduleError",
+    "JobScheduleRefusedError",
+    "JobScheduleSkippedError",
     "JobSpec",
     "JobSpecValidationError",
+    "JobToSchedule",
     "ListenEvent",
     "LocalQueueEvent",
     "LocalQueueMode",
@@ -132,6 +146,7 @@ __all__ = [
     "WorkerContext",
     "WorkerEvent",
     "WorkerEvents",
+    "WorkerPlugin",
     "WorkerStateError",
     "WorkerUtils",
     "__version__",

@@ -9,7 +9,8 @@ a warning) and tried again soon; it never stops the worker or its jobs.
 every ``sweep_interval`` seconds (the first time after a random part of it, so that workers
 started together do not sweep together), each in a transaction of its own on one of the
 pool's connections, and reports what it recovered (``worker:recovered``, one
-``job:recovered`` per job).
+``job:recovered`` per job, and the plugins' ``on_job_recovery`` hooks with each job as
+recovery left it).
 
 Both need the revision-20 registry; :func:`recovery_available` tells whether the schema has
 it.
@@ -28,6 +29,7 @@ from typing import Any
 import asyncpg
 
 from .._aio import wait_event
+from .._plugins import Plugins
 from .._recovery import (
     Execute,
     SweepResult,
@@ -37,6 +39,9 @@ from .._recovery import (
     sweep_stale_workers,
 )
 from ..events import HeartbeatEvent, JobRecoveredEvent, RecoveryEvent, WorkerEvents
+from ..hooks import JobRecovery
+from ._jobs import fetched_job
+from ._sql import id_list, statements_for
 
 logger = logging.getLogger("sqlalchemy_graphile.worker")
 
@@ -182,9 +187,11 @@ class RecoverySweeper:
         pool_id: str,
         interval: float,
         settings: SweepSettings,
+        plugins: Plugins | None = None,
     ) -> None:
         self._pool = pool
         self._schema = schema
+        self._plugins = plugins
         self._events = events
         self._pool_id = pool_id
         self._interval = interval
@@ -203,12 +210,26 @@ class RecoverySweeper:
             await self._task
 
     async def sweep_now(self) -> SweepResult:
-        """Sweep now, with events. Errors propagate."""
+        """Sweep now, with events and recovery hooks. Errors propagate (a hook's are
+        reported, never raised)."""
         result = await sweep_stale_workers(
             asyncpg_execute(self._pool), self._schema, self._settings
         )
         self._report(result)
+        if self._plugins is not None and result.jobs:
+            await self._call_hooks(self._plugins, result)
         return result
+
+    async def _call_hooks(self, plugins: Plugins, result: SweepResult) -> None:
+        """``on_job_recovery`` with each recovered job as it is now (still unlocked, unless
+        a worker took it meanwhile)."""
+        owners = {job.id: job.locked_by for job in result.jobs}
+        query = statements_for(self._schema).jobs_by_id
+        rows = await self._pool.fetch(query, id_list(owners))
+        for row in rows:
+            job = fetched_job(row, row["identifier"]).job
+            recovery = JobRecovery(job, self._pool_id, owners[job.id])
+            await plugins.job_recovered(recovery)
 
     async def _loop(self) -> None:
         delay = random.uniform(0, self._interval)

@@ -221,6 +221,21 @@ class Statements:
             " select count(*) from j"
         )
 
+    # -- crash recovery -----------------------------------------------------------------
+
+    @cached_property
+    def jobs_by_id(self) -> str:
+        """$1 job ids (:func:`id_list`): those jobs as the fetch returns them, with
+        ``queue_name`` and the task ``identifier``."""
+        return (
+            f"select {_JOB_COLUMNS}, job_queues.queue_name, tasks.identifier"
+            f" from {self._s}._private_jobs as jobs"
+            f" join {self._s}._private_tasks as tasks on tasks.id = jobs.task_id"
+            f" left join {self._s}._private_job_queues as job_queues"
+            " on job_queues.id = jobs.job_queue_id"
+            f" where jobs.id = any({_split('$1', 'bigint')}) order by jobs.id"
+        )
+
     # -- stale locks --------------------------------------------------------------------
 
     def reset_locked(self, *, app_time: bool) -> str:

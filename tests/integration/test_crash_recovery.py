@@ -20,9 +20,11 @@ import pytest
 from sqlalchemy_graphile import (
     ConfigurationError,
     JobRecoveredEvent,
+    JobRecovery,
     RecoveryEvent,
     Task,
     WorkerContext,
+    WorkerPlugin,
     WorkerUtils,
 )
 from tests._processes import reaped, wait_until
@@ -62,6 +64,16 @@ class Hold(Task):
         rec.started.set()
         await asyncio.sleep(0.05)  # long enough for a second job of the queue to overlap
         rec.running -= 1
+
+
+class RecoveryLog(WorkerPlugin):
+    """A plugin that keeps every ``on_job_recovery`` call."""
+
+    def __init__(self) -> None:
+        self.recoveries: list[JobRecovery] = []
+
+    async def on_job_recovery(self, recovery: JobRecovery) -> None:
+        self.recoveries.append(recovery)
 
 
 @pytest.fixture
@@ -109,8 +121,10 @@ async def test_a_job_of_a_killed_worker_runs_once_more_on_another_worker(
 
     events, log = logged()
     rec = Recorder()
-    worker = make_worker(db_url, Hold, rec=rec, events=events, **FAST)
+    hooks = RecoveryLog()
+    worker = make_worker(db_url, Hold, rec=rec, events=events, plugins=[hooks], **FAST)
     async with worker:
+        rescuer = worker.pool_id
         recovered = await log.wait_for("worker:recovered")
         await rec.started.wait()
         latency = time.monotonic() - killed_at
@@ -125,6 +139,14 @@ async def test_a_job_of_a_killed_worker_runs_once_more_on_another_worker(
     assert started_jobs(db) == [(job_id, 1, victim.pid)]
     assert rows(db, f"select count(*) from {S}._private_jobs") == [(0,)]
     assert rows(db, f"select id from {S}._private_workers") == []
+    (recovery,) = hooks.recoveries
+    assert (recovery.worker_id, recovery.previous_worker_id) == (rescuer, dead)
+    assert (recovery.job.id, recovery.job.task_identifier, recovery.job.attempts) == (
+        job_id,
+        "hold",
+        0,
+    )
+    assert recovery.job.last_error == "Job recovered after worker interruption"
     # Within heartbeat + threshold + sweep interval, with room for a busy machine.
     assert latency < HEARTBEAT_INTERVAL + SWEEP_THRESHOLD + SWEEP_INTERVAL + 5
 

@@ -77,7 +77,7 @@ async def test_both_ledger_readers_agree(db_url: str, empty_db_url: str) -> None
         conn.execute("create table legacy.migrations (id integer primary key)")
         conn.execute("insert into legacy.migrations (id) select generate_series(1, 18)")
     cases = [
-        (db_url, "graphile_worker", LedgerState(True, True, 19, 19)),
+        (db_url, "graphile_worker", LedgerState(True, True, 20, 19)),
         (db_url, "absent", LedgerState(exists=False)),
         (empty_db_url, "legacy", LedgerState(True, False, 18, None)),
     ]
