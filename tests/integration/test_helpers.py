@@ -30,6 +30,8 @@ from sqlalchemy_graphile.context import WorkerContext
 
 from ._enqueue_drivers import Driver, listening
 
+pytestmark = pytest.mark.schema_flavours
+
 
 class SendEmail(Task):
     IDENTIFIER: ClassVar[str] = "send_email"
@@ -252,7 +254,7 @@ async def test_add_raw_job_keeps_non_object_payloads(driver: Driver) -> None:
 
 
 async def test_add_jobs_is_one_round_trip_in_input_order_with_per_job_specs(
-    driver: Driver,
+    driver: Driver, schema_flavour: str
 ) -> None:
     later = datetime(2032, 1, 1, tzinfo=UTC)
     jobs = [
@@ -276,7 +278,10 @@ async def test_add_jobs_is_one_round_trip_in_input_order_with_per_job_specs(
     assert added[2].max_attempts == 2
     assert added[3].flags == {"x": True}
     assert {job.task_identifier for job in added} == {"send_email"}
-    assert [job.id for job in added] == sorted(job.id for job in added)
+    ids = [job.id for job in added]
+    if schema_flavour == "ours":
+        assert ids == sorted(ids)  # ours inserts in input order; Node's in its join's order
+    assert len(set(ids)) == len(ids)
 
 
 async def test_add_raw_jobs_mixes_identifiers_in_one_round_trip(driver: Driver) -> None:

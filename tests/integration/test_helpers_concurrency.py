@@ -29,6 +29,8 @@ from sqlalchemy_graphile import (
 
 from ._enqueue_drivers import Driver
 
+pytestmark = pytest.mark.schema_flavours
+
 DEADLINE = 20.0
 
 
