@@ -320,20 +320,27 @@ def _add_job_params(job: NewJob) -> dict[str, Any]:
 
 
 def add_job(connection: Connection, schema: str, job: NewJob) -> Job:
-    """Add one job with the ``add_job`` SQL function; return the inserted or updated row.
+    """Add one job; return the inserted or updated row.
 
-    When the job's key belongs to a job that a worker locks in the middle of the call, the
-    function returns no row (Graphile Worker's documented race); the call is then repeated
-    in the same transaction, where it retires the locked job and inserts a new one.
+    In the ``REPLACE`` and ``PRESERVE_RUN_AT`` modes (and without a key) this is
+    :func:`add_jobs` with one job, as the ``add_job`` SQL function itself does; calling
+    ``add_jobs`` directly keeps a lost race a missing row on every schema (the Rust port's
+    ``add_job`` raises ``GWNOR`` instead, which would abort the caller's transaction).
+    ``UNSAFE_DEDUPE`` has no bulk form: the ``add_job`` SQL function runs it. When the key
+    belongs to a job that a worker locks in the middle of the call, no row comes back
+    (Graphile Worker's documented race); the call is then repeated in the same transaction,
+    where it retires the locked job and inserts a new one.
     """
+    mode = job.spec.job_key_mode
+    if mode is not JobKeyMode.UNSAFE_DEDUPE:
+        return add_jobs(connection, schema, [job], mode is JobKeyMode.PRESERVE_RUN_AT)[0]
     statement = _statement(_ADD_JOB, schema)
     params = _add_job_params(job)
     for _ in range(MAX_ADD_ATTEMPTS):
         row = connection.execute(statement, params).one()
         if row.id is not None:
-            # unsafe_dedupe may return an older job of another task; revision 0 means ours.
-            ours = job.spec.job_key_mode is not JobKeyMode.UNSAFE_DEDUPE or row.revision == 0
-            known = (job.identifier, job.spec.queue_name) if ours else None
+            # This may be an older job of another task; revision 0 means ours.
+            known = (job.identifier, job.spec.queue_name) if row.revision == 0 else None
             return _to_jobs(connection, schema, [row], [known])[0]
     raise _contention(job.spec.job_key)
 

@@ -11,6 +11,12 @@ assert what legitimately differs:
     Installed by the real Node graphile-worker 0.17 (``graphile-worker --schema-only``, its
     own function bodies), in a template of its own. Without Node.js and npm those tests are
     skipped with one line saying why, except in CI (``CI=true``), where that is a failure.
+``rust``
+    Ours, with ``add_jobs``, ``add_job`` and the ledger's revision 20 as the Rust port's
+    migrations 19 and 20 leave them (see :mod:`tests._rust_schema`).
+
+``pytest.mark.schema_flavours`` runs a module on every flavour;
+``pytest.mark.schema_flavours("ours", "node")`` on the ones named.
 
 A test parametrised over the add-helper drivers (``driver``) runs on every driver with our
 schema and on psycopg 3 alone with Node's: the drivers differ in how they bind parameters,
@@ -36,6 +42,7 @@ from tests._node import (
     no_node_reason,
     node_install,
 )
+from tests._rust_schema import load_rust_schema
 
 # The no-process fixtures point at a running server (see [tool.pytest.ini_options]):
 # pytest-postgresql must not spawn its own, since initdb refuses to run as root.
@@ -48,7 +55,7 @@ postgresql_empty = factories.postgresql("postgresql_noproc_empty")
 
 
 #: The flavours a module marked ``schema_flavours`` runs on (see the module docstring).
-SCHEMA_FLAVOURS = ("ours", "node")
+SCHEMA_FLAVOURS = ("ours", "node", "rust")
 #: The one add-helper driver the flavours other than ``ours`` run on.
 FLAVOUR_DRIVER = "psycopg"
 _NODE_SKIPPED = pytest.StashKey[str]()
@@ -66,13 +73,18 @@ postgresql_noproc_node = factories.postgresql_noproc(
     dbname=f"{_RUN}_node", load=[_load_node_schema]
 )
 postgresql_node = factories.postgresql("postgresql_noproc_node")
+postgresql_noproc_rust = factories.postgresql_noproc(dbname=f"{_RUN}_rust", load=[load_rust_schema])
+postgresql_rust = factories.postgresql("postgresql_noproc_rust")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if metafunc.definition.get_closest_marker("schema_flavours") is None:
+    marker = metafunc.definition.get_closest_marker("schema_flavours")
+    if marker is None or "schema_flavour" not in metafunc.fixturenames:
         return
-    if "schema_flavour" in metafunc.fixturenames:
-        metafunc.parametrize("schema_flavour", SCHEMA_FLAVOURS, indirect=True)
+    flavours = marker.args or SCHEMA_FLAVOURS
+    unknown = set(flavours) - set(SCHEMA_FLAVOURS)
+    assert not unknown, f"unknown schema flavours {sorted(unknown)}"
+    metafunc.parametrize("schema_flavour", flavours, indirect=True)
 
 
 @pytest.hookimpl(trylast=True)

@@ -78,7 +78,7 @@ async def test_a_running_worker_serves_its_metrics_and_the_queue_s(
         port = worker.metrics_port
         assert port not in (None, 0)
         gated = add(db, "gated", "{}")
-        await asyncio.wait_for(rec.started.wait(), 15)
+        await rec.wait_started()
         samples = await scrape(port)
         rec.gate.set()
     mail = {"task": "job2", "queue": "mail"}
@@ -119,8 +119,8 @@ async def test_the_local_queue_gauge_counts_jobs_waiting_for_a_slot(
     add(db, "job2", "{}")
     add(db, "job2", "{}")
     worker = make_worker(db_url, Gated, Job2, rec=rec, local_queue_size=10, metrics_port=0)
-    async with worker:
-        await asyncio.wait_for(rec.started.wait(), 15)
+    async with worker, rec.gate_opened_at_exit():
+        await rec.wait_started()
         samples = await scrape(worker.metrics_port)
         rec.gate.set()
     assert value(samples, "graphile_worker_local_queue_jobs") == 2
