@@ -23,8 +23,11 @@ lint: $(VENV)/.installed
 typecheck: $(VENV)/.installed
 	$(PY) -m mypy
 
+# Most tests wait on PostgreSQL or on a child process, so a few more test processes than
+# cores keep the machine busy; PYTEST_WORKERS=0 runs them in this process, one at a time.
+PYTEST_WORKERS ?= 3
 test: lint typecheck
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(PYTEST_WORKERS)
 
 # The documentation site, with warnings as errors, into $(SITE_DIR).
 SITE_DIR ?= site

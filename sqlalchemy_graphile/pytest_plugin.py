@@ -24,8 +24,9 @@ Fixtures (all session-scoped; override them in your ``conftest.py``):
 The assertions are the functions of :mod:`sqlalchemy_graphile.testing`
 (:func:`~sqlalchemy_graphile.testing.enqueued_jobs`,
 :func:`~sqlalchemy_graphile.testing.assert_enqueued`,
-:func:`~sqlalchemy_graphile.testing.assert_not_enqueued`); they read through the session
-or connection your test already has.
+:func:`~sqlalchemy_graphile.testing.assert_not_enqueued`), and
+:func:`~sqlalchemy_graphile.testing.run_jobs` runs the queued jobs; they work through the
+session or connection your test already has, in its transaction.
 """
 
 from __future__ import annotations

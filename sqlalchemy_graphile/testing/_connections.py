@@ -28,6 +28,16 @@ SyncTarget = Session | Connection | scoped_session[Any]
 AsyncTarget = AsyncSession | AsyncConnection | async_scoped_session[Any]
 
 
+def is_async(target: object, helper: str) -> bool:
+    """Whether ``target`` is one of the asynchronous targets (the helper then returns a
+    coroutine); raises :class:`ConfigurationError`, naming ``helper``, if it is no target."""
+    if isinstance(target, AsyncSession | AsyncConnection | async_scoped_session):
+        return True
+    if isinstance(target, Session | Connection | scoped_session):
+        return False
+    raise _not_a_target(target, helper)
+
+
 def run_on(
     target: SyncTarget | AsyncTarget, work: Callable[[Connection], R], helper: str
 ) -> R | Coroutine[Any, Any, R]:
@@ -44,7 +54,11 @@ def run_on(
         return target.run_sync(lambda session: work(session.connection()))
     if isinstance(target, AsyncConnection):
         return target.run_sync(work)
-    raise ConfigurationError(
-        f"{helper}() reads through a Session, AsyncSession, Connection or AsyncConnection, "
+    raise _not_a_target(target, helper)
+
+
+def _not_a_target(target: object, helper: str) -> ConfigurationError:
+    return ConfigurationError(
+        f"{helper}() works through a Session, AsyncSession, Connection or AsyncConnection, "
         f"not {type(target).__name__}"
     )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
@@ -23,8 +25,9 @@ class FetchedJob:
         return self.job.id
 
 
-def fetched_job(record: asyncpg.Record, task_identifier: str) -> FetchedJob:
-    """Build a :class:`FetchedJob` from a row of the fetch statement."""
+def fetched_job(record: asyncpg.Record | Mapping[str, Any], task_identifier: str) -> FetchedJob:
+    """Build a :class:`FetchedJob` from a row of the fetch statement (an asyncpg record, or
+    a SQLAlchemy row mapping)."""
     flags = record["flags"]
     job = Job(
         id=record["id"],

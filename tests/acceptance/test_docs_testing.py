@@ -37,7 +37,7 @@ def test_the_project_passes_on_pytest_postgresql_templates(
     result = project.runpytest_subprocess(
         *xdist, *postgresql_options(request.config), timeout=RUN_TIMEOUT
     )
-    result.assert_outcomes(passed=6)
+    result.assert_outcomes(passed=9)
 
 
 def test_the_project_passes_on_one_database_in_rolled_back_transactions(
@@ -48,8 +48,9 @@ def test_the_project_passes_on_one_database_in_rolled_back_transactions(
     monkeypatch.setenv("TEST_DATABASE_URL", empty_db_url)
     write_files(project.path, project_files(PAGE, ONE_DATABASE))
     # The end-to-end tests commit, so they are not run on a shared database.
-    result = project.runpytest_subprocess("-n", "2", "tests/test_signup.py", timeout=RUN_TIMEOUT)
-    result.assert_outcomes(passed=5)
+    tests = ["tests/test_signup.py", "tests/test_jobs.py"]
+    result = project.runpytest_subprocess("-n", "2", *tests, timeout=RUN_TIMEOUT)
+    result.assert_outcomes(passed=8)
     with psycopg.connect(empty_db_url) as db:
         assert db.execute("select count(*) from graphile_worker.jobs").fetchone() == (0,)
         assert db.execute("select count(*) from users").fetchone() == (0,)

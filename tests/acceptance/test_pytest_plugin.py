@@ -1,6 +1,7 @@
 """The pytest plugin as a user's project meets it: small test suites of a made-up app, run
 by pytest in a subprocess (pytester) against the real database, on psycopg 3, psycopg2 and
-asyncpg, with and without xdist, and next to a real worker process."""
+asyncpg, with and without xdist, running jobs in the tests' transactions with run_jobs and
+next to a real worker process."""
 
 from __future__ import annotations
 
@@ -100,7 +101,12 @@ SIGN_UP_TESTS = """
     from sqlalchemy import func, select
 
     from sqlalchemy_graphile import JobSpec
-    from sqlalchemy_graphile.testing import assert_enqueued, assert_not_enqueued, enqueued_jobs
+    from sqlalchemy_graphile.testing import (
+        assert_enqueued,
+        assert_not_enqueued,
+        enqueued_jobs,
+        run_jobs,
+    )
 
     from myapp.models import User
     from myapp.signup import sign_up, sign_up_async
@@ -143,6 +149,31 @@ SIGN_UP_TESTS = """
     def test_every_test_starts_without_jobs_or_users(session):
         assert_not_enqueued(session)
         assert session.scalar(select(func.count()).select_from(User)) == 0
+
+
+    def test_the_jobs_run_in_the_tests_transaction(session, tmp_path, monkeypatch):
+        monkeypatch.setenv("RAN_LOG", str(tmp_path / "ran.jsonl"))
+        sign_up(session, "ada@example.com")
+        runs = run_jobs(session, [SendWelcome, Audit])
+        assert [(run.job.task_identifier, run.status) for run in runs] == [
+            ("send_welcome", "completed"),
+            ("audit", "completed"),
+        ]
+        assert len((tmp_path / "ran.jsonl").read_text().splitlines()) == 2
+        assert_not_enqueued(session)
+
+
+    async def test_the_jobs_run_in_the_async_sessions_transaction(
+        async_session, tmp_path, monkeypatch
+    ):
+        monkeypatch.setenv("RAN_LOG", str(tmp_path / "ran.jsonl"))
+        await sign_up_async(async_session, "ada@example.com")
+        await sign_up_async(async_session, "bob@example.com")
+        runs = await run_jobs(async_session, [SendWelcome, Audit], limit=2)
+        assert [run.job.payload["email"] for run in runs] == ["ada@example.com", "bob@example.com"]
+        [audit] = await run_jobs(async_session, [SendWelcome, Audit])
+        assert len(audit.job.payload) == 2, "one batch job held both sign-ups' audit items"
+        await assert_not_enqueued(async_session)
 """
 
 INI = """
@@ -301,8 +332,8 @@ def test_a_suite_on_pytest_postgresql_templates_with_a_real_worker(
     result = user_project.runpytest_subprocess(
         *xdist, *postgresql_options(request.config), timeout=RUN_TIMEOUT
     )
-    # Three sync tests on two drivers, one async test, one with a worker process.
-    result.assert_outcomes(passed=8)
+    # Four sync tests on two drivers, two async tests, one with a worker process.
+    result.assert_outcomes(passed=11)
 
 
 def test_a_suite_in_rolled_back_transactions_on_one_database_with_xdist(
@@ -315,7 +346,7 @@ def test_a_suite_in_rolled_back_transactions_on_one_database_with_xdist(
     user_project.makepyfile(test_sign_up=SIGN_UP_TESTS)
     # Both xdist workers install the schema into the same database at start-up.
     result = user_project.runpytest_subprocess("-n", "2", timeout=RUN_TIMEOUT)
-    result.assert_outcomes(passed=7)
+    result.assert_outcomes(passed=10)
     with psycopg.connect(empty_db_url) as db:
         assert db.execute("select count(*) from graphile_worker.jobs").fetchone() == (0,)
         assert db.execute("select count(*) from users").fetchone() == (0,)

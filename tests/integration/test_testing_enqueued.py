@@ -287,7 +287,7 @@ async def test_bad_arguments_raise_typed_errors_when_called(outer: Outer) -> Non
         enqueued_jobs(outer.session, spec={"queue_name": "x"})  # type: ignore[call-overload]
     with pytest.raises(ConfigurationError, match="count must be an int of at least 0"):
         assert_enqueued(outer.session, SendEmail, count=-1)
-    with pytest.raises(ConfigurationError, match="reads through a Session, AsyncSession"):
+    with pytest.raises(ConfigurationError, match="through a Session, AsyncSession"):
         enqueued_jobs("postgresql://", SendEmail)  # type: ignore[call-overload]
 
 

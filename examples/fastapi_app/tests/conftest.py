@@ -14,7 +14,7 @@ from signup_service.database import get_session
 from signup_service.models import Base
 from signup_service.settings import Settings
 from sqlalchemy import URL, create_engine
-from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, create_async_engine
 
 from sqlalchemy_graphile.pytest_plugin import PostgreSQLExecutor, postgresql_template_url
 from sqlalchemy_graphile.testing import database_url
@@ -45,18 +45,23 @@ def test_database(graphile_worker_database: URL, postgresql: Any) -> URL:
 
 
 @pytest.fixture
-async def session(test_database: URL) -> AsyncIterator[AsyncSession]:
-    """A session in a transaction that is rolled back after the test; the endpoints'
-    commits only end savepoints."""
+async def connection(test_database: URL) -> AsyncIterator[AsyncConnection]:
+    """The test's connection, in a transaction that is rolled back after the test."""
     engine = create_async_engine(test_database)
     async with engine.connect() as connection:
         transaction = await connection.begin()
-        async with AsyncSession(
-            bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
-        ) as session:
-            yield session
+        yield connection
         await transaction.rollback()
     await engine.dispose()
+
+
+@pytest.fixture
+async def session(connection: AsyncConnection) -> AsyncIterator[AsyncSession]:
+    """A session in the test's transaction; the endpoints' commits only end savepoints."""
+    async with AsyncSession(
+        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+    ) as session:
+        yield session
 
 
 @pytest.fixture

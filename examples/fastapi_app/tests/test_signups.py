@@ -1,4 +1,5 @@
-"""The service's tests: what a sign-up enqueues, and what the worker then does."""
+"""The service's tests: what a sign-up enqueues, and what its job then does, run in the
+test's transaction and by a worker."""
 
 from __future__ import annotations
 
@@ -7,10 +8,15 @@ from signup_service.app import create_app
 from signup_service.settings import Settings
 from signup_service.tasks import Mailer, SendWelcomeEmail, Services, jobs
 from sqlalchemy import URL
-from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from sqlalchemy_graphile import JobSpec, Worker
-from sqlalchemy_graphile.testing import assert_enqueued, assert_not_enqueued
+from sqlalchemy_graphile.testing import assert_enqueued, assert_not_enqueued, run_jobs
 
 
 class RecordingMailer(Mailer):
@@ -45,6 +51,23 @@ async def test_a_refused_sign_up_enqueues_nothing(
 
 
 async def test_nothing_is_enqueued_before_anyone_signs_up(session: AsyncSession) -> None:
+    await assert_not_enqueued(session)
+
+
+async def test_the_welcome_job_runs_in_the_tests_transaction(
+    client: AsyncClient, session: AsyncSession, connection: AsyncConnection
+) -> None:
+    user_id = (await client.post("/signups", json={"email": "ada@example.com"})).json()["id"]
+    mailer = RecordingMailer()
+    # The task's own sessions use the test's connection too, so it sees the new user.
+    sessions = async_sessionmaker(connection, join_transaction_mode="create_savepoint")
+
+    [run] = await run_jobs(session, jobs(), extensions=[Services(sessions, mailer)])
+
+    assert run.status == "completed"
+    assert mailer.sent == [("ada@example.com", "Welcome!")]
+    session.expire_all()  # the task changed the user through a session of its own
+    assert (await client.get(f"/signups/{user_id}")).json()["welcomed"] is True
     await assert_not_enqueued(session)
 
 

@@ -1,0 +1,413 @@
+"""Running the queued jobs inside the test's own transaction: :func:`run_jobs`.
+
+Each job goes through what a worker does with it, on the test's connection instead of the
+worker's own: the worker's fetch statement locks the next runnable job (counting the
+attempt) and its named queue; the worker's ``TaskRunner`` validates the payload and runs
+the task (or batch task) with a :class:`~sqlalchemy_graphile.WorkerContext`; the worker's
+complete or fail statement records the outcome (deleting the job, or scheduling its retry
+with backoff and keeping a batch's failed items). Follow-up jobs a task adds with
+``ctx.add_job`` and friends go into the same transaction. Nothing is committed, so a test
+that rolls back leaves nothing.
+
+Work on the connection happens in plain functions on a synchronous
+:class:`~sqlalchemy.Connection` (through ``run_sync`` for an async session), and the task
+code runs on an event loop: the caller's for an async session, a private one for a sync
+session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import secrets
+import time
+from collections.abc import Callable, Coroutine, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar, cast, overload
+
+from sqlalchemy import Connection
+
+from .._identifiers import resolve_schema
+from .._operations import JobOperations, Operation
+from ..context import extension_map
+from ..errors import ConfigurationError, GraphileWorkerError, SchemaNotInstalledError
+from ..job import Job
+from ..job_spec import JobSpec, RawJobSpec
+from ..log_format import job_fields
+from ..tasks import AnyTaskType, BatchTask, Task
+from ..worker._jobs import FetchedJob
+from ..worker._options import task_map
+from ..worker._runner import Outcome, TaskRunner
+from . import _run_sql, _sql
+from ._connections import AsyncTarget, SyncTarget, is_async, run_on
+
+R = TypeVar("R")
+
+logger = logging.getLogger("sqlalchemy_graphile.testing")
+
+#: How a job's run ended: ``completed`` (the job was deleted), ``failed`` (its retry is
+#: scheduled) or ``permanently_failed`` (no attempts are left).
+RunStatus = Literal["completed", "failed", "permanently_failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class JobRun:
+    """One run of one job by :func:`run_jobs`.
+
+    * ``job``: the :class:`~sqlalchemy_graphile.Job` row as it was locked for this run
+      (``attempts`` counts this run; the payload is the one the task was given);
+    * ``status``: ``"completed"``, ``"failed"`` (a retry is scheduled, with backoff) or
+      ``"permanently_failed"`` (no attempts left, or a payload that does not fit the task);
+    * ``error``: the exception the task raised (for a batch with failed items, a
+      :class:`~sqlalchemy_graphile.BatchJobError` whose ``errors`` are the items' own),
+      else ``None``;
+    * ``last_error``: the text stored in the job's ``last_error``, else ``None``.
+    """
+
+    job: Job
+    status: RunStatus
+    error: BaseException | None = None
+    last_error: str | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        """Whether the job completed."""
+        return self.status == "completed"
+
+    def __str__(self) -> str:
+        job = self.job
+        text = (
+            f"job {job.id} ({job.task_identifier!r}), attempt {job.attempts} of "
+            f"{job.max_attempts}: {self.status.replace('_', ' ')}"
+        )
+        return text if self.last_error is None else f"{text}: {self.last_error}"
+
+
+class JobFailedError(GraphileWorkerError):
+    """Raised by :func:`run_jobs` with ``raise_on_failure=True`` once a job has failed (and
+    its failure has been recorded, as a worker records it). ``run`` is that job's
+    :class:`JobRun`, ``runs`` every run so far, the failed one last; the task's exception
+    is the ``__cause__``."""
+
+    def __init__(self, run: JobRun, runs: Sequence[JobRun]) -> None:
+        super().__init__(str(run))
+        self.run = run
+        self.runs = list(runs)
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """A checked :func:`run_jobs` call."""
+
+    tasks: dict[str, AnyTaskType]
+    extensions: dict[type, object]
+    schema: str
+    limit: int | None
+    run_scheduled: bool
+    raise_on_failure: bool
+    forbidden_flags: tuple[str, ...]
+    pool_id: str
+
+
+class _Database:
+    """The test's session or connection, as the loop uses it: :meth:`call` runs work on
+    its connection (through ``run_sync`` when it is async)."""
+
+    def __init__(self, target: SyncTarget | AsyncTarget) -> None:
+        self._target = target
+
+    async def call(self, work: Callable[[Connection], R]) -> R:
+        result = run_on(self._target, work, "run_jobs")
+        if inspect.iscoroutine(result):
+            return cast(R, await result)
+        return cast(R, result)
+
+
+class _TransactionAdder:
+    """The ``ctx.add_job`` family of a task run by :func:`run_jobs`: each add joins the
+    test's transaction (a worker's would commit at once)."""
+
+    def __init__(self, database: _Database, schema: str) -> None:
+        self._database = database
+        self._operations = JobOperations(schema)
+
+    async def _add(self, operation: Operation[R]) -> R:
+        return await self._database.call(operation)
+
+    async def add_job(self, task: Task, spec: JobSpec | None = None) -> Job:
+        return await self._add(self._operations.add_job(task, spec))
+
+    async def add_jobs(self, jobs: Sequence[tuple[Task, JobSpec | None]]) -> list[Job]:
+        return await self._add(self._operations.add_jobs(jobs))
+
+    async def add_raw_job(
+        self, identifier: str, payload: Any = None, spec: JobSpec | None = None
+    ) -> Job:
+        return await self._add(self._operations.add_raw_job(identifier, payload, spec))
+
+    async def add_raw_jobs(self, jobs: Sequence[RawJobSpec]) -> list[Job]:
+        return await self._add(self._operations.add_raw_jobs(jobs))
+
+    async def add_batch_job(self, items: Sequence[BatchTask], spec: JobSpec | None = None) -> Job:
+        return await self._add(self._operations.add_batch_job(items, spec))
+
+
+def _check(
+    tasks: object,
+    extensions: object,
+    schema: str | None,
+    limit: object,
+    run_scheduled: object,
+    raise_on_failure: object,
+    forbidden_flags: object,
+) -> _Plan:
+    """Every argument checked, or a typed error; no SQL runs before this returns."""
+    try:
+        by_identifier = task_map(tasks)
+    except ConfigurationError as error:
+        raise ConfigurationError(f"run_jobs() tasks {error}") from None
+    if isinstance(extensions, str | bytes) or not isinstance(extensions, Iterable):
+        raise ConfigurationError("run_jobs() extensions must be an iterable of objects")
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+        raise ConfigurationError(f"run_jobs() limit must be None or an int >= 1, not {limit!r}")
+    for name, flag in (("run_scheduled", run_scheduled), ("raise_on_failure", raise_on_failure)):
+        if not isinstance(flag, bool):
+            raise ConfigurationError(f"run_jobs() {name} must be True or False, not {flag!r}")
+    if isinstance(forbidden_flags, str | bytes) or not isinstance(forbidden_flags, Iterable):
+        raise ConfigurationError("run_jobs() forbidden_flags must be a list of strings")
+    flags = tuple(forbidden_flags)
+    if not all(isinstance(flag, str) and flag for flag in flags):
+        raise ConfigurationError(
+            f"run_jobs() forbidden_flags must hold non-empty strings: {list(flags)!r}"
+        )
+    return _Plan(
+        tasks=by_identifier,
+        extensions=extension_map(extensions),
+        schema=resolve_schema(schema),
+        limit=limit,
+        run_scheduled=run_scheduled,  # type: ignore[arg-type]
+        raise_on_failure=raise_on_failure,  # type: ignore[arg-type]
+        forbidden_flags=flags,
+        pool_id=f"sgtest-{secrets.token_hex(9)}",
+    )
+
+
+def _fetcher(plan: _Plan) -> Callable[[Connection], FetchedJob | None]:
+    """The work that locks the next runnable job, as a worker of ``plan.tasks`` would."""
+
+    def fetch(connection: Connection) -> FetchedJob | None:
+        # Looked up before every fetch: a task may have added the first job of a task.
+        ids = _run_sql.task_ids(connection, plan.schema, list(plan.tasks))
+        if not ids:
+            return None
+        now = _run_sql.latest_run_at(connection, plan.schema) if plan.run_scheduled else None
+        return _run_sql.fetch(
+            connection,
+            plan.schema,
+            plan.pool_id,
+            ids,
+            now=now,
+            forbidden_flags=plan.forbidden_flags,
+        )
+
+    return fetch
+
+
+def _schema_checker(plan: _Plan) -> Callable[[Connection], None]:
+    """The work that raises :class:`SchemaNotInstalledError` if the schema is missing."""
+
+    def check(connection: Connection) -> None:
+        if not _sql.schema_installed(connection, plan.schema):
+            raise SchemaNotInstalledError(
+                f"the job queue schema {plan.schema!r} is not installed in this database: "
+                "install it once per test run (the graphile_worker_database fixture, or "
+                "sqlalchemy_graphile.testing.load_schema with pytest-postgresql)"
+            )
+
+    return check
+
+
+def _releaser(plan: _Plan, fetched: FetchedJob, outcome: Outcome) -> Callable[[Connection], int]:
+    """The work that records ``outcome``, as a worker's releaser does."""
+
+    def release(connection: Connection) -> int:
+        if outcome.succeeded:
+            return _run_sql.complete(connection, plan.schema, plan.pool_id, fetched)
+        return _run_sql.fail(
+            connection,
+            plan.schema,
+            plan.pool_id,
+            fetched,
+            message=outcome.message or "the job failed",
+            replacement_payload=outcome.replacement_payload,
+            permanent=outcome.permanent,
+        )
+
+    return release
+
+
+def _job_run(job: Job, outcome: Outcome, millis: float) -> JobRun:
+    if outcome.succeeded:
+        logger.info(
+            "completed job %s (%s) in %.1f ms, attempt %d of %d",
+            job.id,
+            job.task_identifier,
+            millis,
+            job.attempts,
+            job.max_attempts,
+            extra=job_fields(job),
+        )
+        return JobRun(job, "completed")
+    final = outcome.permanent or job.attempts >= job.max_attempts
+    logger.error(
+        "job %s (%s) failed in %.1f ms, attempt %d of %d%s: %s",
+        job.id,
+        job.task_identifier,
+        millis,
+        job.attempts,
+        job.max_attempts,
+        "; no attempts left" if final else "; it will be retried",
+        outcome.message,
+        exc_info=outcome.error,
+        extra=job_fields(job),
+    )
+    status: RunStatus = "permanently_failed" if final else "failed"
+    return JobRun(job, status, outcome.error, outcome.message or "the job failed")
+
+
+async def _run(database: _Database, plan: _Plan) -> list[JobRun]:
+    """Fetch, run and release jobs until none is runnable or ``plan.limit`` ran."""
+    runs: list[JobRun] = []
+    fetch = _fetcher(plan)
+    await database.call(_schema_checker(plan))
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="run_jobs") as executor:
+        runner = TaskRunner(
+            plan.tasks,
+            extensions=plan.extensions,
+            pool_id=plan.pool_id,
+            abort_signal=asyncio.Event(),
+            adder=_TransactionAdder(database, plan.schema),
+            executor=executor,
+        )
+        while plan.limit is None or len(runs) < plan.limit:
+            fetched = await database.call(fetch)
+            if fetched is None:
+                break
+            started = time.perf_counter()
+            outcome = await runner.run(fetched)
+            millis = (time.perf_counter() - started) * 1000
+            if not await database.call(_releaser(plan, fetched, outcome)):
+                logger.warning(
+                    "the outcome of job %s (%s) was not recorded: the job is no longer "
+                    "locked by run_jobs (did the task change its own row?)",
+                    fetched.id,
+                    fetched.job.task_identifier,
+                    extra=job_fields(fetched.job),
+                )
+            run = _job_run(fetched.job, outcome, millis)
+            runs.append(run)
+            if plan.raise_on_failure and not run.succeeded:
+                raise JobFailedError(run, runs) from outcome.error
+    return runs
+
+
+def _run_on_private_loop(coroutine: Coroutine[Any, Any, R]) -> R:
+    """Run ``coroutine`` to the end on an event loop of its own: in this thread, or in a
+    new one if this thread already runs a loop. The thread's current loop is left as it
+    was."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return _complete(coroutine)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="run_jobs-loop") as thread:
+        return thread.submit(_complete, coroutine).result()
+
+
+def _complete(coroutine: Coroutine[Any, Any, R]) -> R:
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coroutine)
+    finally:
+        try:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            loop.close()
+
+
+@overload
+def run_jobs(
+    session: SyncTarget,
+    tasks: Iterable[AnyTaskType],
+    /,
+    *,
+    extensions: Iterable[object] = ...,
+    schema: str | None = ...,
+    limit: int | None = ...,
+    run_scheduled: bool = ...,
+    raise_on_failure: bool = ...,
+    forbidden_flags: Sequence[str] = ...,
+) -> list[JobRun]: ...
+@overload
+def run_jobs(
+    session: AsyncTarget,
+    tasks: Iterable[AnyTaskType],
+    /,
+    *,
+    extensions: Iterable[object] = ...,
+    schema: str | None = ...,
+    limit: int | None = ...,
+    run_scheduled: bool = ...,
+    raise_on_failure: bool = ...,
+    forbidden_flags: Sequence[str] = ...,
+) -> Coroutine[Any, Any, list[JobRun]]: ...
+def run_jobs(
+    session: SyncTarget | AsyncTarget,
+    tasks: Iterable[AnyTaskType],
+    /,
+    *,
+    extensions: Iterable[object] = (),
+    schema: str | None = None,
+    limit: int | None = None,
+    run_scheduled: bool = False,
+    raise_on_failure: bool = False,
+    forbidden_flags: Sequence[str] = (),
+) -> list[JobRun] | Coroutine[Any, Any, list[JobRun]]:
+    """Run the runnable jobs of ``tasks`` in the transaction of ``session``, one at a time,
+    as a worker would, until none is runnable or ``limit`` jobs ran; return a
+    :class:`JobRun` per job run, in order.
+
+    ``session`` is a ``Session``, ``Connection`` or ``scoped_session`` (tasks' ``async``
+    code then runs on a private event loop, in a new thread if this one already runs a
+    loop); or an ``AsyncSession``, ``AsyncConnection`` or ``async_scoped_session``, and you
+    await the call (tasks run on the caller's event loop). ``tasks`` are the
+    :class:`~sqlalchemy_graphile.Task` and :class:`~sqlalchemy_graphile.BatchTask` classes a
+    worker would be given; only their jobs run. ``extensions`` are what tasks reach with
+    ``ctx.get_ext``.
+
+    A job is runnable when it is not locked, has attempts left, is not in a locked named
+    queue, has no flag in ``forbidden_flags``, and its ``run_at`` is not after the
+    transaction's ``now()`` (the time the test's transaction began); with
+    ``run_scheduled=True``, whatever its ``run_at``, so scheduled jobs and retries run now.
+    A failed job's retry is scheduled with backoff, so without ``run_scheduled`` it waits.
+    With ``raise_on_failure=True`` the first failure raises :class:`JobFailedError` (after
+    it is recorded).
+
+    Joins the transaction open on the session's connection (or begins one, as any query
+    would) and never commits: follow-up jobs added by tasks (``ctx.add_job``) join it too.
+    Bad arguments raise :class:`ConfigurationError` or :class:`InvalidTaskError` before
+    any SQL; a schema that is not installed raises :class:`SchemaNotInstalledError`.
+    """
+    plan = _check(
+        tasks, extensions, schema, limit, run_scheduled, raise_on_failure, forbidden_flags
+    )
+    asynchronous = is_async(session, "run_jobs")
+    work = _run(_Database(session), plan)
+    if asynchronous:
+        return work
+    return _run_on_private_loop(work)
+
+
+__all__ = ["JobFailedError", "JobRun", "RunStatus", "run_jobs"]
