@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from sqlalchemy_graphile import ConfigurationError
+from sqlalchemy_graphile import ConfigurationError, Worker
 from sqlalchemy_graphile.prometheus import QueueCollector, WorkerMetrics
 
 from .._processes import reaped, terminate, wait_until
@@ -204,10 +204,13 @@ def test_a_queue_collector_refuses_an_async_engine(async_engine: AsyncEngine) ->
 
 
 def test_without_metrics_no_job_event_is_built(db_url: str) -> None:
+    # Built directly: make_worker subscribes its recorder to job:error.
     names = ("job:start", "job:success", "job:error", "job:failed", "worker:stop")
-    assert not any(make_worker(db_url, Job2).events.listening(name) for name in names)
+    plain = Worker(db_url, tasks=[Job2], handle_signals=False)
+    assert not any(plain.events.listening(name) for name in names)
     metrics = WorkerMetrics(registry=CollectorRegistry())
-    assert all(make_worker(db_url, Job2, metrics=metrics).events.listening(n) for n in names)
+    measured = Worker(db_url, tasks=[Job2], handle_signals=False, metrics=metrics)
+    assert all(measured.events.listening(n) for n in names)
 
 
 @pytest.mark.parametrize("port", [-1, 65536, "9100", True, 1.5])

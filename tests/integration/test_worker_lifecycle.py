@@ -95,9 +95,14 @@ async def test_worker_survives_fetch_errors(
     rec = Recorder()
     async with make_worker(db_url, Job3, rec=rec, poll_interval=0.05, listen=False, events=events):
         await log.wait_for("worker:getJob:empty")
-        db.execute("alter table graphile_worker._private_jobs rename to _private_jobs_away")
+        # In a thread: the rename waits for the fetch in flight, which needs the event loop.
+        await asyncio.to_thread(
+            db.execute, "alter table graphile_worker._private_jobs rename to _private_jobs_away"
+        )
         await log.wait_for("worker:getJob:error", 3)
-        db.execute("alter table graphile_worker._private_jobs_away rename to _private_jobs")
+        await asyncio.to_thread(
+            db.execute, "alter table graphile_worker._private_jobs_away rename to _private_jobs"
+        )
         add(db, "job3", '{"a":1}')
         await log.wait_for("job:complete")
     assert rec.seen("job3") == [{"a": 1}]
@@ -333,7 +338,9 @@ async def test_an_outcome_that_cannot_be_written_stops_the_worker_with_the_error
     worker = make_worker(db_url, Gated, rec=rec, events=events)
     running = asyncio.create_task(worker.run())
     await rec.wait_started()
-    db.execute("alter table graphile_worker._private_job_queues rename to _queues_away")
+    await asyncio.to_thread(
+        db.execute, "alter table graphile_worker._private_job_queues rename to _queues_away"
+    )
     try:
         rec.gate.set()
         with pytest.raises(ExceptionGroup) as raised:

@@ -378,9 +378,10 @@ async def test_admin_methods_treat_locks_older_than_four_hours_as_released(
 async def test_reschedule_jobs_validates_before_sql(
     utils: WorkerUtils, kwargs: dict[str, Any], match: str
 ) -> None:
-    ids = kwargs.pop("ids")
+    options = dict(kwargs)  # the parameter is shared by every schema flavour's run
+    ids = options.pop("ids")
     with pytest.raises(InvalidJobSpecError, match=match):
-        await utils.reschedule_jobs(ids, **kwargs)
+        await utils.reschedule_jobs(ids, **options)
 
 
 async def test_admin_methods_validate_before_sql(utils: WorkerUtils) -> None:
