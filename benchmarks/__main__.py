@@ -23,7 +23,18 @@ from ._measure import Comparison, Plan, Side
 from ._node import NodeSide
 from ._procs import MeasurementError
 from ._python import PythonSide
-from ._report import failures, format_markdown, format_table, json_document, plan_metrics
+from ._report import (
+    VARIANT_NOTE,
+    Failure,
+    Metric,
+    failures,
+    format_markdown,
+    format_table,
+    format_variants,
+    json_document,
+    plan_metrics,
+    variant_rows,
+)
 from ._soak import SoakPlan, format_soak, run_soak
 
 
@@ -55,11 +66,13 @@ def compare(config: BenchConfig) -> int:
     ):
         workdir = Path(tmp)
         sides: list[Side] = []
-        if "ours" in config.sides:
+        if "ours" in config.sides or config.plugins:
             ours = PythonSide(config.event_loop, metrics=config.metrics)
             machine.update(ours.describe())
             sides.append(ours)
-        if "node" in config.sides:
+        for plugins in config.plugins:
+            sides.append(PythonSide(config.event_loop, metrics=config.metrics, plugins=plugins))
+        if "node" in config.sides and not config.plugins:
             log(f"preparing Node graphile-worker in {config.node_install_dir} ...")
             node = NodeSide(config.node_install_dir, workdir)
             machine.update(node.describe())
@@ -82,6 +95,8 @@ def compare(config: BenchConfig) -> int:
         modes=config.modes,
         latency_samples=config.latency_samples,
     )
+    if config.plugins:
+        return _report_variants(config, machine, metrics, comparison)
     ours_values = comparison.values.get("ours", {})
     node_values = comparison.values.get("node", {})
     print(format_table(metrics, ours_values, node_values))
@@ -105,6 +120,35 @@ def compare(config: BenchConfig) -> int:
             log(f"  [{failure['side']}] {failure['key']}: {first_line}")
         return 1
     return 0
+
+
+def _report_variants(
+    config: BenchConfig, machine: dict[str, Any], metrics: list[Metric], comparison: Comparison
+) -> int:
+    """Print and write a ``--plugins`` run: our worker without plugins and with each set."""
+    values = comparison.values
+    print(format_variants(metrics, values))
+    if config.markdown:
+        print()
+        print(format_variants(metrics, values, markdown=True))
+    failed = [
+        (side, key, value.message)
+        for side, measured in values.items()
+        for key, value in measured.items()
+        if isinstance(value, Failure)
+    ]
+    document = {
+        "config": {**_config_json(config), "plugins": list(config.plugins)},
+        "machine": machine,
+        "rows": variant_rows(metrics, values),
+        "ratio_note": VARIANT_NOTE,
+        "failures": [{"side": s, "key": k, "error": e} for s, k, e in failed],
+        "details": {**comparison.details, "created_at": dt.datetime.now(dt.UTC).isoformat()},
+    }
+    _write(config.output_path, document)
+    for side, key, error in failed:
+        log(f"  [{side}] {key} FAILED: {error.splitlines()[0]}")
+    return 1 if failed else 0
 
 
 def soak(config: BenchConfig) -> int:

@@ -12,6 +12,7 @@ from sqlalchemy_graphile.errors import ConfigurationError
 from ._database import server_url
 from ._modes import MODES
 from ._node import default_install_dir
+from ._plugins import PLUGIN_SETS
 from ._python import REPO_ROOT, default_loop
 
 RESULTS = REPO_ROOT / "benchmarks" / "results"
@@ -39,6 +40,7 @@ class BenchConfig:
     soak_baseline: int = 100_000
     soak_mode: str = "unbatched"
     metrics: bool = False
+    plugins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _at_least(1, jobs=self.jobs, concurrency=self.concurrency)
@@ -56,6 +58,10 @@ class BenchConfig:
         server_url(self.database_url)  # a bad URL is refused here, before any connection
         if self.timeout <= 0:
             raise ConfigurationError("--timeout must be positive")
+        if self.plugins:
+            _distinct_choices("--plugins", self.plugins, PLUGIN_SETS)
+            if self.soak is not None:
+                raise ConfigurationError("--plugins measures the comparison run, not the soak")
         if self.soak is not None:
             _at_least(1, soak_baseline=self.soak_baseline)
             if self.soak <= self.soak_baseline:
@@ -181,6 +187,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="our workers count every job in Prometheus metrics (WorkerMetrics), to measure "
         "what that costs (needs the prometheus extra)",
     )
+    parser.add_argument(
+        "--plugins",
+        nargs="+",
+        default=[],
+        metavar="SET",
+        help="instead of Node, run our worker again with each plugin set (hooks: every hook, "
+        "doing nothing; tracing: the otel extra's TracingPlugin on the OpenTelemetry SDK) "
+        "and report each against the run without plugins",
+    )
     return parser
 
 
@@ -207,6 +222,7 @@ def parse_config(argv: Sequence[str] | None = None) -> BenchConfig:
             soak_baseline=args.soak_baseline,
             soak_mode=args.soak_mode,
             metrics=args.metrics,
+            plugins=tuple(args.plugins),
         )
     except ConfigurationError as error:
         parser.error(str(error))

@@ -12,7 +12,9 @@
 * ``serve URL CONCURRENCY MODE``: run a worker until SIGINT / SIGTERM (the soak run).
 
 With ``--metrics`` every worker counts its jobs in a
-:class:`~sqlalchemy_graphile.prometheus.WorkerMetrics` (to measure what that costs).
+:class:`~sqlalchemy_graphile.prometheus.WorkerMetrics`, and with ``--plugins hooks`` or
+``--plugins tracing`` workers and adders run with those plugins (see :mod:`._plugins`), to
+measure what that costs.
 
 Like Node's ``maxPoolSize: C + 1``, every worker gets ``max_pool_size=concurrency + 1``, and
 the mode's options from :data:`benchmarks._modes.PYTHON_OPTIONS`.
@@ -34,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy_graphile import Worker
 
 from ._modes import MODES, PYTHON_OPTIONS
+from ._plugins import PLUGIN_SETS, ChildPlugins
 from .tasks import Latency, LatencyProbe, LogIf999
 
 if TYPE_CHECKING:
@@ -55,7 +58,7 @@ def _engine(url: str) -> AsyncEngine:
     )
 
 
-async def enqueue(url: str, count: int) -> dict[str, Any]:
+async def enqueue(url: str, count: int, plugins: ChildPlugins) -> dict[str, Any]:
     """Time one ``add_jobs`` call adding ``count`` jobs (its own transaction)."""
     from sqlalchemy_graphile import WorkerUtils
 
@@ -64,18 +67,22 @@ async def enqueue(url: str, count: int) -> dict[str, Any]:
     try:
         async with engine.connect():
             pass  # open the connection before the clock starts, as makeWorkerUtils does
-        utils = WorkerUtils(engine)
-        started = time.perf_counter()
-        added = await utils.add_jobs(jobs)
-        seconds = time.perf_counter() - started
+        utils = WorkerUtils(engine, plugins=plugins.plugins)
+        with plugins.adding():
+            started = time.perf_counter()
+            added = await utils.add_jobs(jobs)
+            seconds = time.perf_counter() - started
     finally:
         await engine.dispose()
+        plugins.close()
     if len(added) != count:
         raise RuntimeError(f"add_jobs returned {len(added)} jobs, expected {count}")
     return {"call_s": seconds, "jobs": len(added)}
 
 
-async def once(url: str, concurrency: int, mode: str, metrics: bool) -> dict[str, Any]:
+async def once(
+    url: str, concurrency: int, mode: str, metrics: bool, plugins: ChildPlugins
+) -> dict[str, Any]:
     """Run every runnable job, then return."""
     worker = Worker(
         url,
@@ -83,14 +90,24 @@ async def once(url: str, concurrency: int, mode: str, metrics: bool) -> dict[str
         concurrency=concurrency,
         max_pool_size=concurrency + 1,
         handle_signals=False,
+        plugins=plugins.plugins,
         **_options(mode, metrics),
     )
-    await worker.run_once()
+    try:
+        await worker.run_once()
+    finally:
+        plugins.close()
     return {}
 
 
 async def latency(
-    url: str, concurrency: int, samples: int, warmup: int, mode: str, metrics: bool
+    url: str,
+    concurrency: int,
+    samples: int,
+    warmup: int,
+    mode: str,
+    metrics: bool,
+    plugins: ChildPlugins,
 ) -> dict[str, Any]:
     """Sample add->start latency with a worker running in this process."""
     from sqlalchemy_graphile import WorkerUtils
@@ -103,6 +120,7 @@ async def latency(
         max_pool_size=concurrency + 1,
         handle_signals=False,
         extensions=[probe],
+        plugins=plugins.plugins,
         **_options(mode, metrics),
     )
     engine = _engine(url)
@@ -110,12 +128,13 @@ async def latency(
     measured: list[float] = []
     add_calls: list[float] = []
     try:
-        utils = WorkerUtils(engine)
+        utils = WorkerUtils(engine, plugins=plugins.plugins)
         for job_id in range(warmup + samples):
             started = probe.expect(job_id)
-            added_at = time.perf_counter_ns()
-            await utils.add_job(Latency(id=job_id))
-            returned_at = time.perf_counter_ns()
+            with plugins.adding():
+                added_at = time.perf_counter_ns()
+                await utils.add_job(Latency(id=job_id))
+                returned_at = time.perf_counter_ns()
             started_at = await _start_of(started, running)
             if job_id >= warmup:
                 measured.append((started_at - added_at) / 1e6)
@@ -124,6 +143,7 @@ async def latency(
         await worker.stop()
         await running
         await engine.dispose()
+        plugins.close()
     return {"samples_ms": measured, "add_call_ms": add_calls}
 
 
@@ -170,6 +190,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks._pyproc")
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     parser.add_argument("--metrics", action="store_true", help="count jobs in WorkerMetrics")
+    parser.add_argument("--plugins", choices=PLUGIN_SETS, help="run with these plugins")
     commands = parser.add_subparsers(dest="command", required=True)
     command = commands.add_parser("enqueue")
     command.add_argument("url")
@@ -189,13 +210,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _coroutine(args: argparse.Namespace) -> Coroutine[Any, Any, dict[str, Any]]:
+    plugins = ChildPlugins(args.plugins)
     if args.command == "enqueue":
-        return enqueue(args.url, args.count)
+        return enqueue(args.url, args.count, plugins)
     if args.command == "once":
-        return once(args.url, args.concurrency, args.mode, args.metrics)
+        return once(args.url, args.concurrency, args.mode, args.metrics, plugins)
     if args.command == "latency":
         return latency(
-            args.url, args.concurrency, args.samples, args.warmup, args.mode, args.metrics
+            args.url, args.concurrency, args.samples, args.warmup, args.mode, args.metrics, plugins
         )
     return serve(args.url, args.concurrency, args.mode, args.metrics)
 

@@ -29,16 +29,19 @@ def default_loop() -> str:
 class PythonSide:
     """Commands that run our worker for each measurement."""
 
-    name = "ours"
-
-    def __init__(self, loop: str, *, metrics: bool = False) -> None:
+    def __init__(self, loop: str, *, metrics: bool = False, plugins: str | None = None) -> None:
         self.loop = loop
         self.metrics = metrics
+        #: ``None``, or the plugin set (``hooks``, ``tracing``) the children run with.
+        self.plugins = plugins
+        self.name = "ours" if plugins is None else f"ours+{plugins}"
         self.cwd = REPO_ROOT
         self.env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
 
     def _command(self, *args: object) -> list[str]:
         flags = ["--loop", self.loop, *(["--metrics"] if self.metrics else [])]
+        if self.plugins is not None:
+            flags += ["--plugins", self.plugins]
         return [sys.executable, "-m", "benchmarks._pyproc", *flags, *map(str, args)]
 
     def install_schema(self, url: str, *, timeout: float) -> None:

@@ -206,3 +206,65 @@ def json_document(
         "failures": failures(ours, node),
         "details": dict(details),
     }
+
+
+VARIANT_NOTE = (
+    "vs ours = with/without for rates (jobs/s), without/with for times (ms) and memory (MiB): "
+    "1.00x means no cost, below 1x the plugins cost that much."
+)
+
+
+def variant_rows(
+    metrics: Sequence[Metric], values: Mapping[str, Mapping[str, Value]]
+) -> list[dict[str, Any]]:
+    """For a run of our worker without plugins (``values["ours"]``) and with them (the other
+    keys): one JSON-ready dict per metric with every value and each variant's ratio."""
+    baseline = values.get("ours", {})
+    rows = []
+    for metric in metrics:
+        plain = _number(baseline.get(metric.key))
+        row: dict[str, Any] = {
+            "key": metric.key,
+            "metric": metric.label,
+            "unit": metric.unit,
+            "better": "higher" if metric.higher_is_better else "lower",
+        }
+        for name, measured in values.items():
+            value = measured.get(metric.key)
+            row[name] = _number(value)
+            if _error(value) is not None:
+                row[f"{name}_error"] = _error(value)
+            if name != "ours":
+                row[f"{name}_vs_ours"] = advantage(
+                    _number(value), plain, higher_is_better=metric.higher_is_better
+                )
+        rows.append(row)
+    return rows
+
+
+def format_variants(
+    metrics: Sequence[Metric], values: Mapping[str, Mapping[str, Value]], *, markdown: bool = False
+) -> str:
+    """The run of our worker without and with plugins, as a plain-text (or Markdown) table:
+    a column per variant, each followed by its ratio to the run without plugins."""
+    variants = [name for name in values if name != "ours"]
+    header = ["metric", "unit", "ours"]
+    for name in variants:
+        header += [name, "vs ours"]
+    lines = [tuple(header)]
+    for metric in metrics:
+        plain = values.get("ours", {}).get(metric.key)
+        cells = [metric.label, metric.unit, format_value(plain, metric.unit)]
+        for name in variants:
+            value = values[name].get(metric.key)
+            ratio = advantage(
+                _number(value), _number(plain), higher_is_better=metric.higher_is_better
+            )
+            cells += [format_value(value, metric.unit), format_ratio(ratio)]
+        lines.append(tuple(cells))
+    if not markdown:
+        return _align(lines) + "\n" + VARIANT_NOTE
+    rule = "| --- | --- |" + " ---: |" * (len(header) - 2)
+    rendered = ["| " + " | ".join(lines[0]) + " |", rule]
+    rendered += ["| " + " | ".join(line) + " |" for line in lines[1:]]
+    return "\n".join(rendered)

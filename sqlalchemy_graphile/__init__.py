@@ -25,6 +25,9 @@ from .errors import (
     InvalidJobSpecError,
     InvalidPayloadError,
     InvalidTaskError,
+    JobScheduleError,
+    JobScheduleRefusedError,
+    JobScheduleSkippedError,
     JobSpecValidationError,
     PayloadNotSerializableError,
     PayloadValidationError,
@@ -37,6 +40,7 @@ from .errors import (
 from .events import (
     CronEvent,
     CronJob,
+    HookErrorEvent,
     JobEvent,
     ListenEvent,
     LocalQueueEvent,
@@ -49,6 +53,7 @@ from .events import (
     WorkerEvent,
     WorkerEvents,
 )
+from .hooks import JobRecovery, JobRun, JobRunOutcome, JobRunResult, JobToSchedule, WorkerPlugin
 from .job import Job
 from .job_spec import JobKeyMode, JobSpec, RawJobSpec
 from .tasks import BatchTask, BatchTaskResult, Task
@@ -88,6 +93,7 @@ __all__ = [
     "CrontabError",
     "DatabaseConnectionError",
     "GraphileWorkerError",
+    "HookErrorEvent",
     "InvalidBatchResultError",
     "InvalidCallbackError",
     "InvalidIdentifierError",
@@ -98,8 +104,16 @@ __all__ = [
     "JobEvent",
     "JobHelpers",
     "JobKeyMode",
+    "JobRecovery",
+    "JobRun",
+    "JobRunOutcome",
+    "JobRunResult",
+    "JobScheduleError",
+    "JobScheduleRefusedError",
+    "JobScheduleSkippedError",
     "JobSpec",
     "JobSpecValidationError",
+    "JobToSchedule",
     "ListenEvent",
     "LocalQueueEvent",
     "LocalQueueMode",
@@ -122,6 +136,7 @@ __all__ = [
     "WorkerContext",
     "WorkerEvent",
     "WorkerEvents",
+    "WorkerPlugin",
     "WorkerStateError",
     "WorkerUtils",
     "__version__",

@@ -5,7 +5,9 @@ Each method of :class:`JobOperations` validates its arguments at once (raising o
 errors before any SQL) and returns an :data:`Operation`: a function that does the work on a
 synchronous SQLAlchemy ``Connection``. The sync helpers call it on ``session.connection()``;
 the async ones hand it to ``run_sync``, so the logic exists once. A statement that fails
-because the schema is not installed raises :class:`SchemaNotInstalledError`.
+because the schema is not installed raises :class:`SchemaNotInstalledError`. The
+``before_job_schedule`` hooks of the registered plugins run on every add, after the
+arguments are validated and before the operation is returned.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from sqlalchemy.exc import DBAPIError
 
 from . import _job_input, _sql_jobs
 from ._identifiers import resolve_schema
+from ._plugins import Plugins
 from ._schema_missing import schema_not_installed
 from .errors import ConfigurationError
 from .job import Job
@@ -31,12 +34,15 @@ Operation = Callable[[Connection], T]
 
 
 class JobOperations:
-    """Validated operations on the job queue in one schema (validated at construction)."""
+    """Validated operations on the job queue in one schema (validated at construction),
+    adding jobs through the ``before_job_schedule`` hooks of ``plugins``."""
 
-    __slots__ = ("schema",)
+    __slots__ = ("_plugins", "schema")
 
-    def __init__(self, schema: str | None = None) -> None:
+    def __init__(self, schema: str | None = None, plugins: Plugins | None = None) -> None:
         self.schema = resolve_schema(schema)
+        # Only set when a hook exists: without one, an add pays a single test.
+        self._plugins = plugins if plugins is not None and plugins.schedules else None
 
     def add_job(self, task: Task, spec: JobSpec | None) -> Operation[Job]:
         return self._single(_job_input.from_task(task, spec))
@@ -51,7 +57,7 @@ class JobOperations:
         return self._bulk(_job_input.from_raw_specs(jobs))
 
     def add_batch_job(self, items: Sequence[BatchTask], spec: JobSpec | None) -> Operation[Job]:
-        return self._single(_job_input.from_batch(items, spec))
+        return self._single(_job_input.from_batch(items, spec), batch=True)
 
     def _on_schema(self, work: Operation[T]) -> Operation[T]:
         """``work``, with a failure caused by a missing schema raised as
@@ -69,10 +75,14 @@ class JobOperations:
 
         return run
 
-    def _single(self, job: _job_input.NewJob) -> Operation[Job]:
+    def _single(self, job: _job_input.NewJob, *, batch: bool = False) -> Operation[Job]:
+        if self._plugins is not None:
+            job = self._plugins.schedule(job, batch=batch)
         return self._on_schema(lambda connection: _sql_jobs.add_job(connection, self.schema, job))
 
     def _bulk(self, jobs: list[_job_input.NewJob]) -> Operation[list[Job]]:
+        if self._plugins is not None:
+            jobs = self._plugins.schedule_all(jobs)
         preserve_run_at = _job_input.bulk_preserve_run_at(jobs)
         if not jobs:
             return lambda connection: []

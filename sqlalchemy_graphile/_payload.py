@@ -16,6 +16,9 @@ MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
 # A JSON "\u0000" escape: an odd number of backslashes followed by u0000.
 _NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
+# Built once: json.dumps with options builds a new encoder on every call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
 
 def encode_payload(value: Any) -> str:
     """Encode a JSON-compatible value (dicts, lists, str, int, float, bool, None) to text.
@@ -25,7 +28,7 @@ def encode_payload(value: Any) -> str:
     too deep to encode, or text over :data:`MAX_PAYLOAD_BYTES`.
     """
     try:
-        text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        text = _ENCODER.encode(value)
     except TypeError as error:
         raise PayloadNotSerializableError(f"payload is not JSON-serialisable: {error}") from error
     except ValueError as error:
@@ -52,7 +55,7 @@ def encode_dumped(value: Any) -> str:
 
 def check_payload_text(text: str) -> str:
     """Check JSON text that is about to be stored; return it unchanged."""
-    if _NUL_ESCAPE.search(text):
+    if "\\u0000" in text and _NUL_ESCAPE.search(text):
         raise InvalidPayloadError(
             "payload contains a NUL character (\\u0000), which PostgreSQL refuses"
         )
@@ -67,3 +70,26 @@ def check_payload_text(text: str) -> str:
             f"payload is {size} bytes, more than the limit of {MAX_PAYLOAD_BYTES} bytes"
         )
     return text
+
+
+#: The key under which the Rust port (and the ``otel`` extra) store a job's trace context.
+TRACE_KEY = "_trace"
+
+
+def without_trace(text: str) -> str:
+    """The JSON text ``text`` without the ``_trace`` key of the object it holds (or of each
+    object item, for an array): what a task model validates, so that no model sees the
+    trace context, whatever its ``extra`` setting. ``text`` is returned unchanged (and not
+    parsed) when it holds no ``"_trace"``."""
+    if '"_trace"' not in text:
+        return text
+    value = pydantic_core.from_json(text)
+    items = value if isinstance(value, list) else [value]
+    found = False
+    for item in items:
+        if isinstance(item, dict) and TRACE_KEY in item:
+            del item[TRACE_KEY]
+            found = True
+    if not found:
+        return text
+    return _ENCODER.encode(value)

@@ -277,8 +277,8 @@ async def _listen(
         f"{limits.listen_timeout:g} s: workers on it will not hear of new jobs and only "
         "find them by polling (typically a pooler such as PgBouncer in transaction mode)",
         "Give workers a direct or session-mode URL (PgBouncer `pool_mode = session`) for "
-        "their LISTEN connection, or run them with `listen=False` / `--no-listen` and a "
-        "short poll interval.",
+        "their LISTEN connection (`Worker(listen_url=...)` / `run --listen-url`), or let "
+        "them poll with a short poll interval; see docs/poolers.md.",
         {"timeout": limits.listen_timeout},
     )
 

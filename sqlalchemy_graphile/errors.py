@@ -25,6 +25,9 @@ a call the object's state does not allow; ``ConnectionError`` for an unreachable
     │   ├── SchemaTooOldError
     │   └── SchemaTooNewError                     a newer *breaking* migration (CLI exit code 57)
     ├── PayloadValidationError (ValueError)       a stored payload does not fit the task model
+    ├── JobScheduleError                          a plugin stopped an add (before_job_schedule)
+    │   ├── JobScheduleSkippedError               ... skipping the job on purpose
+    │   └── JobScheduleRefusedError               ... refusing it with a reason
     └── BatchJobError                             the error of a batch job with failed items
 """
 
@@ -141,6 +144,24 @@ class BatchJobError(GraphileWorkerError):
         self.errors = list(errors)
 
 
+class JobScheduleError(GraphileWorkerError):
+    """A plugin's ``before_job_schedule`` hook stopped an add: nothing was added (for a bulk
+    add, none of the jobs). Raised before any SQL."""
+
+
+class JobScheduleSkippedError(JobScheduleError):
+    """Raise it from ``before_job_schedule`` to skip the job on purpose (it is not logged
+    as a hook failure); the add raises it to its caller."""
+
+    def __init__(self, message: str = "a plugin skipped the job") -> None:
+        super().__init__(message)
+
+
+class JobScheduleRefusedError(JobScheduleError):
+    """Raise it from ``before_job_schedule`` to refuse the job with a reason; the add raises
+    it to its caller."""
+
+
 def _describe(error: BaseException) -> str:
     text = str(error)
     return text if text else type(error).__name__
@@ -158,6 +179,9 @@ __all__ = [
     "InvalidJobSpecError",
     "InvalidPayloadError",
     "InvalidTaskError",
+    "JobScheduleError",
+    "JobScheduleRefusedError",
+    "JobScheduleSkippedError",
     "JobSpecValidationError",
     "PayloadNotSerializableError",
     "PayloadValidationError",

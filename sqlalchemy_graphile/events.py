@@ -71,7 +71,9 @@ class PoolErrorEvent(WorkerEvent):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ListenEvent(WorkerEvent):
     """The LISTEN connection: connecting (``attempts``), connected, notified (``channel``,
-    ``payload``), failed (``error``) or released."""
+    ``payload``), failed (``error``) or released; or ``pool:listen:unavailable`` (not
+    Graphile Worker's): notifications do not arrive on it (a pooler in transaction mode),
+    so the worker only polls."""
 
     attempts: int | None = None
     error: BaseException | None = None
@@ -151,6 +153,23 @@ class JobEvent(WorkerEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class HookErrorEvent(WorkerEvent):
+    """A plugin's hook raised (``hook:error``); the error was logged and the job went on
+    as if the hook had not been there (see :class:`~sqlalchemy_graphile.WorkerPlugin`).
+
+    ``hook`` names the hook (``before_job_schedule``, ``before_job_run``, ...), ``plugin``
+    is the plugin object, ``error`` what it raised. ``job`` is the job row for the run and
+    recovery hooks; ``task_identifier`` is set for every hook. ``pool_id`` is empty when the
+    hook ran in :class:`WorkerUtils` or the helpers rather than in a worker."""
+
+    hook: str
+    plugin: object
+    error: BaseException
+    task_identifier: str | None = None
+    job: Job | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SignalEvent(WorkerEvent):
     """The process received a termination signal (``SIGTERM``, ...)."""
 
@@ -209,6 +228,7 @@ ListenEventName = Literal[
     "pool:listen:error",
     "pool:listen:notification",
     "pool:listen:release",
+    "pool:listen:unavailable",
 ]
 LocalQueueEventName = Literal[
     "localQueue:init",
@@ -232,6 +252,7 @@ SlotEventName = Literal[
 ]
 JobEventName = Literal["job:start", "job:success", "job:error", "job:failed", "job:complete"]
 SignalEventName = Literal["gracefulShutdown", "forcefulShutdown"]
+HookErrorEventName = Literal["hook:error"]
 CronEventName = Literal[
     "cron:starting",
     "cron:started",
@@ -274,6 +295,8 @@ class WorkerEvents:
     def on(self, name: SignalEventName, callback: Callback[SignalEvent]) -> None: ...
     @overload
     def on(self, name: CronEventName, callback: Callback[CronEvent]) -> None: ...
+    @overload
+    def on(self, name: HookErrorEventName, callback: Callback[HookErrorEvent]) -> None: ...
     def on(self, name: str, callback: Callable[[Any], Any]) -> None:
         """Call ``callback(event)`` for every event called ``name``. Raises
         :class:`InvalidCallbackError` (a ``TypeError``) if ``callback`` is not callable."""
@@ -335,6 +358,7 @@ class WorkerEvents:
 __all__ = [
     "CronEvent",
     "CronJob",
+    "HookErrorEvent",
     "JobEvent",
     "ListenEvent",
     "LocalQueueEvent",

@@ -18,13 +18,16 @@ for a database error), for the caller to roll back.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from ._operations import JobOperations, Operation
+from ._plugins import Plugins
+from .events import WorkerEvents
+from .hooks import WorkerPlugin
 from .job import Job
 from .job_spec import JobSpec, RawJobSpec
 from .tasks import BatchTask, Task
@@ -37,6 +40,10 @@ class JobHelpers:
 
     ``schema`` defaults to ``$GRAPHILE_WORKER_SCHEMA`` or ``graphile_worker``; it is
     validated here (:class:`~sqlalchemy_graphile.errors.InvalidIdentifierError`).
+    ``plugins`` are :class:`~sqlalchemy_graphile.WorkerPlugin` instances whose
+    ``before_job_schedule`` hooks see every job added (``events``, a
+    :class:`WorkerEvents`, receives ``hook:error`` when one raises); anything else raises
+    :class:`~sqlalchemy_graphile.errors.ConfigurationError`.
 
     ::
 
@@ -47,9 +54,16 @@ class JobHelpers:
 
     __slots__ = ("_operations", "session")
 
-    def __init__(self, session: Session, schema: str | None = None) -> None:
+    def __init__(
+        self,
+        session: Session,
+        schema: str | None = None,
+        *,
+        plugins: Iterable[WorkerPlugin] = (),
+        events: WorkerEvents | None = None,
+    ) -> None:
         self.session = session
-        self._operations = JobOperations(schema)
+        self._operations = JobOperations(schema, Plugins.of(plugins, events))
 
     @property
     def schema(self) -> str:
@@ -134,8 +148,9 @@ class JobHelpers:
 class AsyncJobHelpers:
     """Add and remove jobs in the transaction of an ``AsyncSession``.
 
-    The same methods as :class:`JobHelpers`, as coroutines; they run the same code through
-    ``AsyncSession.run_sync``. Works with asyncpg and psycopg 3 async engines.
+    The same methods and options as :class:`JobHelpers`, as coroutines; they run the same
+    code through ``AsyncSession.run_sync`` (the plugins' hooks run before, on the event
+    loop). Works with asyncpg and psycopg 3 async engines.
 
     ::
 
@@ -145,9 +160,16 @@ class AsyncJobHelpers:
 
     __slots__ = ("_operations", "session")
 
-    def __init__(self, session: AsyncSession, schema: str | None = None) -> None:
+    def __init__(
+        self,
+        session: AsyncSession,
+        schema: str | None = None,
+        *,
+        plugins: Iterable[WorkerPlugin] = (),
+        events: WorkerEvents | None = None,
+    ) -> None:
         self.session = session
-        self._operations = JobOperations(schema)
+        self._operations = JobOperations(schema, Plugins.of(plugins, events))
 
     @property
     def schema(self) -> str:

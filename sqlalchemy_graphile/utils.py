@@ -18,9 +18,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from . import migrations
 from ._operations import JobOperations, Operation
+from ._plugins import Plugins
+from ._poolers import Pooler, asyncpg_engine_connect_args, check_pooler
 from ._sql_jobs import CLEANUP_TASKS
 from ._urls import async_url, database_url_from_env
 from .errors import ConfigurationError
+from .events import WorkerEvents
+from .hooks import WorkerPlugin
 from .job import Job
 from .job_spec import JobSpec, RawJobSpec
 from .tasks import BatchTask, Task
@@ -38,7 +42,12 @@ class WorkerUtils:
     uses asyncpg), an :class:`~sqlalchemy.ext.asyncio.AsyncEngine`, or ``None`` for
     ``$DATABASE_URL``. An engine we create is disposed by :meth:`close`; an engine you pass
     is left to you. ``schema`` defaults to ``$GRAPHILE_WORKER_SCHEMA`` or
-    ``graphile_worker``. Raises :class:`ConfigurationError` or
+    ``graphile_worker``. ``pooler="transaction"`` when the URL is a pooler in transaction
+    mode: the engine made from it prepares only unnamed statements (an engine you pass
+    needs the settings of docs/poolers.md instead). ``plugins``
+    (:class:`~sqlalchemy_graphile.WorkerPlugin` instances) see every job added through
+    ``before_job_schedule``; ``events`` receives their ``hook:error`` events. Raises
+    :class:`ConfigurationError` or
     :class:`InvalidIdentifierError` for bad options; no connection is made until a method
     runs.
 
@@ -52,10 +61,22 @@ class WorkerUtils:
     __slots__ = ("_engine", "_operations", "_owns_engine")
 
     def __init__(
-        self, database: str | URL | AsyncEngine | None = None, *, schema: str | None = None
+        self,
+        database: str | URL | AsyncEngine | None = None,
+        *,
+        schema: str | None = None,
+        pooler: Pooler | None = None,
+        plugins: Iterable[WorkerPlugin] = (),
+        events: WorkerEvents | None = None,
     ) -> None:
-        self._operations = JobOperations(schema)
+        self._operations = JobOperations(schema, Plugins.of(plugins, events))
+        pooler = check_pooler(pooler)
         if isinstance(database, AsyncEngine):
+            if pooler is not None:
+                raise ConfigurationError(
+                    "pooler applies to the engine WorkerUtils makes from a URL; create your "
+                    "engine with the connect_args of docs/poolers.md instead"
+                )
             self._engine = database
             self._owns_engine = False
             return
@@ -66,7 +87,9 @@ class WorkerUtils:
                 "database must be a URL or an AsyncEngine (create one with "
                 f"sqlalchemy.ext.asyncio.create_async_engine), not {type(database).__name__}"
             )
-        self._engine = create_async_engine(async_url(database))
+        self._engine = create_async_engine(
+            async_url(database), connect_args=asyncpg_engine_connect_args(pooler)
+        )
         self._owns_engine = True
 
     @property

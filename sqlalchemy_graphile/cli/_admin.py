@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigurationError, InvalidPayloadError
+from ..hooks import WorkerPlugin
 from ..job import Job
 from ..job_spec import JobKeyMode, JobSpec, check_task_identifier
 from ..utils import WorkerUtils
@@ -29,13 +30,16 @@ from ._common import (
     schema_name,
     table,
 )
+from ._loader import load_plugins
 
 
 @asynccontextmanager
-async def _utils(args: argparse.Namespace) -> AsyncIterator[WorkerUtils]:
+async def _utils(
+    args: argparse.Namespace, plugins: Sequence[WorkerPlugin] = ()
+) -> AsyncIterator[WorkerUtils]:
     schema = schema_name(args)
     async with open_engine(database_url(args), CLI_APPLICATION_NAME) as engine:
-        yield WorkerUtils(engine, schema=schema)
+        yield WorkerUtils(engine, schema=schema, plugins=plugins)
 
 
 def _payload(args: argparse.Namespace) -> Any:
@@ -67,7 +71,8 @@ async def add(args: argparse.Namespace) -> int:
         job_key=args.key,
         job_key_mode=JobKeyMode(args.job_key_mode) if args.job_key_mode else None,
     )
-    async with _utils(args) as utils:
+    plugins = load_plugins(args.plugins)
+    async with _utils(args, plugins) as utils:
         job = await utils.add_raw_job(identifier, payload, spec)
     emit(args, job, lambda: f"Added job {job.id} ({job.task_identifier}), runs at {job.run_at}")
     return 0

@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from .._identifiers import resolve_schema
+from .._poolers import asyncpg_engine_connect_args
 from .._urls import DATABASE_URL_ENV_VAR, async_url
 from ..errors import ConfigurationError
 from ..job import Job
@@ -86,13 +87,15 @@ def schema_name(args: argparse.Namespace) -> str:
 @asynccontextmanager
 async def open_engine(url: str, application_name: str | None) -> AsyncIterator[AsyncEngine]:
     """An asyncpg engine without a pool (every command is short-lived or owns its worker's
-    connections), disposed on exit. ``application_name`` is set on every connection."""
+    connections), disposed on exit. ``application_name`` is set on every connection. It
+    prepares only unnamed statements (a short-lived command gains nothing from named ones),
+    so every command works through a pooler in transaction mode."""
     # Imported here: SQLAlchemy's asyncio extension (and the ORM it loads) is slow to
     # import, and `--help` or a usage error should not wait for it.
     from sqlalchemy import pool
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    connect_args: dict[str, Any] = {}
+    connect_args = asyncpg_engine_connect_args("transaction")
     if application_name:
         connect_args["server_settings"] = {"application_name": application_name}
     engine = create_async_engine(async_url(url), poolclass=pool.NullPool, connect_args=connect_args)

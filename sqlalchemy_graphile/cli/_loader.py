@@ -1,4 +1,5 @@
-"""Finding task classes from ``--tasks MODULE[:ATTR]`` references."""
+"""Finding task classes from ``--tasks MODULE[:ATTR]`` references, and plugins from
+``--plugin MODULE:ATTR`` ones."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from types import ModuleType
 from typing import Any
 
 from ..errors import ConfigurationError
+from ..hooks import WorkerPlugin
 from ..tasks import AnyTaskType, BatchTask, Task, check_task_type
 
 
@@ -27,13 +29,54 @@ def load_tasks(references: Sequence[str]) -> list[AnyTaskType]:
     attribute, or a reference that yields no task class, and :class:`InvalidTaskError` for
     something that is not a task class.
     """
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    _search_current_directory()
     found: dict[AnyTaskType, None] = {}
     for reference in references:
         for task_type in _load_one(reference):
             found.setdefault(task_type, None)
     return list(found)
+
+
+def _search_current_directory() -> None:
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+
+
+def load_plugins(references: Sequence[str]) -> list[WorkerPlugin]:
+    """The plugins named by ``--plugin MODULE:ATTR`` references, in order.
+
+    The attribute (dots allowed) is a :class:`WorkerPlugin` instance, a subclass (called
+    without arguments), or a function called without arguments that returns a plugin or a
+    list of plugins. Raises :class:`ConfigurationError` for a module that cannot be
+    imported, a missing attribute or anything that is not a plugin.
+    """
+    _search_current_directory()
+    plugins: list[WorkerPlugin] = []
+    for reference in references:
+        module_name, _, attribute = reference.partition(":")
+        if not module_name or not attribute:
+            raise ConfigurationError(f"--plugin {reference!r} is not of the form MODULE:ATTR")
+        value: Any = _import(module_name, reference, "--plugin")
+        for part in attribute.split("."):
+            try:
+                value = getattr(value, part)
+            except AttributeError:
+                raise ConfigurationError(
+                    f"--plugin {reference!r}: module {module_name!r} has no attribute {attribute!r}"
+                ) from None
+        if callable(value) and not isinstance(value, WorkerPlugin):
+            value = value()
+        found = [value] if isinstance(value, WorkerPlugin) else value
+        if isinstance(found, str | bytes) or not isinstance(found, Iterable):
+            found = [found]
+        for plugin in found:
+            if not isinstance(plugin, WorkerPlugin):
+                raise ConfigurationError(
+                    f"--plugin {reference!r} gave a {type(plugin).__name__!r} object; expected "
+                    "a WorkerPlugin instance or subclass, or a function returning plugins"
+                )
+            plugins.append(plugin)
+    return plugins
 
 
 def _load_one(reference: str) -> list[AnyTaskType]:
@@ -64,9 +107,10 @@ def _load_one(reference: str) -> list[AnyTaskType]:
     return tasks
 
 
-def _import(module_name: str, reference: str) -> ModuleType:
-    """Import the task module; an import that fails, in it or in a module it imports, is a
-    :class:`ConfigurationError` naming the task module (the original error is its cause)."""
+def _import(module_name: str, reference: str, flag: str = "--tasks") -> ModuleType:
+    """Import the module of a ``flag`` reference; an import that fails, in it or in a module
+    it imports, is a :class:`ConfigurationError` naming the module (the original error is
+    its cause)."""
     try:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as error:
@@ -74,17 +118,20 @@ def _import(module_name: str, reference: str) -> ModuleType:
             module_name == error.name or module_name.startswith(error.name + ".")
         ):
             raise ConfigurationError(
-                f"--tasks {reference!r}: no module named {error.name!r} "
+                f"{flag} {reference!r}: no module named {error.name!r} "
                 f"(searched from {os.getcwd()})"
             ) from None
-        raise _failed_import(module_name, reference, error) from error
+        raise _failed_import(module_name, reference, flag, error) from error
     except ImportError as error:
-        raise _failed_import(module_name, reference, error) from error
+        raise _failed_import(module_name, reference, flag, error) from error
 
 
-def _failed_import(module_name: str, reference: str, error: ImportError) -> ConfigurationError:
+def _failed_import(
+    module_name: str, reference: str, flag: str, error: ImportError
+) -> ConfigurationError:
+    what = "task module" if flag == "--tasks" else "module"
     return ConfigurationError(
-        f"--tasks {reference!r}: loading the task module {module_name!r} failed: "
+        f"{flag} {reference!r}: loading the {what} {module_name!r} failed: "
         f"{type(error).__name__}: {error}"
     )
 

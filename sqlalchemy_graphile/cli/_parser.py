@@ -207,6 +207,17 @@ def _add_run(run: argparse.ArgumentParser) -> None:
         ),
     )
     run.add_argument(
+        "--plugin",
+        dest="plugins",
+        action="append",
+        default=[],
+        metavar="MODULE:ATTR",
+        help=(
+            "a WorkerPlugin (instance, class, or function returning plugins) whose hooks "
+            "run on every job (repeatable)"
+        ),
+    )
+    run.add_argument(
         "--once", action="store_true", help="run every job that is runnable now, then exit"
     )
     run.add_argument(
@@ -354,6 +365,14 @@ def _add_add(add: argparse.ArgumentParser) -> None:
         type=key_mode_name,
         choices=KEY_MODES,
         help="what an existing job with the same key gets (default replace)",
+    )
+    add.add_argument(
+        "--plugin",
+        dest="plugins",
+        action="append",
+        default=[],
+        metavar="MODULE:ATTR",
+        help="a WorkerPlugin whose before_job_schedule hook sees the job (repeatable)",
     )
     add.set_defaults(handler="admin.add")
 

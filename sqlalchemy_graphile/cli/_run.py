@@ -17,7 +17,7 @@ from ._common import (
     open_engine,
     schema_name,
 )
-from ._loader import load_tasks
+from ._loader import load_plugins, load_tasks
 
 
 def load_crontab(path: str) -> list[CronItem]:
@@ -71,6 +71,7 @@ async def run(args: argparse.Namespace) -> int:
         tasks=tasks,
         schema=schema,
         crontab=crontab,
+        plugins=load_plugins(args.plugins),
         # The flags of the worker's options are named after them (see _parser.py).
         **{flag.option: getattr(args, flag.option) for flag in option_flags()},
     )

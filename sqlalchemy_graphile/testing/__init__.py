@@ -27,13 +27,13 @@ fixtures. Nothing here imports pytest.
 from __future__ import annotations
 
 from ._enqueued import EnqueuedJob, assert_enqueued, assert_not_enqueued, enqueued_jobs
-from ._run_jobs import JobFailedError, JobRun, RunStatus, run_jobs
+from ._run_jobs import JobFailedError, RanJob, RunStatus, run_jobs
 from ._schema import database_url, install_schema, load_schema
 
 __all__ = [
     "EnqueuedJob",
     "JobFailedError",
-    "JobRun",
+    "RanJob",
     "RunStatus",
     "assert_enqueued",
     "assert_not_enqueued",

@@ -31,8 +31,10 @@ from sqlalchemy import Connection
 
 from .._identifiers import resolve_schema
 from .._operations import JobOperations, Operation
+from .._plugins import Plugins, check_plugins
 from ..context import extension_map
 from ..errors import ConfigurationError, GraphileWorkerError, SchemaNotInstalledError
+from ..hooks import WorkerPlugin
 from ..job import Job
 from ..job_spec import JobSpec, RawJobSpec
 from ..log_format import job_fields
@@ -53,7 +55,7 @@ RunStatus = Literal["completed", "failed", "permanently_failed"]
 
 
 @dataclass(frozen=True, slots=True)
-class JobRun:
+class RanJob:
     """One run of one job by :func:`run_jobs`.
 
     * ``job``: the :class:`~sqlalchemy_graphile.Job` row as it was locked for this run
@@ -88,10 +90,10 @@ class JobRun:
 class JobFailedError(GraphileWorkerError):
     """Raised by :func:`run_jobs` with ``raise_on_failure=True`` once a job has failed (and
     its failure has been recorded, as a worker records it). ``run`` is that job's
-    :class:`JobRun`, ``runs`` every run so far, the failed one last; the task's exception
+    :class:`RanJob`, ``runs`` every run so far, the failed one last; the task's exception
     is the ``__cause__``."""
 
-    def __init__(self, run: JobRun, runs: Sequence[JobRun]) -> None:
+    def __init__(self, run: RanJob, runs: Sequence[RanJob]) -> None:
         super().__init__(str(run))
         self.run = run
         self.runs = list(runs)
@@ -108,6 +110,7 @@ class _Plan:
     run_scheduled: bool
     raise_on_failure: bool
     forbidden_flags: tuple[str, ...]
+    plugins: Plugins
     pool_id: str
 
 
@@ -129,9 +132,9 @@ class _TransactionAdder:
     """The ``ctx.add_job`` family of a task run by :func:`run_jobs`: each add joins the
     test's transaction (a worker's would commit at once)."""
 
-    def __init__(self, database: _Database, schema: str) -> None:
+    def __init__(self, database: _Database, schema: str, plugins: Plugins) -> None:
         self._database = database
-        self._operations = JobOperations(schema)
+        self._operations = JobOperations(schema, plugins)
 
     async def _add(self, operation: Operation[R]) -> R:
         return await self._database.call(operation)
@@ -162,6 +165,7 @@ def _check(
     run_scheduled: object,
     raise_on_failure: object,
     forbidden_flags: object,
+    plugins: object,
 ) -> _Plan:
     """Every argument checked, or a typed error; no SQL runs before this returns."""
     try:
@@ -190,8 +194,16 @@ def _check(
         run_scheduled=run_scheduled,  # type: ignore[arg-type]
         raise_on_failure=raise_on_failure,  # type: ignore[arg-type]
         forbidden_flags=flags,
+        plugins=Plugins(_checked_plugins(plugins)),
         pool_id=f"sgtest-{secrets.token_hex(9)}",
     )
+
+
+def _checked_plugins(plugins: object) -> tuple[WorkerPlugin, ...]:
+    try:
+        return check_plugins(plugins)
+    except ConfigurationError as error:
+        raise ConfigurationError(f"run_jobs() {error}") from None
 
 
 def _fetcher(plan: _Plan) -> Callable[[Connection], FetchedJob | None]:
@@ -248,7 +260,7 @@ def _releaser(plan: _Plan, fetched: FetchedJob, outcome: Outcome) -> Callable[[C
     return release
 
 
-def _job_run(job: Job, outcome: Outcome, millis: float) -> JobRun:
+def _job_run(job: Job, outcome: Outcome, millis: float) -> RanJob:
     if outcome.succeeded:
         logger.info(
             "completed job %s (%s) in %.1f ms, attempt %d of %d",
@@ -259,7 +271,7 @@ def _job_run(job: Job, outcome: Outcome, millis: float) -> JobRun:
             job.max_attempts,
             extra=job_fields(job),
         )
-        return JobRun(job, "completed")
+        return RanJob(job, "completed")
     final = outcome.permanent or job.attempts >= job.max_attempts
     logger.error(
         "job %s (%s) failed in %.1f ms, attempt %d of %d%s: %s",
@@ -274,12 +286,12 @@ def _job_run(job: Job, outcome: Outcome, millis: float) -> JobRun:
         extra=job_fields(job),
     )
     status: RunStatus = "permanently_failed" if final else "failed"
-    return JobRun(job, status, outcome.error, outcome.message or "the job failed")
+    return RanJob(job, status, outcome.error, outcome.message or "the job failed")
 
 
-async def _run(database: _Database, plan: _Plan) -> list[JobRun]:
+async def _run(database: _Database, plan: _Plan) -> list[RanJob]:
     """Fetch, run and release jobs until none is runnable or ``plan.limit`` ran."""
-    runs: list[JobRun] = []
+    runs: list[RanJob] = []
     fetch = _fetcher(plan)
     await database.call(_schema_checker(plan))
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="run_jobs") as executor:
@@ -288,8 +300,9 @@ async def _run(database: _Database, plan: _Plan) -> list[JobRun]:
             extensions=plan.extensions,
             pool_id=plan.pool_id,
             abort_signal=asyncio.Event(),
-            adder=_TransactionAdder(database, plan.schema),
+            adder=_TransactionAdder(database, plan.schema, plan.plugins),
             executor=executor,
+            plugins=plan.plugins if plan.plugins.runs else None,
         )
         while plan.limit is None or len(runs) < plan.limit:
             fetched = await database.call(fetch)
@@ -349,7 +362,8 @@ def run_jobs(
     run_scheduled: bool = ...,
     raise_on_failure: bool = ...,
     forbidden_flags: Sequence[str] = ...,
-) -> list[JobRun]: ...
+    plugins: Iterable[WorkerPlugin] = ...,
+) -> list[RanJob]: ...
 @overload
 def run_jobs(
     session: AsyncTarget,
@@ -362,7 +376,8 @@ def run_jobs(
     run_scheduled: bool = ...,
     raise_on_failure: bool = ...,
     forbidden_flags: Sequence[str] = ...,
-) -> Coroutine[Any, Any, list[JobRun]]: ...
+    plugins: Iterable[WorkerPlugin] = ...,
+) -> Coroutine[Any, Any, list[RanJob]]: ...
 def run_jobs(
     session: SyncTarget | AsyncTarget,
     tasks: Iterable[AnyTaskType],
@@ -374,10 +389,11 @@ def run_jobs(
     run_scheduled: bool = False,
     raise_on_failure: bool = False,
     forbidden_flags: Sequence[str] = (),
-) -> list[JobRun] | Coroutine[Any, Any, list[JobRun]]:
+    plugins: Iterable[WorkerPlugin] = (),
+) -> list[RanJob] | Coroutine[Any, Any, list[RanJob]]:
     """Run the runnable jobs of ``tasks`` in the transaction of ``session``, one at a time,
     as a worker would, until none is runnable or ``limit`` jobs ran; return a
-    :class:`JobRun` per job run, in order.
+    :class:`RanJob` per job run, in order.
 
     ``session`` is a ``Session``, ``Connection`` or ``scoped_session`` (tasks' ``async``
     code then runs on a private event loop, in a new thread if this one already runs a
@@ -385,7 +401,9 @@ def run_jobs(
     await the call (tasks run on the caller's event loop). ``tasks`` are the
     :class:`~sqlalchemy_graphile.Task` and :class:`~sqlalchemy_graphile.BatchTask` classes a
     worker would be given; only their jobs run. ``extensions`` are what tasks reach with
-    ``ctx.get_ext``.
+    ``ctx.get_ext``. ``plugins`` are :class:`~sqlalchemy_graphile.WorkerPlugin` instances
+    whose hooks run as under a worker: the run hooks around each job, and
+    ``before_job_schedule`` on the jobs tasks add.
 
     A job is runnable when it is not locked, has attempts left, is not in a locked named
     queue, has no flag in ``forbidden_flags``, and its ``run_at`` is not after the
@@ -401,7 +419,7 @@ def run_jobs(
     any SQL; a schema that is not installed raises :class:`SchemaNotInstalledError`.
     """
     plan = _check(
-        tasks, extensions, schema, limit, run_scheduled, raise_on_failure, forbidden_flags
+        tasks, extensions, schema, limit, run_scheduled, raise_on_failure, forbidden_flags, plugins
     )
     asynchronous = is_async(session, "run_jobs")
     work = _run(_Database(session), plan)
@@ -410,4 +428,4 @@ def run_jobs(
     return _run_on_private_loop(work)
 
 
-__all__ = ["JobFailedError", "JobRun", "RunStatus", "run_jobs"]
+__all__ = ["JobFailedError", "RanJob", "RunStatus", "run_jobs"]

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import URL
     from sqlalchemy.ext.asyncio import AsyncEngine
 
+from .._poolers import Pooler, asyncpg_engine_connect_args
 from .._urls import async_url, asyncpg_options, database_url_from_env
 from ..errors import ConfigurationError, DatabaseConnectionError, GraphileWorkerError
 
@@ -32,10 +33,6 @@ DEFAULT_APPLICATION_NAME = "sg-worker"
 #: Suffix of the LISTEN connection's ``application_name``.
 LISTEN_SUFFIX = "-listen"
 _MAX_APPLICATION_NAME = 63
-#: Settings of the worker's connections unless the URL or engine sets them. The worker's
-#: statements are short; JIT compilation (which the batch fetch's plan can trigger) costs
-#: far more than it saves.
-WORKER_SETTINGS = {"jit": "off"}
 
 # The errnos of a server that cannot be reached (see is_unreachable).
 _UNREACHABLE = frozenset(
@@ -67,9 +64,10 @@ class Database:
         """``application_name`` of the LISTEN connection: the worker's name + ``-listen``."""
         return self.application_name[: _MAX_APPLICATION_NAME - len(LISTEN_SUFFIX)] + LISTEN_SUFFIX
 
-    def make_engine(self) -> AsyncEngine:
+    def make_engine(self, pooler: Pooler | None) -> AsyncEngine:
         """The caller's engine, or a new asyncpg engine for :attr:`url` with the same
-        connection options (the caller of this method then owns it)."""
+        connection options, safe behind ``pooler`` (the caller of this method then owns
+        it)."""
         if self.engine is not None:
             return self.engine
         from sqlalchemy.ext.asyncio import create_async_engine  # only when needed: it is slow
@@ -78,9 +76,12 @@ class Database:
         query = {k: v for k, v in url.query.items() if k in _SQLALCHEMY_ONLY}
         return create_async_engine(
             url.set(query=query),
-            connect_args=self.asyncpg_kwargs(
-                application_name=self.application_name, prepared_statements=True
-            ),
+            connect_args={
+                **self.asyncpg_kwargs(
+                    application_name=self.application_name, prepared_statements=True
+                ),
+                **asyncpg_engine_connect_args(pooler),
+            },
         )
 
     def address(self) -> str:
@@ -105,10 +106,12 @@ class Database:
         return f"{host}/{name}"
 
     def asyncpg_kwargs(self, *, application_name: str, prepared_statements: bool) -> dict[str, Any]:
-        """Keyword arguments for ``asyncpg.connect`` / ``asyncpg.create_pool``."""
+        """Keyword arguments for ``asyncpg.connect`` / ``asyncpg.create_pool``. The only
+        startup parameters are ``application_name`` and those the URL or engine gives:
+        poolers refuse the ones they do not know (the batch fetch turns ``jit`` off
+        per transaction instead, see ``_jit``)."""
         kwargs = dict(self.connect_kwargs)
         kwargs["server_settings"] = {
-            **WORKER_SETTINGS,
             **self.server_settings,
             "application_name": application_name,
         }
@@ -213,6 +216,9 @@ def _from_engine(engine: AsyncEngine) -> Database:
         captured = inspect.getclosurevars(creator).nonlocals.get("cparams")
         if isinstance(captured, Mapping):
             options = dict(captured)
+    # The engine's statement cache is the engine's (docs/poolers.md turns it off for a
+    # pooler); the worker's own connections follow prepared_statements and pooler.
+    options.pop("statement_cache_size", None)
     return _from_options(url, engine, options)
 
 

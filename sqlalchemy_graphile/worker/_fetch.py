@@ -105,6 +105,8 @@ class DirectJobSource:
             args.append(self._clock())
         observer = self._observer
         started = time.perf_counter() if observer is not None else 0.0
+        # One statement, no transaction: the plan of a one-job fetch costs far less than
+        # jit_above_cost, so it needs no jit setting (the local queue's batch fetch does).
         rows = await with_retries(lambda: self._pool.fetch(query, *args))
         if observer is not None:
             observer.fetched(time.perf_counter() - started, len(rows))

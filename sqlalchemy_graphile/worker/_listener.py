@@ -13,6 +13,12 @@ When the connection fails or is closed it is reconnected after
 ``pool:listen:success`` is emitted once both channels are listened to. After a
 reconnection every idle slot fetches at once, to pick up jobs announced during the gap. A
 periodic ``select 1`` with a timeout detects half-open connections.
+
+Detect, don't assume: the first time it listens, the listener checks that a notification
+sent through the worker's pool arrives (:func:`notifications_arrive`). Through a pooler in
+transaction mode it never does; the listener then warns once, with the fix (``listen_url``),
+emits ``pool:listen:unavailable``, closes its connection and stops: the worker finds new
+jobs by polling.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 
 from .._aio import wait_event
+from .._notify_check import DEFAULT_WAIT, notifications_arrive
 from ..events import ListenEvent, WorkerEvents
 from ._retry import listen_reconnect_delay
 
@@ -72,7 +79,10 @@ class Listener:
 
     ``on_jobs(count)`` and ``on_breaking_migration(number)`` are called on the event loop;
     nothing is delivered once ``is_shutting_down()`` returns true. ``on_reconnected()`` is
-    called after every successful LISTEN but the first.
+    called after every successful LISTEN but the first. With a ``notifier`` (the worker's
+    pool), the first LISTEN is checked to receive a notification sent through it within
+    ``check_within`` seconds; ``poll_interval`` is only named in the warning when it does
+    not, and ``suggest_pooler`` adds ``pooler="transaction"`` to its fix.
     """
 
     def __init__(
@@ -85,10 +95,18 @@ class Listener:
         on_breaking_migration: Callable[[int | None], None],
         on_reconnected: Callable[[], None],
         is_shutting_down: Callable[[], bool],
+        notifier: asyncpg.Pool | None = None,
+        check_within: float = DEFAULT_WAIT,
+        poll_interval: float | None = None,
+        suggest_pooler: bool = False,
         ping_interval: float = PING_INTERVAL,
         ping_timeout: float = PING_TIMEOUT,
     ) -> None:
         self._connect = connect
+        self._notifier = notifier
+        self._check_within = check_within
+        self._poll_interval = poll_interval
+        self._suggest_pooler = suggest_pooler
         self._events = events
         self._pool_id = pool_id
         self._on_jobs = on_jobs
@@ -118,6 +136,7 @@ class Listener:
     async def _run(self) -> None:
         attempts = 0
         listened_before = False
+        checked = False
         while not self._stopped.is_set():
             self._emit("pool:listen:connecting", attempts=attempts)
             connection: asyncpg.Connection | None = None
@@ -127,6 +146,17 @@ class Listener:
                 connection.add_termination_listener(_setter(lost))
                 await connection.add_listener(JOBS_CHANNEL, self._notified)
                 await connection.add_listener(MIGRATE_CHANNEL, self._notified)
+                if not checked and self._notifier is not None:
+                    arrived = await self._check(connection, self._notifier)
+                    if arrived is None:  # stopped meanwhile
+                        await self._release(connection)
+                        return
+                    checked = True
+                    if not arrived:
+                        self._unavailable()
+                        await self._release(connection)
+                        return
+                    logger.info("LISTEN works: new jobs wake the worker at once")
                 self._emit("pool:listen:success")
                 attempts = 0
                 if listened_before:
@@ -147,6 +177,43 @@ class Listener:
                 continue
             await self._release(connection)
             return
+
+    async def _check(self, connection: asyncpg.Connection, notifier: asyncpg.Pool) -> bool | None:
+        """Whether a notification sent through ``notifier`` reaches ``connection``; ``None``
+        when the listener is stopped before the check ends. Database errors propagate."""
+        check = asyncio.ensure_future(
+            notifications_arrive(connection, notifier, within=self._check_within)
+        )
+        stopped = asyncio.ensure_future(self._stopped.wait())
+        try:
+            await asyncio.wait({check, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+            if not check.done():
+                check.cancel()
+                await asyncio.wait({check})
+        return None if check.cancelled() else check.result()
+
+    def _unavailable(self) -> None:
+        polling = (
+            f"every {self._poll_interval:g} s (poll_interval)"
+            if self._poll_interval is not None
+            else "by polling"
+        )
+        logger.warning(
+            "LISTEN does not work on this connection: a test notification sent through the "
+            "worker's connections did not arrive within %g s, as happens through a pooler in "
+            "transaction mode. The worker finds new jobs only %s, not at once. Fix: give "
+            "Worker(listen_url=...) or run --listen-url a URL of the same database that "
+            "connects directly or through a pooler in session mode (see docs/poolers.md)%s",
+            self._check_within,
+            polling,
+            ". If the database URL is such a pooler, also give pooler='transaction' (run "
+            "--pooler transaction): prepared statements fail through it"
+            if self._suggest_pooler
+            else "",
+        )
+        self._emit("pool:listen:unavailable")
 
     async def _watch(self, connection: asyncpg.Connection, lost: asyncio.Event) -> None:
         """Return when stopped; raise when the connection is lost or stops answering."""

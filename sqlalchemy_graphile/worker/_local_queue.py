@@ -44,6 +44,7 @@ import asyncpg
 
 from ..events import LocalQueueEvent, LocalQueueMode, WorkerEvents
 from ._fetch import DirectJobSource
+from ._jit import fetch_without_jit
 from ._jobs import FetchedJob, fetched_job
 from ._observer import LatencyObserver
 from ._options import RefetchDelay
@@ -342,7 +343,7 @@ class LocalQueue:
             args.append(self._clock())
         observer = self._observer
         started = time.perf_counter() if observer is not None else 0.0
-        rows = await with_retries(lambda: self._pool.fetch(self._query, *args))
+        rows = await with_retries(lambda: fetch_without_jit(self._pool, self._query, *args))
         if observer is not None:
             observer.fetched(time.perf_counter() - started, len(rows))
         names = ids.identifier_by_id

@@ -49,11 +49,14 @@ from pydantic.dataclasses import dataclass as pydantic_dataclass
 from pydantic.fields import FieldInfo
 
 from .._identifiers import resolve_schema
+from .._plugins import check_plugins
+from .._poolers import Pooler, check_pooler
 from .._validation import validation_problems
 from ..context import extension_map
 from ..cron._items import CronItem
 from ..cron._parser import crontab_items
 from ..errors import ConfigurationError, GraphileWorkerError
+from ..hooks import WorkerPlugin
 from ..tasks import AnyTaskType, check_task_type
 
 #: A static list of flags, or a function (sync or async) returning one; ``None`` = none.
@@ -199,6 +202,12 @@ async def resolve_forbidden_flags(option: ForbiddenFlags) -> list[str] | None:
     )
 
 
+def _listen_url(value: object) -> str | None:
+    if value is None or (isinstance(value, str) and value):
+        return value
+    raise ConfigurationError(f"must be None or a database URL, not {value!r}")
+
+
 def _minus_one_is_off(value: object) -> object:
     """Graphile Worker's ``-1`` for "off", as ``None``."""
     return None if value == -1 and not isinstance(value, bool) else value
@@ -320,6 +329,16 @@ class WorkerOptions:
         default_factory=dict,
         description="Objects tasks reach with ctx.get_ext(Type), at most one per type.",
     )
+    plugins: Annotated[
+        tuple[WorkerPlugin, ...],
+        PlainValidator(check_plugins),
+        NoFlag("`run --plugin MODULE:NAME` loads plugin objects from code"),
+    ] = Field(
+        (),
+        description="WorkerPlugin instances whose hooks run around each job (before_job_run, "
+        "after_job_run) and on each job the worker's tasks add (before_job_schedule); see "
+        "docs/hooks.md.",
+    )
     forbidden_flags: Annotated[
         ForbiddenFlags,
         PlainValidator(_forbidden_flags),
@@ -340,6 +359,21 @@ class WorkerOptions:
         True,
         description="Whether to LISTEN for new jobs; False for poolers that cannot LISTEN "
         "(the worker then polls only).",
+    )
+    listen_url: Annotated[
+        str | None,
+        PlainValidator(_listen_url),
+        Flag(
+            metavar="URL",
+            help="LISTEN on a connection to this URL (direct to PostgreSQL, or a pooler in "
+            "session mode) instead of the database URL",
+        ),
+    ] = Field(
+        None,
+        description="Where the LISTEN connection connects, when the database URL is a pooler "
+        "in transaction mode, through which LISTEN cannot work: a URL of the same database, "
+        "direct or through a pooler in session mode (None: the database URL). The worker "
+        "checks at start that notifications arrive, and warns when they do not.",
     )
     use_local_time: Annotated[bool, Flag()] = Field(
         False,
@@ -379,7 +413,24 @@ class WorkerOptions:
         bool, Flag(help="do not prepare statements (for poolers in transaction mode)")
     ] = Field(
         True,
-        description="Whether to prepare statements; False for poolers in transaction mode.",
+        description="Whether to prepare named statements (False: unnamed statements only; "
+        "pooler='transaction' implies it).",
+    )
+    pooler: Annotated[
+        Pooler | None,
+        PlainValidator(check_pooler),
+        Flag(
+            metavar="MODE",
+            help="the database URL is a pooler in this mode: 'transaction' (PgBouncer's "
+            "pool_mode = transaction) keeps every statement and setting within a transaction",
+        ),
+    ] = Field(
+        None,
+        description="'transaction' when the database URL is a pooler in transaction mode: no "
+        "named prepared statements on any of the worker's connections (its own and the "
+        "engine it makes for ctx.add_job), settings only per transaction. None: a direct "
+        "connection or a pooler in session mode. LISTEN cannot work through a pooler in "
+        "transaction mode; give listen_url.",
     )
     crontab: Annotated[
         tuple[CronItem, ...],

@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import asyncpg
 
+from .._plugins import Plugins
 from ..context import JobAdder
 from ..events import PoolErrorEvent, PoolEvent, SlotEvent, WorkerEvents
 from ._fetch import DirectJobSource, JobSource
@@ -63,6 +64,7 @@ class WorkerPool:
         adder: JobAdder,
         connect_listener: Callable[[], Awaitable[asyncpg.Connection]] | None,
         observer: LatencyObserver | None = None,
+        plugins: Plugins | None = None,
     ) -> None:
         self.id = pool_id
         self.continuous = continuous
@@ -136,6 +138,7 @@ class WorkerPool:
             abort_signal=self.abort_signal,
             adder=adder,
             executor=self._executor,
+            plugins=plugins,
         )
         self._health = FetchHealth()
         self._slots: dict[Slot, asyncio.Task[None]] = {}
@@ -150,6 +153,9 @@ class WorkerPool:
                 on_breaking_migration=self._breaking_migration,
                 on_reconnected=lambda: self.nudge(options.concurrency),
                 is_shutting_down=lambda: self.shutting_down,
+                notifier=db,
+                poll_interval=options.poll_interval,
+                suggest_pooler=options.pooler is None,
             )
         self._sweeper: ResetLockedSweeper | None = None
         if continuous:

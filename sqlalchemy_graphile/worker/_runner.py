@@ -3,14 +3,18 @@
 No database access happens here: the slot loop gives the outcome to its releaser.
 
 * A :class:`Task` payload is validated straight from the stored JSON text
-  (``model_validate_json``); ``run`` is awaited on the event loop when it is ``async def``
-  and called in the worker's thread pool otherwise.
+  (``model_validate_json``), less the ``_trace`` key that carries a trace context; ``run``
+  is awaited on the event loop when it is ``async def`` and called in the worker's thread
+  pool otherwise.
 * A :class:`BatchTask` payload must be a JSON array. Its items are cut out of the stored
   text as they are, validated one by one, and run together by ``run_batch``; failed items
   are kept with their original JSON text, so a retry sees exactly what was stored.
 * Every exception from task code becomes a failure whose message (the future
   ``last_error``) is ``"ExcType: message"``; a batch with failed items gives
   ``"Batch failures:"`` followed by one line per failed item.
+* With plugins that hook runs, ``before_job_run`` is awaited in the slot's own task just
+  before the run and ``after_job_run`` just after it (also when the run is cancelled), so
+  context variables a plugin sets reach the task and the second hook.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import contextvars
 import inspect
 import logging
 import re
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -27,8 +32,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from .._payload import without_trace
+from .._plugins import Plugins
 from ..context import JobAdder, WorkerContext
 from ..errors import BatchJobError, InvalidTaskError, PayloadValidationError
+from ..hooks import JobRun, JobRunOutcome, JobRunResult
 from ..job import Job
 from ..log_format import JobLogger, job_fields
 from ..tasks import AnyTaskType, BatchTask, BatchTaskResult, Task, is_batch_task
@@ -92,8 +100,10 @@ class TaskRunner:
         abort_signal: asyncio.Event,
         adder: JobAdder,
         executor: Executor,
+        plugins: Plugins | None = None,
     ) -> None:
         self._tasks = tasks
+        self._plugins = plugins
         self._extensions = extensions
         self._pool_id = pool_id
         self._abort_signal = abort_signal
@@ -101,8 +111,40 @@ class TaskRunner:
         self._executor = executor
 
     async def run(self, fetched: FetchedJob) -> Outcome:
-        """Run ``fetched``'s task and return the outcome. Exceptions from task code become
-        failures; cancellation propagates."""
+        """Run ``fetched``'s task (between the plugins' run hooks, if any) and return the
+        outcome. Exceptions from task code become failures; cancellation propagates."""
+        if self._plugins is None:
+            return await self._run(fetched)
+        return await self._run_hooked(fetched, self._plugins)
+
+    async def _run_hooked(self, fetched: FetchedJob, plugins: Plugins) -> Outcome:
+        job = fetched.job
+        run = JobRun(job, self._pool_id)
+        await plugins.before_run(run)
+        started = time.perf_counter()
+        try:
+            outcome = await self._run(fetched)
+        except asyncio.CancelledError as cancelled:
+            interrupted = JobRunResult(
+                JobRunOutcome.INTERRUPTED, time.perf_counter() - started, error=cancelled
+            )
+            await plugins.after_run(run, interrupted)
+            raise
+        duration = time.perf_counter() - started
+        if outcome.succeeded:
+            result = JobRunResult(JobRunOutcome.SUCCESS, duration)
+        else:
+            result = JobRunResult(
+                JobRunOutcome.FAILURE,
+                duration,
+                error=outcome.error,
+                batch_errors=outcome.batch_errors,
+                final=outcome.permanent or job.attempts >= job.max_attempts,
+            )
+        await plugins.after_run(run, result)
+        return outcome
+
+    async def _run(self, fetched: FetchedJob) -> Outcome:
         job = fetched.job
         task_type = self._tasks.get(job.task_identifier)
         if task_type is None:
@@ -111,7 +153,7 @@ class TaskRunner:
         if is_batch_task(task_type):
             return await self._run_batch(task_type, job, ctx)  # type: ignore[arg-type]
         try:
-            task = task_type.model_validate_json(job.payload_json)
+            task = task_type.model_validate_json(without_trace(job.payload_json))
         except ValidationError as error:
             what = f"the payload of job {job.id}"
             return failure(_payload_error(what, task_type, error), permanent=True)
@@ -157,7 +199,7 @@ class TaskRunner:
         items = []
         for index, raw in enumerate(raw_items):
             try:
-                items.append(task_type.model_validate_json(raw))
+                items.append(task_type.model_validate_json(without_trace(raw)))
             except ValidationError as error:
                 what = f"item {index} of the payload of batch job {job.id}"
                 return failure(_payload_error(what, task_type, error), permanent=True)

@@ -13,10 +13,13 @@ from typing import TYPE_CHECKING, Any, Self
 
 import asyncpg
 
+from .._plugins import Plugins
+from .._poolers import Pooler
 from ..cron._items import CronItem
 from ..cron._scheduler import CronScheduler
 from ..errors import ConfigurationError, WorkerStateError
 from ..events import PoolEvent, SignalEvent, WorkerEvents
+from ..hooks import WorkerPlugin
 from ..job import Job
 from ..job_spec import JobSpec, RawJobSpec
 from ..tasks import AnyTaskType, BatchTask, Task
@@ -80,8 +83,9 @@ class Worker:
     ``postgresql://`` URL works) or an :class:`AsyncEngine` whose URL and ``connect_args``
     are reused (the engine itself is never disposed by the worker); ``None`` means
     ``$DATABASE_URL``. The worker runs jobs on its own asyncpg pool and a dedicated LISTEN
-    connection; add ``?application_name=...`` to name them (default ``sg-worker`` and
-    ``sg-worker-listen``).
+    connection (to ``listen_url`` when given); add ``?application_name=...`` to name them
+    (default ``sg-worker`` and ``sg-worker-listen``). Behind a pooler in transaction mode,
+    give ``pooler="transaction"`` (see docs/poolers.md).
 
     Bad options raise :class:`ConfigurationError` naming each (:class:`InvalidTaskError`,
     :class:`InvalidIdentifierError`, :class:`CrontabError` for a bad task class, schema name
@@ -102,8 +106,10 @@ class Worker:
         schema: str | None = None,
         poll_interval: float = 2.0,
         extensions: Iterable[object] = (),
+        plugins: Iterable[WorkerPlugin] = (),
         forbidden_flags: ForbiddenFlags = None,
         listen: bool = True,
+        listen_url: str | None = None,
         use_local_time: bool = False,
         graceful_shutdown_abort_timeout: float = 5.0,
         handle_signals: bool = True,
@@ -111,6 +117,7 @@ class Worker:
         min_reset_locked_interval: float = 480.0,
         max_reset_locked_interval: float = 600.0,
         prepared_statements: bool = True,
+        pooler: Pooler | None = None,
         crontab: str | Iterable[CronItem] | None = None,
         local_queue_size: int | None = None,
         local_queue_ttl: float = 300.0,
@@ -132,6 +139,10 @@ class Worker:
         if events is not None and not isinstance(events, WorkerEvents):
             raise ConfigurationError(f"events must be a WorkerEvents, not {type(events).__name__}")
         self._database: Database = resolve_database(database)
+        listen_url = self._options.listen_url
+        self._listen_database = (
+            self._database if listen_url is None else resolve_database(listen_url)
+        )
         if self._options.max_connections < self._options.concurrency:
             logger.warning(
                 "max_pool_size (%d) is below concurrency (%d): jobs will wait for connections",
@@ -146,6 +157,7 @@ class Worker:
                 self._options.concurrency,
             )
         self._events = events if events is not None else WorkerEvents()
+        self._plugins = Plugins(self._options.plugins, events=self._events)
         self._metrics, self._metrics_endpoint = _prometheus(self._options)
         if self._metrics is not None:
             self._metrics.attach(self)
@@ -229,8 +241,10 @@ class Worker:
             # Imported on first use: a worker whose tasks add no jobs never needs it.
             from ..utils import WorkerUtils
 
-            self._engine = self._database.make_engine()
-            self._utils = WorkerUtils(self._engine, schema=self._options.schema)
+            self._engine = self._database.make_engine(self._options.pooler)
+            self._utils = WorkerUtils(
+                self._engine, schema=self._options.schema, plugins=self._plugins
+            )
         return self._utils
 
     # -- running ---------------------------------------------------------------------
@@ -317,6 +331,7 @@ class Worker:
             self._pool_id = new_pool_id(continuous=False)
             if self._options.crontab:
                 logger.info("run_once() does not schedule cron items; run() does")
+        self._plugins.pool_id = self._pool_id
         pool: WorkerPool | None = None
         hide_logs = show_logs_unless_configured()
         try:
@@ -346,7 +361,7 @@ class Worker:
                 reset=_keep_session,
                 **database.asyncpg_kwargs(
                     application_name=database.application_name,
-                    prepared_statements=options.prepared_statements,
+                    prepared_statements=options.prepared_statements and options.pooler is None,
                 ),
             )
         except _START_ERRORS as error:
@@ -361,9 +376,9 @@ class Worker:
             if isinstance(error, _START_ERRORS):
                 raise connection_failure(database, options.schema, error) from error
             raise
-        listen_kwargs = database.asyncpg_kwargs(
-            application_name=database.listen_application_name,
-            prepared_statements=options.prepared_statements,
+        # The LISTEN connection runs a statement every 30 s: nothing worth preparing.
+        listen_kwargs = self._listen_database.asyncpg_kwargs(
+            application_name=database.listen_application_name, prepared_statements=False
         )
         pool = WorkerPool(
             options=options,
@@ -375,6 +390,7 @@ class Worker:
             adder=_UtilsAdder(self),
             connect_listener=lambda: asyncpg.connect(**listen_kwargs),
             observer=self._metrics,
+            plugins=self._plugins if self._plugins.runs else None,
         )
         self._pool = pool
         if continuous and options.crontab:

@@ -26,16 +26,20 @@ from sqlalchemy_graphile import (
     ConfigurationError,
     InvalidTaskError,
     JobHelpers,
+    JobRunResult,
     JobSpec,
+    JobToSchedule,
     RawJobSpec,
     SchemaNotInstalledError,
     Task,
     WorkerContext,
+    WorkerPlugin,
 )
+from sqlalchemy_graphile import JobRun as PluginJobRun
 from sqlalchemy_graphile.tasks import AnyTaskType
 from sqlalchemy_graphile.testing import (
     JobFailedError,
-    JobRun,
+    RanJob,
     assert_enqueued,
     assert_not_enqueued,
     enqueued_jobs,
@@ -137,7 +141,7 @@ class Outer:
     async def commit(self) -> None:
         await resolved(self.session.commit())
 
-    async def run(self, **options: Any) -> list[JobRun]:
+    async def run(self, **options: Any) -> list[RanJob]:
         log = options.pop("log", None) or Log()
         if isinstance(self.session, AsyncSession):
             return await run_jobs(self.session, TASKS, extensions=[log], **options)
@@ -439,3 +443,50 @@ async def test_a_database_without_the_schema_raises_schema_not_installed(
         with pytest.raises(SchemaNotInstalledError):
             await run_jobs(session, [SendEmail])
     await engine.dispose()
+
+
+class _Hooks(WorkerPlugin):
+    """Records the run hooks and gives every job a task schedules priority 3."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def before_job_schedule(self, job: JobToSchedule) -> JobToSchedule:
+        self.calls.append(f"schedule {job.identifier}")
+        return JobToSchedule(
+            job.identifier, job.payload, job.spec.model_copy(update={"priority": 3})
+        )
+
+    async def before_job_run(self, run: PluginJobRun) -> None:
+        self.calls.append(f"before {run.job.task_identifier}")
+
+    def after_job_run(self, run: PluginJobRun, result: JobRunResult) -> None:
+        self.calls.append(f"after {run.job.task_identifier} {result.outcome.value}")
+
+
+async def test_plugins_hooks_run_around_each_job_and_on_the_jobs_tasks_add(
+    outer: Outer,
+) -> None:
+    await outer.add("add_job", SignUp(email="ada@example.com"))
+    await outer.commit()
+    hooks = _Hooks()
+
+    runs = await outer.run(plugins=[hooks])
+
+    assert [run.job.task_identifier for run in runs] == ["sign_up", "send_email", "audit"]
+    assert [run.job.priority for run in runs] == [0, 3, 3]  # the follow-ups went through it
+    assert hooks.calls == [
+        "before sign_up",
+        "schedule send_email",
+        "schedule audit",
+        "after sign_up success",
+        "before send_email",
+        "after send_email success",
+        "before audit",
+        "after audit success",
+    ]
+
+
+async def test_plugins_must_be_worker_plugins(outer: Outer) -> None:
+    with pytest.raises(ConfigurationError, match=r"run_jobs\(\) plugins must be WorkerPlugin"):
+        await outer.run(plugins=[object()])

@@ -40,6 +40,11 @@ def test_flags_from_the_issue() -> None:
     assert config.output_path == Path("out.json")
 
 
+def test_plugins_flag() -> None:
+    assert parse_config([]).plugins == ()
+    assert parse_config(["--plugins", "hooks", "tracing"]).plugins == ("hooks", "tracing")
+
+
 def test_soak_flags() -> None:
     config = parse_config(["--soak", "1000000"])
     assert (config.soak, config.soak_baseline, config.soak_mode) == (
@@ -70,6 +75,9 @@ def test_soak_flags() -> None:
         ({"soak": 10, "soak_baseline": 10}, "must be above --soak-baseline"),
         ({"database_url": "mysql://root@localhost/db"}, "needs PostgreSQL"),
         ({"database_url": "not a url"}, "not a database URL"),
+        ({"plugins": ("fast",)}, "'fast' is not one of hooks, tracing"),
+        ({"plugins": ("hooks", "hooks")}, "--plugins lists a value twice"),
+        ({"plugins": ("hooks",), "soak": 200_000}, "not the soak"),
     ],
 )
 def test_bad_options_raise_configuration_error(fields: dict[str, object], message: str) -> None:

@@ -6,6 +6,7 @@ import json
 
 from benchmarks._report import (
     RATIO_NOTE,
+    VARIANT_NOTE,
     Failure,
     Metric,
     Value,
@@ -15,8 +16,10 @@ from benchmarks._report import (
     format_ratio,
     format_table,
     format_value,
+    format_variants,
     json_document,
     plan_metrics,
+    variant_rows,
 )
 
 METRICS = [
@@ -146,3 +149,29 @@ def test_json_document_is_strict_json() -> None:
     assert again["failures"] == [{"side": "ours", "key": "lat", "error": "timeout"}]
     assert again["ratio_note"] == RATIO_NOTE
     assert again["details"] == {"ours": {"enqueue": []}}
+
+
+def test_variants_table_puts_each_plugin_set_against_the_run_without() -> None:
+    values: dict[str, dict[str, Value]] = {
+        "ours": {"rate": 2000.0, "lat": 2.0, "rss": 60.0},
+        "ours+hooks": {"rate": 1900.0, "lat": 2.5, "rss": Failure("crashed")},
+        "ours+tracing": {"rate": 1000.0, "lat": 4.0, "rss": 60.0},
+    }
+    lines = format_variants(METRICS, values).splitlines()
+    assert lines[0].split() == [
+        *("metric", "unit", "ours", "ours+hooks", "vs", "ours", "ours+tracing", "vs", "ours")
+    ]
+    assert lines[2].split()[-5:] == ["2,000", "1,900", "0.95x", "1,000", "0.50x"]
+    assert lines[3].split()[-5:] == ["2.00", "2.50", "0.80x", "4.00", "0.50x"]
+    assert lines[4].split()[-5:] == ["60.0", "failed", "-", "60.0", "1.00x"]
+    assert lines[-1] == VARIANT_NOTE
+    markdown = format_variants(METRICS, values, markdown=True).splitlines()
+    assert markdown[0] == (
+        "| metric | unit | ours | ours+hooks | vs ours | ours+tracing | vs ours |"
+    )
+    assert markdown[1] == "| --- | --- | ---: | ---: | ---: | ---: | ---: |"
+    assert markdown[2] == "| run 10 jobs | jobs/s | 2,000 | 1,900 | 0.95x | 1,000 | 0.50x |"
+    rows = variant_rows(METRICS, values)
+    assert rows[0]["ours+hooks_vs_ours"] == 0.95
+    assert rows[2]["ours+hooks_error"] == "crashed"
+    json.dumps(rows, allow_nan=False)

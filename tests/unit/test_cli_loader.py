@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sqlalchemy_graphile.cli._loader import load_tasks
+from sqlalchemy_graphile.cli._loader import load_plugins, load_tasks
 from sqlalchemy_graphile.errors import ConfigurationError, InvalidTaskError
 
 _TASKS = '''
@@ -129,3 +129,49 @@ def test_a_failed_import_inside_the_module_names_the_task_module(
     make_module("loader_tasks_a", _TASKS)
     with pytest.raises(ConfigurationError, match="the task module 'loader_broken_f' failed: Imp"):
         load_tasks([other])
+
+
+_PLUGINS = """
+from sqlalchemy_graphile import WorkerPlugin
+
+
+class Audit(WorkerPlugin):
+    pass
+
+
+AUDIT = Audit()
+
+
+def both():
+    return [Audit(), AUDIT]
+
+
+NOT_A_PLUGIN = 3
+"""
+
+
+def test_plugins_are_instances_classes_or_functions(
+    make_module: Callable[[str, str], str],
+) -> None:
+    module = make_module("loader_plugins_a", _PLUGINS)
+    plugins = load_plugins([f"{module}:AUDIT", f"{module}:Audit", f"{module}:both"])
+    assert [type(plugin).__name__ for plugin in plugins] == ["Audit"] * 4
+    assert plugins[0] is plugins[3]
+    assert plugins[1] is not plugins[0]
+
+
+@pytest.mark.parametrize(
+    ("reference", "message"),
+    [
+        ("loader_plugins_b", "is not of the form MODULE:ATTR"),
+        ("loader_plugins_b:MISSING", "has no attribute 'MISSING'"),
+        ("loader_plugins_b:NOT_A_PLUGIN", "expected a WorkerPlugin"),
+        ("no_such_plugin_module:X", "--plugin 'no_such_plugin_module:X': no module named"),
+    ],
+)
+def test_bad_plugin_references_are_configuration_errors(
+    make_module: Callable[[str, str], str], reference: str, message: str
+) -> None:
+    make_module("loader_plugins_b", _PLUGINS)
+    with pytest.raises(ConfigurationError, match=message):
+        load_plugins([reference])

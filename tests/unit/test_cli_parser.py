@@ -45,6 +45,7 @@ def _usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
         ["run", "--tasks", "m", "--graceful-shutdown-abort-timeout", "-1"],
         ["run", "--tasks", "m", "--min-reset-locked-interval", "soon"],
         ["run", "--tasks", "m", "--complete-job-batch-delay", "-2"],
+        ["run", "--tasks", "m", "--pooler", "session"],
         ["list", "--state", "sleeping"],
         ["list", "--limit", "0"],
         ["list", "--offset", "-1"],
@@ -67,6 +68,8 @@ def test_a_refused_option_value_is_a_usage_error_naming_the_problem(
     assert "argument -j/--jobs: Input should be greater than or equal to 1" in error
     error = _usage_error(["run", "--tasks", "m", "--local-queue-ttl", "x"], capsys)
     assert "argument --local-queue-ttl: 'x' is not a number" in error
+    error = _usage_error(["run", "--tasks", "m", "--pooler", "statement"], capsys)
+    assert "argument --pooler: pooler must be None or 'transaction', not 'statement'" in error
 
 
 def test_run_needs_tasks_unless_schema_only(capsys: pytest.CaptureFixture[str]) -> None:
@@ -136,10 +139,15 @@ def test_run_options() -> None:
     assert args.handler == "run.run"
     pool = parse_args(["run", "--tasks", "a", "-m", "20", "--no-prepared-statements"])
     assert (pool.max_pool_size, pool.prepared_statements) == (20, False)
+    pooled = parse_args(
+        ["run", "--tasks", "a", "--pooler", "transaction", "--listen-url", "postgresql://db/app"]
+    )
+    assert (pooled.pooler, pooled.listen_url) == ("transaction", "postgresql://db/app")
     defaults = parse_args(["run", "--tasks", "a"])
     assert (defaults.concurrency, defaults.poll_interval, defaults.once) == (1, 2.0, False)
     assert (defaults.listen, defaults.migrate, defaults.forbidden_flags) == (True, True, None)
     assert (defaults.max_pool_size, defaults.prepared_statements) == (None, True)
+    assert (defaults.pooler, defaults.listen_url) == (None, None)
 
 
 def test_add_options() -> None:

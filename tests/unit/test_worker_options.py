@@ -112,6 +112,10 @@ def test_tasks_must_be_task_classes() -> None:
         ("use_local_time", 1),
         ("handle_signals", None),
         ("prepared_statements", 0),
+        ("pooler", "session"),
+        ("pooler", True),
+        ("listen_url", ""),
+        ("listen_url", 5),
         ("forbidden_flags", "flag"),
         ("forbidden_flags", ["ok", 3]),
         ("extensions", "not a list"),
@@ -171,6 +175,15 @@ def test_connection_options_come_from_the_url() -> None:
     assert named._database.connect_kwargs["ssl"] == "disable"
 
 
+def test_the_listen_url_is_resolved_like_the_database() -> None:
+    direct = worker(listen_url="postgresql://app@db.internal:5432/app")
+    assert direct._listen_database.address() == "db.internal:5432/app"
+    plain = worker()
+    assert plain._listen_database is plain._database
+    with pytest.raises(ConfigurationError, match="only PostgreSQL"):
+        worker(listen_url="mysql://app@db/app")
+
+
 async def test_connection_options_come_from_an_engine() -> None:
     engine = create_async_engine(
         "postgresql+asyncpg://app@db.example/app",
@@ -182,7 +195,6 @@ async def test_connection_options_come_from_an_engine() -> None:
         assert database.connect_kwargs["command_timeout"] == 7
         kwargs = database.asyncpg_kwargs(application_name="x", prepared_statements=False)
         assert kwargs["server_settings"] == {
-            "jit": "off",
             "search_path": "app",
             "application_name": "x",
         }
