@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import asyncpg
 import psycopg
+import pytest
 from sqlalchemy import create_engine
 
 from sqlalchemy_graphile.migrations import LedgerState, read_ledger
 from sqlalchemy_graphile.worker._schema_check import _read_ledger
 
 from .._imports import loaded_after
+
+pytestmark = pytest.mark.schema_flavours("ours", "node")
 
 
 def add_jobs(db: psycopg.Connection, count: int) -> None:
