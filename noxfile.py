@@ -56,7 +56,7 @@ def bench(session: nox.Session) -> None:
     """Throughput and latency against Node graphile-worker 0.17 and pgqueuer on the same
     server, every side in every mode; a ``--sides`` or ``--modes`` given after ``--``
     replaces these."""
-    session.install("-e", ".[test,uvloop,bench]")
+    session.install("-e", ".[test,uvloop]", "pgqueuer>=1.6")
     every = ["--sides", "ours", "node", "pgqueuer", "--modes", "unbatched", "batched", "batched12"]
     session.run("python", "-m", "benchmarks", *every, *session.posargs)
 

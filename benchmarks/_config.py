@@ -58,7 +58,7 @@ class BenchConfig:
         _distinct_choices("--sides", self.sides, SIDE_NAMES)
         if "pgqueuer" in self.sides and not pgqueuer_installed():
             raise ConfigurationError(
-                "--sides pgqueuer needs the pgqueuer package: pip install -e '.[bench]'"
+                "--sides pgqueuer needs the pgqueuer package: pip install 'pgqueuer>=1.6'"
             )
         _distinct_choices("--soak-mode", (self.soak_mode,), MODES)
         if self.loop not in ("auto", "asyncio", "uvloop"):
@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         default=list(defaults.sides),
         help="ours node pgqueuer (default: ours node; pgqueuer runs in the batched modes "
-        "only and needs the bench extra)",
+        "only and needs the pgqueuer package)",
     )
     parser.add_argument(
         "--json",

@@ -2,9 +2,9 @@
 
 A third peer next to Node graphile-worker: every command runs
 ``python -m benchmarks._pgqproc`` with the interpreter running the benchmark, so pgqueuer
-is imported only in those children (``pip install -e '.[bench]'`` installs it). Its schema
-is installed with its own installer into each fresh scratch database, so it never meets
-the ``graphile_worker`` schema.
+is imported only in those children (``pip install 'pgqueuer>=1.6'``; ``nox -s bench``
+installs it). Its schema is installed with its own installer into each fresh scratch
+database, so it never meets the ``graphile_worker`` schema.
 
 pgqueuer is measured in the batched modes only, with its ``batch_size`` set to the mode's
 batch size (:data:`benchmarks._modes.BATCH_SIZES`), and has no add->start latency run.
