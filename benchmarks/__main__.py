@@ -80,7 +80,8 @@ def compare(config: BenchConfig) -> int:
             machine.update(node.describe())
             sides.append(node)
         if "pgqueuer" in config.sides and not config.plugins:
-            pgqueuer = PgQueuerSide(config.event_loop)
+            limit = config.concurrency if config.pgqueuer_limit is None else config.pgqueuer_limit
+            pgqueuer = PgQueuerSide(config.event_loop, concurrency_limit=limit)
             machine.update(pgqueuer.describe())
             sides.append(pgqueuer)
         plan = Plan(

@@ -45,6 +45,8 @@ class BenchConfig:
     soak_mode: str = "unbatched"
     metrics: bool = False
     plugins: tuple[str, ...] = ()
+    #: pgqueuer's ``concurrency_limit`` on its entrypoint; ``None``: ``concurrency``.
+    pgqueuer_limit: int | None = None
 
     def __post_init__(self) -> None:
         _at_least(1, jobs=self.jobs, concurrency=self.concurrency)
@@ -60,6 +62,8 @@ class BenchConfig:
             raise ConfigurationError(
                 "--sides pgqueuer needs the pgqueuer package: pip install 'pgqueuer>=1.6'"
             )
+        if self.pgqueuer_limit is not None:
+            _at_least(0, pgqueuer_limit=self.pgqueuer_limit)
         _distinct_choices("--soak-mode", (self.soak_mode,), MODES)
         if self.loop not in ("auto", "asyncio", "uvloop"):
             raise ConfigurationError(f"--loop must be auto, asyncio or uvloop, not {self.loop!r}")
@@ -166,6 +170,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="where to write the results (default: benchmarks/results/latest.json, "
         "or soak.json with --soak)",
     )
+    parser.add_argument(
+        "--pgqueuer-limit",
+        type=int,
+        metavar="N",
+        help="pgqueuer's concurrency_limit on its entrypoint, enforced across all its "
+        "processes (default: C; 0: no limit, pgqueuer's own default)",
+    )
     parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
     parser.add_argument(
         "--database-url",
@@ -240,6 +251,7 @@ def parse_config(argv: Sequence[str] | None = None) -> BenchConfig:
             soak_mode=args.soak_mode,
             metrics=args.metrics,
             plugins=tuple(args.plugins),
+            pgqueuer_limit=args.pgqueuer_limit,
         )
     except ConfigurationError as error:
         parser.error(str(error))

@@ -6,8 +6,8 @@
   pgqueuer's default ``durable`` tables, in the database's ``public`` schema).
 * ``enqueue URL N``: add N ``log_if_999`` jobs with one batched ``Queries.enqueue`` call on
   a connection opened beforehand; prints ``{"call_s": ...}``.
-* ``once URL CONCURRENCY BATCH_SIZE``: pgqueuer's worker, a ``PgQueuer`` with one no-op
-  entrypoint (``concurrency_limit=CONCURRENCY``), run with ``batch_size=BATCH_SIZE`` in
+* ``once URL LIMIT BATCH_SIZE``: pgqueuer's worker, a ``PgQueuer`` with one no-op
+  entrypoint (``concurrency_limit=LIMIT``, 0 for none), run with ``batch_size=BATCH_SIZE`` in
   ``drain`` mode: it exits once the queue is empty.
 
 Only this module imports pgqueuer, through :func:`importlib.import_module`, so the rest of
@@ -72,12 +72,12 @@ async def enqueue(url: str, count: int) -> dict[str, Any]:
     return {"call_s": seconds, "jobs": len(ids)}
 
 
-async def once(url: str, concurrency: int, batch_size: int) -> dict[str, Any]:
+async def once(url: str, limit: int, batch_size: int) -> dict[str, Any]:
     """Run pgqueuer's worker until the queue is empty."""
     connection = await asyncpg.connect(url)
     try:
         pgq = pgqueuer.PgQueuer(pgqueuer.AsyncpgDriver(connection))
-        pgq.entrypoint(ENTRYPOINT, concurrency_limit=concurrency)(log_if_999)
+        pgq.entrypoint(ENTRYPOINT, concurrency_limit=limit)(log_if_999)
         await pgq.run(batch_size=batch_size, mode=QueueExecutionMode.drain)
     finally:
         if not connection.is_closed():
@@ -96,7 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     command.add_argument("count", type=int)
     command = commands.add_parser("once")
     command.add_argument("url")
-    command.add_argument("concurrency", type=int)
+    command.add_argument("limit", type=int)
     command.add_argument("batch_size", type=int)
     return parser
 
@@ -106,7 +106,7 @@ def _coroutine(args: argparse.Namespace) -> Coroutine[Any, Any, dict[str, Any]]:
         return install(args.url)
     if args.command == "enqueue":
         return enqueue(args.url, args.count)
-    return once(args.url, args.concurrency, args.batch_size)
+    return once(args.url, args.limit, args.batch_size)
 
 
 def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -41,8 +41,11 @@ class PgQueuerSide:
     #: It is not part of the add->start latency runs.
     measures_latency = False
 
-    def __init__(self, loop: str) -> None:
+    def __init__(self, loop: str, *, concurrency_limit: int) -> None:
         self.loop = loop
+        #: The entrypoint's ``concurrency_limit`` (0: none); pgqueuer enforces it in SQL
+        #: across all its processes.
+        self.concurrency_limit = concurrency_limit
         self.cwd = REPO_ROOT
         self.env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
 
@@ -71,10 +74,13 @@ class PgQueuerSide:
         return self._command("enqueue", url, count)
 
     def once_command(self, url: str, concurrency: int, mode: str) -> list[str]:
-        """Run pgqueuer's worker in ``drain`` mode until the queue is empty.
+        """Run pgqueuer's worker in ``drain`` mode until the queue is empty, its entrypoint
+        limited to :attr:`concurrency_limit` jobs at once (``concurrency`` is not used: the
+        limit is global, not per process).
 
         ``unbatched`` (only used for the start-up run) gets pgqueuer's default batch of 10."""
-        return self._command("once", url, concurrency, BATCH_SIZES.get(mode, 10))
+        batch_size = BATCH_SIZES.get(mode, 10)
+        return self._command("once", url, self.concurrency_limit, batch_size)
 
     def latency_command(
         self, url: str, concurrency: int, samples: int, warmup: int, mode: str
@@ -94,4 +100,7 @@ class PgQueuerSide:
 
     def describe(self) -> dict[str, str]:
         """Versions for the report."""
-        return {PACKAGE: importlib.metadata.version(PACKAGE)}
+        return {
+            PACKAGE: importlib.metadata.version(PACKAGE),
+            "pgqueuer_concurrency_limit": str(self.concurrency_limit),
+        }
