@@ -53,9 +53,12 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """Throughput and latency against Node graphile-worker 0.17 on the same database."""
-    session.install("-e", ".[test,uvloop]")
-    session.run("python", "-m", "benchmarks", *session.posargs)
+    """Throughput and latency against Node graphile-worker 0.17 and pgqueuer on the same
+    server, every side in every mode; a ``--sides`` or ``--modes`` given after ``--``
+    replaces these."""
+    session.install("-e", ".[test,uvloop]", "pgqueuer>=1.6")
+    every = ["--sides", "ours", "node", "pgqueuer", "--modes", "unbatched", "batched", "batched12"]
+    session.run("python", "-m", "benchmarks", *every, *session.posargs)
 
 
 @nox.session(python=PYTHON)

@@ -1,5 +1,6 @@
-"""``python -m benchmarks``: our worker against Node graphile-worker 0.17, same run, same
-server. See ``docs/performance.md`` for the method and ``--help`` for the options.
+"""``python -m benchmarks``: our worker against Node graphile-worker 0.17 (and, with
+``--sides ... pgqueuer``, against pgqueuer), same run, same server. See
+``docs/performance.md`` for the method and ``--help`` for the options.
 
 Progress and failures go to stderr, the table to stdout, everything to the JSON file.
 Exits with status 1 if any measurement failed (the others are still reported).
@@ -21,6 +22,7 @@ from ._database import ScratchDatabases, describe_server, server_url
 from ._machine import describe_machine
 from ._measure import Comparison, Plan, Side
 from ._node import NodeSide
+from ._pgqueuer import PgQueuerSide
 from ._procs import MeasurementError
 from ._python import PythonSide
 from ._report import (
@@ -77,6 +79,11 @@ def compare(config: BenchConfig) -> int:
             node = NodeSide(config.node_install_dir, workdir)
             machine.update(node.describe())
             sides.append(node)
+        if "pgqueuer" in config.sides and not config.plugins:
+            limit = config.concurrency if config.pgqueuer_limit is None else config.pgqueuer_limit
+            pgqueuer = PgQueuerSide(config.event_loop, concurrency_limit=limit)
+            machine.update(pgqueuer.describe())
+            sides.append(pgqueuer)
         plan = Plan(
             jobs=config.jobs,
             processes=config.processes,
@@ -99,20 +106,22 @@ def compare(config: BenchConfig) -> int:
         return _report_variants(config, machine, metrics, comparison)
     ours_values = comparison.values.get("ours", {})
     node_values = comparison.values.get("node", {})
-    print(format_table(metrics, ours_values, node_values))
+    pgqueuer_values = comparison.values.get("pgqueuer")
+    print(format_table(metrics, ours_values, node_values, pgqueuer_values))
     if config.markdown:
         print()
-        print(format_markdown(metrics, ours_values, node_values))
+        print(format_markdown(metrics, ours_values, node_values, pgqueuer_values))
     document = json_document(
         config=_config_json(config),
         machine=machine,
         metrics=metrics,
         ours=ours_values,
         node=node_values,
+        pgqueuer=pgqueuer_values,
         details={**comparison.details, "created_at": dt.datetime.now(dt.UTC).isoformat()},
     )
     _write(config.output_path, document)
-    failed = failures(ours_values, node_values)
+    failed = failures(ours_values, node_values, pgqueuer_values)
     if failed:
         log(f"{len(failed)} measurement(s) FAILED:")
         for failure in failed:

@@ -12,11 +12,15 @@ from sqlalchemy_graphile.errors import ConfigurationError
 from ._database import server_url
 from ._modes import MODES
 from ._node import default_install_dir
+from ._pgqueuer import pgqueuer_installed
 from ._plugins import PLUGIN_SETS
 from ._python import REPO_ROOT, default_loop
 
 RESULTS = REPO_ROOT / "benchmarks" / "results"
-SIDE_NAMES = ("ours", "node")
+SIDE_NAMES = ("ours", "node", "pgqueuer")
+#: What a run measures unless told otherwise; pgqueuer and batches of 12 are asked for.
+DEFAULT_SIDES = ("ours", "node")
+DEFAULT_MODES = ("unbatched", "batched")
 
 
 @dataclass(frozen=True)
@@ -28,8 +32,8 @@ class BenchConfig:
     concurrency: int = 24
     latency_samples: int = 500
     latency_warmup: int = 50
-    modes: tuple[str, ...] = MODES
-    sides: tuple[str, ...] = SIDE_NAMES
+    modes: tuple[str, ...] = DEFAULT_MODES
+    sides: tuple[str, ...] = DEFAULT_SIDES
     json_path: Path | None = None
     markdown: bool = False
     database_url: str | None = None
@@ -41,6 +45,8 @@ class BenchConfig:
     soak_mode: str = "unbatched"
     metrics: bool = False
     plugins: tuple[str, ...] = ()
+    #: pgqueuer's ``concurrency_limit`` on its entrypoint; ``None``: ``concurrency``.
+    pgqueuer_limit: int | None = None
 
     def __post_init__(self) -> None:
         _at_least(1, jobs=self.jobs, concurrency=self.concurrency)
@@ -52,6 +58,12 @@ class BenchConfig:
             raise ConfigurationError("--processes lists a count twice")
         _distinct_choices("--modes", self.modes, MODES)
         _distinct_choices("--sides", self.sides, SIDE_NAMES)
+        if "pgqueuer" in self.sides and not pgqueuer_installed():
+            raise ConfigurationError(
+                "--sides pgqueuer needs the pgqueuer package: pip install 'pgqueuer>=1.6'"
+            )
+        if self.pgqueuer_limit is not None:
+            _at_least(0, pgqueuer_limit=self.pgqueuer_limit)
         _distinct_choices("--soak-mode", (self.soak_mode,), MODES)
         if self.loop not in ("auto", "asyncio", "uvloop"):
             raise ConfigurationError(f"--loop must be auto, asyncio or uvloop, not {self.loop!r}")
@@ -138,9 +150,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=defaults.latency_warmup,
         help="jobs run before the samples are taken",
     )
-    parser.add_argument("--modes", nargs="+", default=list(defaults.modes), help=" ".join(MODES))
     parser.add_argument(
-        "--sides", nargs="+", default=list(defaults.sides), help="ours node (default: both)"
+        "--modes",
+        nargs="+",
+        default=list(defaults.modes),
+        help=f"{' '.join(MODES)} (default: {' '.join(DEFAULT_MODES)})",
+    )
+    parser.add_argument(
+        "--sides",
+        nargs="+",
+        default=list(defaults.sides),
+        help="ours node pgqueuer (default: ours node; pgqueuer runs in the batched modes "
+        "only and needs the pgqueuer package)",
     )
     parser.add_argument(
         "--json",
@@ -148,6 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="where to write the results (default: benchmarks/results/latest.json, "
         "or soak.json with --soak)",
+    )
+    parser.add_argument(
+        "--pgqueuer-limit",
+        type=int,
+        metavar="N",
+        help="pgqueuer's concurrency_limit on its entrypoint, enforced across all its "
+        "processes (default: C; 0: no limit, pgqueuer's own default)",
     )
     parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
     parser.add_argument(
@@ -223,6 +251,7 @@ def parse_config(argv: Sequence[str] | None = None) -> BenchConfig:
             soak_mode=args.soak_mode,
             metrics=args.metrics,
             plugins=tuple(args.plugins),
+            pgqueuer_limit=args.pgqueuer_limit,
         )
     except ConfigurationError as error:
         parser.error(str(error))

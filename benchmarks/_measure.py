@@ -14,17 +14,28 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
-from ._database import ScratchDatabases, count_jobs
+from ._database import ScratchDatabases
 from ._procs import MeasurementError, result_field, run_one, run_together
 from ._report import Failure, Value
 from ._stats import MIB, LatencySummary, rate
 
 
 class Side(Protocol):
-    """One worker implementation under test (see ``_python.PythonSide``, ``_node.NodeSide``)."""
+    """One worker implementation under test (see ``_python.PythonSide``, ``_node.NodeSide``,
+    ``_pgqueuer.PgQueuerSide``)."""
 
     @property
     def name(self) -> str: ...
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        """The modes it runs in; the others are not measured for it."""
+        ...
+
+    @property
+    def measures_latency(self) -> bool:
+        """Whether it takes part in the add->start latency runs."""
+        ...
 
     @property
     def cwd(self) -> Path: ...
@@ -41,6 +52,10 @@ class Side(Protocol):
     def latency_command(
         self, url: str, concurrency: int, samples: int, warmup: int, mode: str
     ) -> list[str]: ...
+
+    def jobs_left(self, url: str) -> tuple[int, int]:
+        """``(jobs left, of which with an error)`` in its own tables."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -87,19 +102,21 @@ class Comparison:
     def run(self) -> None:
         """Take every measurement, in the same order for each side."""
         plan = self.plan
-        self._step("start-up", ["startup_ms"], self._startup)
+        self._step("start-up", ["startup_ms"], self._startup, self.sides)
         for mode in plan.modes:
             for processes in plan.processes:
                 self._step(
                     f"{mode} {processes}x{plan.concurrency}",
                     [f"throughput.{mode}.p{processes}", f"peak_rss.{mode}.p{processes}"],
                     partial(self._throughput, mode=mode, processes=processes),
+                    [side for side in self.sides if mode in side.modes],
                 )
         for mode in plan.modes:
             self._step(
                 f"{mode} latency",
                 [f"latency.{mode}.{stat}" for stat in ("p50", "p99", "max")],
                 partial(self._latency, mode=mode),
+                [side for side in self.sides if side.measures_latency and mode in side.modes],
             )
         for side in self.sides:
             rates, errors = self._enqueue_rates[side.name], self._enqueue_failures[side.name]
@@ -113,8 +130,9 @@ class Comparison:
         label: str,
         keys: Sequence[str],
         measure: Callable[[Side, str], dict[str, float]],
+        sides: Sequence[Side],
     ) -> None:
-        for side in self.sides:
+        for side in sides:
             url = self.databases.create()
             try:
                 side.install_schema(url, timeout=self.plan.timeout)
@@ -152,7 +170,7 @@ class Comparison:
                 timeout=plan.timeout,
             )
             call_s = float(result_field(child, "call_s"))
-            left, _ = count_jobs(url)
+            left, _ = side.jobs_left(url)
             if left != plan.jobs:
                 raise MeasurementError(f"enqueue left {left} jobs in the table, not {plan.jobs}")
         except MeasurementError as error:
@@ -173,7 +191,7 @@ class Comparison:
         batch = run_together(
             [command] * processes, env=side.env, cwd=side.cwd, logs=logs, timeout=plan.timeout
         )
-        left, failed = count_jobs(url)
+        left, failed = side.jobs_left(url)
         if left:
             raise MeasurementError(
                 f"{left} of {plan.jobs} jobs were left in the queue ({failed} with an error)"

@@ -16,7 +16,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from ._modes import NODE_OPTIONS
+from ._database import count_jobs
+from ._modes import MODES, NODE_OPTIONS
 from ._procs import MeasurementError, tail
 
 PACKAGE = "graphile-worker"
@@ -110,6 +111,8 @@ class NodeSide:
     """Commands that run Node graphile-worker for each measurement."""
 
     name = "node"
+    modes = MODES
+    measures_latency = True
 
     def __init__(self, install_dir: Path, workdir: Path) -> None:
         self.install_dir = install_dir
@@ -131,6 +134,10 @@ class NodeSide:
         path = self.workdir / f"graphile.config.{self._configs}.js"
         path.write_text(render_config(options))
         return str(path)
+
+    def jobs_left(self, url: str) -> tuple[int, int]:
+        """``(jobs left, of which with an error)`` in the ``graphile_worker`` schema."""
+        return count_jobs(url)
 
     def install_schema(self, url: str, *, timeout: float) -> None:
         """Install the schema the way Node does: ``graphile-worker --schema-only``.

@@ -15,7 +15,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from sqlalchemy_graphile.errors import GraphileWorkerError
 
-from ._database import install_our_schema
+from ._database import count_jobs, install_our_schema
+from ._modes import MODES
 from ._procs import MeasurementError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -28,6 +29,9 @@ def default_loop() -> str:
 
 class PythonSide:
     """Commands that run our worker for each measurement."""
+
+    modes = MODES
+    measures_latency = True
 
     def __init__(self, loop: str, *, metrics: bool = False, plugins: str | None = None) -> None:
         self.loop = loop
@@ -43,6 +47,10 @@ class PythonSide:
         if self.plugins is not None:
             flags += ["--plugins", self.plugins]
         return [sys.executable, "-m", "benchmarks._pyproc", *flags, *map(str, args)]
+
+    def jobs_left(self, url: str) -> tuple[int, int]:
+        """``(jobs left, of which with an error)`` in the ``graphile_worker`` schema."""
+        return count_jobs(url)
 
     def install_schema(self, url: str, *, timeout: float) -> None:
         """Install the schema with the package's installer (``timeout`` is not needed).

@@ -8,8 +8,8 @@ from typing import Any
 
 from ._stats import advantage
 
-#: The two columns of the table, in order: our worker and Node graphile-worker.
-SIDES = ("ours", "node")
+#: The sides of the table, in order: our worker, Node graphile-worker and pgqueuer.
+SIDES = ("ours", "node", "pgqueuer")
 
 
 @dataclass(frozen=True)
@@ -102,27 +102,38 @@ def _error(value: Value | None) -> str | None:
 
 
 def build_rows(
-    metrics: Sequence[Metric], ours: Mapping[str, Value], node: Mapping[str, Value]
+    metrics: Sequence[Metric],
+    ours: Mapping[str, Value],
+    node: Mapping[str, Value],
+    pgqueuer: Mapping[str, Value] | None = None,
 ) -> list[dict[str, Any]]:
-    """One JSON-ready dict per metric with both values, the ratio and any failure."""
+    """One JSON-ready dict per metric with every value, the ratios and any failure.
+
+    The ``pgqueuer`` fields are there only when ``pgqueuer`` is given."""
     rows = []
     for metric in metrics:
         mine, theirs = ours.get(metric.key), node.get(metric.key)
-        rows.append(
-            {
-                "key": metric.key,
-                "metric": metric.label,
-                "unit": metric.unit,
-                "better": "higher" if metric.higher_is_better else "lower",
-                "ours": _number(mine),
-                "node": _number(theirs),
-                "ours_vs_node": advantage(
-                    _number(mine), _number(theirs), higher_is_better=metric.higher_is_better
-                ),
-                "ours_error": _error(mine),
-                "node_error": _error(theirs),
-            }
-        )
+        row = {
+            "key": metric.key,
+            "metric": metric.label,
+            "unit": metric.unit,
+            "better": "higher" if metric.higher_is_better else "lower",
+            "ours": _number(mine),
+            "node": _number(theirs),
+            "ours_vs_node": advantage(
+                _number(mine), _number(theirs), higher_is_better=metric.higher_is_better
+            ),
+            "ours_error": _error(mine),
+            "node_error": _error(theirs),
+        }
+        if pgqueuer is not None:
+            peer = pgqueuer.get(metric.key)
+            row["pgqueuer"] = _number(peer)
+            row["ours_vs_pgqueuer"] = advantage(
+                _number(mine), _number(peer), higher_is_better=metric.higher_is_better
+            )
+            row["pgqueuer_error"] = _error(peer)
+        rows.append(row)
     return rows
 
 
@@ -130,40 +141,62 @@ RATIO_NOTE = (
     "ours vs Node = ours/Node for rates (jobs/s), Node/ours for times (ms) and memory (MiB): "
     "above 1x means ours is better."
 )
+PGQUEUER_NOTE = "ours vs pgqueuer: the same, against pgqueuer."
+
+
+def _cells(
+    metrics: Sequence[Metric],
+    ours: Mapping[str, Value],
+    node: Mapping[str, Value],
+    pgqueuer: Mapping[str, Value] | None,
+) -> list[tuple[str, ...]]:
+    """The header and one row of cells per metric; pgqueuer's columns only if given."""
+    header = ["metric", "unit", "ours", "Node", "ours vs Node"]
+    if pgqueuer is not None:
+        header += ["pgqueuer", "ours vs pgqueuer"]
+    lines = [tuple(header)]
+    for row in build_rows(metrics, ours, node, pgqueuer):
+        unit = row["unit"]
+        cells = [
+            row["metric"],
+            unit,
+            format_value(ours.get(row["key"]), unit),
+            format_value(node.get(row["key"]), unit),
+            format_ratio(row["ours_vs_node"]),
+        ]
+        if pgqueuer is not None:
+            cells += [
+                format_value(pgqueuer.get(row["key"]), unit),
+                format_ratio(row["ours_vs_pgqueuer"]),
+            ]
+        lines.append(tuple(cells))
+    return lines
 
 
 def format_table(
-    metrics: Sequence[Metric], ours: Mapping[str, Value], node: Mapping[str, Value]
+    metrics: Sequence[Metric],
+    ours: Mapping[str, Value],
+    node: Mapping[str, Value],
+    pgqueuer: Mapping[str, Value] | None = None,
 ) -> str:
-    """The comparison as a plain-text table, followed by the note on the ratio column."""
-    header = ("metric", "unit", "ours", "Node", "ours vs Node")
-    lines = [header]
-    for metric in metrics:
-        mine, theirs = ours.get(metric.key), node.get(metric.key)
-        ratio = advantage(_number(mine), _number(theirs), higher_is_better=metric.higher_is_better)
-        lines.append(
-            (
-                metric.label,
-                metric.unit,
-                format_value(mine, metric.unit),
-                format_value(theirs, metric.unit),
-                format_ratio(ratio),
-            )
-        )
-    return _align(lines) + "\n" + RATIO_NOTE
+    """The comparison as a plain-text table, followed by the note on the ratio columns.
+
+    pgqueuer's value and ratio columns are there only when ``pgqueuer`` is given."""
+    note = RATIO_NOTE if pgqueuer is None else f"{RATIO_NOTE} {PGQUEUER_NOTE}"
+    return _align(_cells(metrics, ours, node, pgqueuer)) + "\n" + note
 
 
 def format_markdown(
-    metrics: Sequence[Metric], ours: Mapping[str, Value], node: Mapping[str, Value]
+    metrics: Sequence[Metric],
+    ours: Mapping[str, Value],
+    node: Mapping[str, Value],
+    pgqueuer: Mapping[str, Value] | None = None,
 ) -> str:
     """The same table as GitHub-flavoured Markdown, for docs/performance.md."""
-    out = ["| metric | unit | ours | Node | ours vs Node |", "| --- | --- | ---: | ---: | ---: |"]
-    for row in build_rows(metrics, ours, node):
-        mine, theirs = ours.get(row["key"]), node.get(row["key"])
-        out.append(
-            f"| {row['metric']} | {row['unit']} | {format_value(mine, row['unit'])} | "
-            f"{format_value(theirs, row['unit'])} | {format_ratio(row['ours_vs_node'])} |"
-        )
+    lines = _cells(metrics, ours, node, pgqueuer)
+    rule = "| --- | --- |" + " ---: |" * (len(lines[0]) - 2)
+    out = ["| " + " | ".join(lines[0]) + " |", rule]
+    out += ["| " + " | ".join(line) + " |" for line in lines[1:]]
     return "\n".join(out)
 
 
@@ -178,10 +211,14 @@ def _align(lines: Sequence[tuple[str, ...]]) -> str:
     return "\n".join(rendered)
 
 
-def failures(ours: Mapping[str, Value], node: Mapping[str, Value]) -> list[dict[str, str]]:
+def failures(
+    ours: Mapping[str, Value],
+    node: Mapping[str, Value],
+    pgqueuer: Mapping[str, Value] | None = None,
+) -> list[dict[str, str]]:
     """Every failed measurement as ``{"side", "key", "error"}``, ours first."""
     found = []
-    for side, values in zip(SIDES, (ours, node), strict=True):
+    for side, values in zip(SIDES, (ours, node, pgqueuer or {}), strict=True):
         for key, value in values.items():
             if isinstance(value, Failure):
                 found.append({"side": side, "key": key, "error": value.message})
@@ -196,14 +233,15 @@ def json_document(
     ours: Mapping[str, Value],
     node: Mapping[str, Value],
     details: Mapping[str, Any],
+    pgqueuer: Mapping[str, Value] | None = None,
 ) -> dict[str, Any]:
     """The whole run as one JSON-ready document (no NaN, no infinities)."""
     return {
         "config": dict(config),
         "machine": dict(machine),
-        "rows": build_rows(metrics, ours, node),
-        "ratio_note": RATIO_NOTE,
-        "failures": failures(ours, node),
+        "rows": build_rows(metrics, ours, node, pgqueuer),
+        "ratio_note": RATIO_NOTE if pgqueuer is None else f"{RATIO_NOTE} {PGQUEUER_NOTE}",
+        "failures": failures(ours, node, pgqueuer),
         "details": dict(details),
     }
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,6 +26,7 @@ from sqlalchemy.types import ARRAY
 
 from ._identifiers import quote_identifier
 from ._job_input import DEFAULT_SPEC, NewJob
+from ._job_pairing import pair_rows
 from .errors import GraphileWorkerError
 from .job import Job
 from .job_spec import JobKeyMode, JobSpec
@@ -70,8 +71,9 @@ from {s}.add_job(
     + _NAME_JOINS
 )
 
-# The specs travel as one JSON array, turned into job_spec values in input order; the
-# function returns its rows in that order too, numbered by `with ordinality`.
+# The specs travel as one JSON array, turned into job_spec values in input order. The rows
+# come back in an order only our own function body promises, so they are paired with the
+# jobs by content (see _job_pairing).
 _ADD_JOBS = (
     "select"
     + _JOB_COLUMNS
@@ -86,10 +88,9 @@ from {s}.add_jobs(
      order by spec.position
   ),
   cast(:preserve_run_at as boolean)
-) with ordinality as jobs
+) as jobs
 """
     + _NAME_JOINS
-    + "order by jobs.ordinality"
 )
 
 _REMOVE_JOB = (
@@ -243,7 +244,7 @@ def _to_jobs(
     connection: Connection,
     schema: str,
     rows: Sequence[Row[Any]],
-    known: Sequence[tuple[str, str | None] | None] | None = None,
+    known: Sequence[tuple[str | None, str | None] | None] | None = None,
 ) -> list[Job]:
     """Build :class:`Job` objects, with names from the joins, else from ``known``.
 
@@ -319,20 +320,27 @@ def _add_job_params(job: NewJob) -> dict[str, Any]:
 
 
 def add_job(connection: Connection, schema: str, job: NewJob) -> Job:
-    """Add one job with the ``add_job`` SQL function; return the inserted or updated row.
+    """Add one job; return the inserted or updated row.
 
-    When the job's key belongs to a job that a worker locks in the middle of the call, the
-    function returns no row (Graphile Worker's documented race); the call is then repeated
-    in the same transaction, where it retires the locked job and inserts a new one.
+    In the ``REPLACE`` and ``PRESERVE_RUN_AT`` modes (and without a key) this is
+    :func:`add_jobs` with one job, as the ``add_job`` SQL function itself does; calling
+    ``add_jobs`` directly keeps a lost race a missing row on every schema (the Rust port's
+    ``add_job`` raises ``GWNOR`` instead, which would abort the caller's transaction).
+    ``UNSAFE_DEDUPE`` has no bulk form: the ``add_job`` SQL function runs it. When the key
+    belongs to a job that a worker locks in the middle of the call, no row comes back
+    (Graphile Worker's documented race); the call is then repeated in the same transaction,
+    where it retires the locked job and inserts a new one.
     """
+    mode = job.spec.job_key_mode
+    if mode is not JobKeyMode.UNSAFE_DEDUPE:
+        return add_jobs(connection, schema, [job], mode is JobKeyMode.PRESERVE_RUN_AT)[0]
     statement = _statement(_ADD_JOB, schema)
     params = _add_job_params(job)
     for _ in range(MAX_ADD_ATTEMPTS):
         row = connection.execute(statement, params).one()
         if row.id is not None:
-            # unsafe_dedupe may return an older job of another task; revision 0 means ours.
-            ours = job.spec.job_key_mode is not JobKeyMode.UNSAFE_DEDUPE or row.revision == 0
-            known = (job.identifier, job.spec.queue_name) if ours else None
+            # This may be an older job of another task; revision 0 means ours.
+            known = (job.identifier, job.spec.queue_name) if row.revision == 0 else None
             return _to_jobs(connection, schema, [row], [known])[0]
     raise _contention(job.spec.job_key)
 
@@ -370,10 +378,12 @@ def _spec_head(identifier: str, spec: JobSpec, flags: list[str] | None) -> str:
 def add_jobs(
     connection: Connection, schema: str, jobs: Sequence[NewJob], preserve_run_at: bool
 ) -> list[Job]:
-    """Add several jobs with one ``add_jobs`` call; return their rows in input order.
+    """Add several jobs with one ``add_jobs`` call; return the job for ``jobs[i]`` at index ``i``.
 
-    Jobs whose key was taken by a job locked in the middle of the call come back without a
-    row; they alone are added again, in the same transaction (see :func:`add_job`).
+    The rows are paired with the jobs by content, not by the order the SQL function returned
+    them in (see :mod:`~sqlalchemy_graphile._job_pairing`). Jobs whose key was taken by a job
+    locked in the middle of the call come back without a row; they alone are added again, in
+    the same transaction (see :func:`add_job`).
     """
     results: list[Job | None] = [None] * len(jobs)
     pending = list(range(len(jobs)))
@@ -386,37 +396,52 @@ def add_jobs(
         rows = connection.execute(
             statement, {"specs": specs, "preserve_run_at": preserve_run_at}
         ).all()
-        paired = list(_pair(rows, batch))
-        found = [(i, row) for i, row in zip(pending, paired, strict=True) if row is not None]
-        converted = _to_jobs(
-            connection,
-            schema,
-            [row for _, row in found],
-            [(jobs[i].identifier, jobs[i].spec.queue_name) for i, _ in found],
-        )
-        for (i, _), job in zip(found, converted, strict=True):
+        known = _names_of_new_rows(batch, rows)
+        paired = pair_rows(batch, _to_jobs(connection, schema, rows, known))
+        for i, job in zip(pending, paired, strict=True):
             results[i] = job
-        pending = [i for i, row in zip(pending, paired, strict=True) if row is None]
+        pending = [i for i, job in zip(pending, paired, strict=True) if job is None]
     if pending:
         raise _contention(jobs[pending[0]].spec.job_key)
     return [job for job in results if job is not None]
 
 
-def _pair(rows: Sequence[Row[Any]], jobs: Sequence[NewJob]) -> Iterator[Row[Any] | None]:
-    """Match returned rows (in input order, some possibly missing) to the jobs sent.
+def _names_of_new_rows(
+    jobs: Sequence[NewJob], rows: Sequence[Row[Any]]
+) -> list[tuple[str | None, str | None]]:
+    """The task identifier and queue name of each row, where they are certain without a query.
 
-    Only a keyed job can be missing, and keys are unique within one call, so a row belongs
-    to the next job whose key equals the row's key (``None`` for unkeyed jobs).
+    The rows must be named before they can be paired with ``jobs``. The joins name tasks
+    and queues that existed before the statement; a keyed row holds its job's names; and
+    when exactly one task (or queue) id is still unnamed while exactly one name sent is
+    unaccounted for, that is its name. Whatever is left (several names new at once) is read
+    by :func:`_to_jobs` with one more statement.
     """
-    position = 0
-    for job in jobs:
-        if position < len(rows) and rows[position].key == job.spec.job_key:
-            yield rows[position]
-            position += 1
-        else:
-            yield None
-    if position != len(rows):
-        raise GraphileWorkerError("add_jobs returned rows that do not match the jobs sent")
+    by_key = {job.spec.job_key: job for job in jobs if job.spec.job_key is not None}
+    tasks: dict[int, str] = {}
+    queues: dict[int, str] = {}
+    for row in rows:
+        job = by_key.get(row.key)
+        identifier = job.identifier if job else row[_IDENTIFIER]
+        queue_name = job.spec.queue_name if job else row[_QUEUE_NAME]
+        if identifier is not None:
+            tasks[row[_TASK_ID]] = identifier
+        if queue_name is not None and row[_QUEUE_ID] is not None:
+            queues[row[_QUEUE_ID]] = queue_name
+    _name_by_elimination(tasks, {row[_TASK_ID] for row in rows}, {job.identifier for job in jobs})
+    _name_by_elimination(
+        queues,
+        {row[_QUEUE_ID] for row in rows if row[_QUEUE_ID] is not None},
+        {job.spec.queue_name for job in jobs if job.spec.queue_name is not None},
+    )
+    return [(tasks.get(row[_TASK_ID]), queues.get(row[_QUEUE_ID])) for row in rows]
+
+
+def _name_by_elimination(names: dict[int, str], ids: set[int], sent: set[str]) -> None:
+    unnamed = ids - names.keys()
+    unclaimed = sent - set(names.values())
+    if len(unnamed) == 1 and len(unclaimed) == 1:
+        names[unnamed.pop()] = unclaimed.pop()
 
 
 def _contention(key: str | None) -> GraphileWorkerError:

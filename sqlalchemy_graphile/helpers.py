@@ -86,13 +86,20 @@ class JobHelpers:
         return self._run(self._operations.add_job(task, spec))
 
     def add_jobs(self, jobs: Sequence[tuple[Task, JobSpec | None]]) -> list[Job]:
-        """Add several jobs of one task type in one round trip; rows in input order.
+        """Add several jobs of one task type in one round trip; one job per pair, at its index.
 
         Runs in the session's transaction and never commits. Each pair carries its own spec
-        (or ``None``). Keyed jobs must share their ``job_key_mode`` and may not use
-        ``UNSAFE_DEDUPE``; a key may appear once: else :class:`InvalidJobSpecError`. Tasks
-        of different types raise :class:`InvalidTaskError` (use :meth:`add_raw_jobs`);
-        otherwise the errors of :meth:`add_job`.
+        (or ``None``). ``result[i]`` is the job ``jobs[i]`` inserted or updated, on any
+        adopted schema (ours, Node's, the Rust port's): rows are matched to pairs by key, or
+        by their stored values for unkeyed jobs, never by the order the database returned
+        them in. Unkeyed pairs that are identical may be matched either way round (their
+        jobs differ only in id). A keyed job whose key was taken by a job locked during the
+        call is added again in the same transaction, as :meth:`add_job` does.
+
+        Keyed jobs must share their ``job_key_mode`` and may not use ``UNSAFE_DEDUPE``; a key
+        may appear once: else :class:`InvalidJobSpecError`. Tasks of different types raise
+        :class:`InvalidTaskError` (use :meth:`add_raw_jobs`); otherwise the errors of
+        :meth:`add_job`.
         """
         return self._run(self._operations.add_jobs(jobs))
 
@@ -107,7 +114,8 @@ class JobHelpers:
         return self._run(self._operations.add_raw_job(identifier, payload, spec))
 
     def add_raw_jobs(self, jobs: Sequence[RawJobSpec]) -> list[Job]:
-        """Add jobs of any task identifiers in one round trip; rows in input order.
+        """Add jobs of any task identifiers in one round trip; one job per spec, at its index
+        (matched as :meth:`add_jobs` explains; identical specs may be matched either way).
 
         Runs in the session's transaction and never commits. Raises
         :class:`InvalidJobSpecError` for an entry that is not a :class:`RawJobSpec` or a

@@ -174,7 +174,7 @@ class WorkerUtils:
 
     async def add_jobs(self, jobs: Sequence[tuple[Task, JobSpec | None]]) -> list[Job]:
         """Add jobs of one task type in one round trip, auto-committed: they have committed
-        when this returns; rows in input order. Rules and errors as
+        when this returns; one job per pair, at its index. Matching, rules and errors as
         :meth:`JobHelpers.add_jobs`."""
         return await self._add(self._operations.add_jobs(jobs))
 
@@ -187,7 +187,8 @@ class WorkerUtils:
 
     async def add_raw_jobs(self, jobs: Sequence[RawJobSpec]) -> list[Job]:
         """Add jobs of any task identifiers in one round trip, auto-committed: they have
-        committed when this returns; errors as :meth:`JobHelpers.add_raw_jobs`."""
+        committed when this returns; one job per spec, at its index. Matching and errors as
+        :meth:`JobHelpers.add_raw_jobs`."""
         return await self._add(self._operations.add_raw_jobs(jobs))
 
     async def add_batch_job(self, items: Sequence[BatchTask], spec: JobSpec | None = None) -> Job:

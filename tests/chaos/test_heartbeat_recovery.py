@@ -115,7 +115,12 @@ def test_heartbeat_recovery_with_a_delay_and_a_serial_queue(
         assert run_at - released >= timedelta(seconds=1)  # the recovery delay
         assert start_times(db, plain)[1] >= run_at
 
-        wait_for(lambda: ledger.finishes(db)[serial_b] == 1, "the serial queue to drain", 20)
+        # The recovery delay may let B, due earlier, run before A's re-run: wait for both.
+        wait_for(
+            lambda: ledger.finishes(db)[serial_a] == ledger.finishes(db)[serial_b] == 1,
+            "the serial queue to drain",
+            20,
+        )
         first_a, second_a = start_times(db, serial_a)
         assert first_a < killed_at
         # A's re-run (from its second start to its only finish) and B never overlap.

@@ -74,22 +74,18 @@ it.
 :class:`~tests.compat._support.RunLog`: Python tasks record their runs there too, and tests
 read the runs of both runtimes back, each stamped with the server's ``clock_timestamp()``.
 
-The package is installed with ``npm install --no-audit --no-fund graphile-worker@0.17`` into
-``~/.cache/sqlalchemy-graphile/node-graphile-worker-0.17`` (``$SG_NODE_CACHE_DIR`` replaces
-``~/.cache/sqlalchemy-graphile``) the first time it is needed, under a file lock so parallel
-test runs share one install, and reused afterwards. Node.js and npm must be on ``PATH``:
-without them the compatibility tests fail with a message saying so; they are never skipped.
+The package is installed and cached as :mod:`tests._node` describes. Without Node.js and
+npm on ``PATH`` the compatibility tests are skipped with one line saying why, except in CI
+(``CI=true``), where that fails the run.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import itertools
 import json
 import os
-import shutil
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Callable
@@ -100,20 +96,11 @@ from typing import Any
 import psycopg
 import pytest
 
+from tests._node import node_install
 from tests.compat._support import RunLog, create_runs_table
 
-PACKAGE = "graphile-worker@0.17"
-MAJOR_MINOR = "0.17."
-CACHE_NAME = "node-graphile-worker-0.17"
-NPM_INSTALL_TIMEOUT = 600
 #: Our own Node modules (``sg_compat``, ``utils_server.js``), also on ``NODE_PATH``.
 SCRIPTS = Path(__file__).with_name("node")
-
-
-def cache_directory() -> Path:
-    """Where the npm package is installed (created on first use)."""
-    parent = os.environ.get("SG_NODE_CACHE_DIR") or "~/.cache/sqlalchemy-graphile"
-    return Path(parent).expanduser() / CACHE_NAME
 
 
 def _to_json(value: Any) -> str:
@@ -409,64 +396,11 @@ class NodeUtils:
         return rows
 
 
-def _installed(install_dir: Path) -> bool:
-    package = install_dir / "node_modules" / "graphile-worker" / "package.json"
-    executable = install_dir / "node_modules" / ".bin" / "graphile-worker"
-    if not (package.is_file() and executable.exists()):
-        return False
-    version: str = json.loads(package.read_text()).get("version", "")
-    return version.startswith(MAJOR_MINOR)
-
-
-def _install(npm: str, install_dir: Path) -> None:
-    """Install the package into ``install_dir`` unless it is there, under a file lock."""
-    install_dir.parent.mkdir(parents=True, exist_ok=True)
-    lock_path = install_dir.parent / f"{install_dir.name}.lock"
-    with open(lock_path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if _installed(install_dir):
-            return
-        staging = Path(tempfile.mkdtemp(prefix=f"{install_dir.name}.", dir=install_dir.parent))
-        try:
-            (staging / "package.json").write_text('{"private": true}\n')
-            result = subprocess.run(
-                [npm, "install", "--no-audit", "--no-fund", PACKAGE],
-                cwd=staging,
-                capture_output=True,
-                text=True,
-                timeout=NPM_INSTALL_TIMEOUT,
-                check=False,
-            )
-            if result.returncode != 0 or not _installed(staging):
-                pytest.fail(
-                    f"`npm install {PACKAGE}` failed (exit {result.returncode}); the "
-                    f"compatibility tests need the npm registry once.\n{result.stdout}\n"
-                    f"{result.stderr}",
-                    pytrace=False,
-                )
-            if install_dir.exists():
-                shutil.rmtree(install_dir)
-            staging.rename(install_dir)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-
-
 @pytest.fixture(scope="session")
 def node(tmp_path_factory: pytest.TempPathFactory) -> NodeGraphileWorker:
     """Graphile Worker 0.17 for Node, installed once and cached (see the module docstring)."""
-    executable = shutil.which("node")
-    npm = shutil.which("npm")
-    if executable is None or npm is None:
-        missing = [name for name, path in (("node", executable), ("npm", npm)) if path is None]
-        pytest.fail(
-            "the compatibility tests run Graphile Worker for Node, but "
-            f"{' and '.join(missing)} {'are' if len(missing) > 1 else 'is'} not on PATH: "
-            "install Node.js 18 or newer with npm (e.g. `apt-get install nodejs npm`)",
-            pytrace=False,
-        )
-    install_dir = cache_directory()
-    _install(npm, install_dir)
-    return NodeGraphileWorker(executable, install_dir, tmp_path_factory.mktemp("node"))
+    install = node_install()
+    return NodeGraphileWorker(install.node, install.install_dir, tmp_path_factory.mktemp("node"))
 
 
 @pytest.fixture

@@ -3,21 +3,36 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
 import psycopg
 
-from sqlalchemy_graphile import BatchTask, Task, Worker, WorkerContext, WorkerEvent, WorkerEvents
+from sqlalchemy_graphile import (
+    BatchTask,
+    JobEvent,
+    Task,
+    Worker,
+    WorkerContext,
+    WorkerEvent,
+    WorkerEvents,
+)
 
 
 @dataclass
 class Recorder:
-    """An extension the test tasks report to."""
+    """An extension the test tasks report to.
+
+    :func:`make_worker` subscribes :meth:`job_failed` to the worker's ``job:error`` events,
+    so :meth:`wait_started` fails at once when the job it waits for fails instead of
+    starting, and :meth:`gate_opened_at_exit` opens the gate however a test block ends, so
+    a failing test never leaves a gated task (and the worker's graceful stop) waiting.
+    """
 
     calls: list[tuple[str, Any]] = field(default_factory=list)
     threads: list[int] = field(default_factory=list)
@@ -27,9 +42,44 @@ class Recorder:
     started: asyncio.Event = field(default_factory=asyncio.Event)
     fail_with: BaseException | None = None
     batch_result: Any = None
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    _woken: asyncio.Event = field(default_factory=asyncio.Event)
 
     def seen(self, identifier: str) -> list[Any]:
         return [payload for name, payload in self.calls if name == identifier]
+
+    def mark_started(self) -> None:
+        """Called by a gated task once it runs."""
+        self.started.set()
+        self._woken.set()
+
+    def job_failed(self, event: JobEvent) -> None:
+        """A ``job:error`` subscriber: record which job failed, and why."""
+        self.failures.append((event.job.task_identifier, repr(event.error)))
+        self._woken.set()
+
+    async def wait_started(self, identifier: str = "gated", *, within: float = 15.0) -> None:
+        """Wait until a gated task runs; fail at once if an ``identifier`` job fails first."""
+        try:
+            async with asyncio.timeout(within):
+                while not self.started.is_set():
+                    failed = [error for name, error in self.failures if name == identifier]
+                    if failed:
+                        raise AssertionError(f"the {identifier} job failed: {failed[0]}")
+                    self._woken.clear()
+                    await self._woken.wait()
+        except TimeoutError:
+            raise AssertionError(
+                f"no {identifier} job started within {within} s (failures: {self.failures})"
+            ) from None
+
+    @contextlib.asynccontextmanager
+    async def gate_opened_at_exit(self) -> AsyncIterator[None]:
+        """Open the gate when the block ends, however it ends."""
+        try:
+            yield
+        finally:
+            self.gate.set()
 
 
 def recorder(ctx: WorkerContext) -> Recorder:
@@ -67,7 +117,7 @@ class Gated(Task):
         rec.running += 1
         rec.max_running = max(rec.max_running, rec.running)
         rec.calls.append(("gated", self.n))
-        rec.started.set()
+        rec.mark_started()
         try:
             await rec.gate.wait()
         finally:
@@ -135,7 +185,11 @@ class SyncItem(BatchTask):
 
 def make_worker(url: str, *tasks: Any, rec: Recorder | None = None, **options: Any) -> Worker:
     options.setdefault("handle_signals", False)
-    return Worker(url, tasks=list(tasks), extensions=[rec or Recorder()], **options)
+    rec = rec or Recorder()
+    if options.get("events") is None:
+        options["events"] = WorkerEvents()
+    options["events"].on("job:error", rec.job_failed)
+    return Worker(url, tasks=list(tasks), extensions=[rec], **options)
 
 
 async def eventually(

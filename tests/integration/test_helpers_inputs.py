@@ -23,6 +23,8 @@ from sqlalchemy_graphile.context import WorkerContext
 
 from ._enqueue_drivers import Driver, Tx
 
+pytestmark = pytest.mark.schema_flavours
+
 HOSTILE = [
     "'",
     '"',

@@ -20,6 +20,8 @@ from sqlalchemy_graphile.context import WorkerContext
 
 from ._enqueue_drivers import Driver
 
+pytestmark = pytest.mark.schema_flavours
+
 
 @pytest.fixture
 async def driver(db_url: str) -> AsyncIterator[Driver]:

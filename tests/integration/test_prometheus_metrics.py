@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from sqlalchemy_graphile import ConfigurationError
+from sqlalchemy_graphile import ConfigurationError, Worker
 from sqlalchemy_graphile.prometheus import QueueCollector, WorkerMetrics
 
 from .._processes import reaped, terminate, wait_until
@@ -78,7 +78,7 @@ async def test_a_running_worker_serves_its_metrics_and_the_queue_s(
         port = worker.metrics_port
         assert port not in (None, 0)
         gated = add(db, "gated", "{}")
-        await asyncio.wait_for(rec.started.wait(), 15)
+        await rec.wait_started()
 
         async def failure_counted() -> Any:
             # job3's failure is counted once written, which may be after gated started.
@@ -128,8 +128,8 @@ async def test_the_local_queue_gauge_counts_jobs_waiting_for_a_slot(
     add(db, "job2", "{}")
     add(db, "job2", "{}")
     worker = make_worker(db_url, Gated, Job2, rec=rec, local_queue_size=10, metrics_port=0)
-    async with worker:
-        await asyncio.wait_for(rec.started.wait(), 15)
+    async with worker, rec.gate_opened_at_exit():
+        await rec.wait_started()
         samples = await scrape(worker.metrics_port)
         rec.gate.set()
     assert value(samples, "graphile_worker_local_queue_jobs") == 2
@@ -213,10 +213,13 @@ def test_a_queue_collector_refuses_an_async_engine(async_engine: AsyncEngine) ->
 
 
 def test_without_metrics_no_job_event_is_built(db_url: str) -> None:
+    # Built directly: make_worker subscribes its recorder to job:error.
     names = ("job:start", "job:success", "job:error", "job:failed", "worker:stop")
-    assert not any(make_worker(db_url, Job2).events.listening(name) for name in names)
+    plain = Worker(db_url, tasks=[Job2], handle_signals=False)
+    assert not any(plain.events.listening(name) for name in names)
     metrics = WorkerMetrics(registry=CollectorRegistry())
-    assert all(make_worker(db_url, Job2, metrics=metrics).events.listening(n) for n in names)
+    measured = Worker(db_url, tasks=[Job2], handle_signals=False, metrics=metrics)
+    assert all(measured.events.listening(n) for n in names)
 
 
 @pytest.mark.parametrize("port", [-1, 65536, "9100", True, 1.5])

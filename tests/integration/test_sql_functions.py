@@ -19,6 +19,8 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
+pytestmark = pytest.mark.schema_flavours
+
 S = "graphile_worker"
 ROW_COLUMNS = [
     "id",
@@ -970,7 +972,12 @@ def _last_values(db: psycopg.Connection) -> dict[str, int | None]:
     return {name: value for name, value in rows}
 
 
-def test_repeated_adds_do_not_consume_lookup_identities(db: psycopg.Connection) -> None:
+def test_repeated_adds_do_not_consume_lookup_identities(
+    db: psycopg.Connection, schema_flavour: str
+) -> None:
+    """Ours skips the names it knows; Node's inserts them again and lets the conflict drop
+    the row, which consumes one identity value per add (the ids run out after about two
+    billion adds of known names)."""
     db.execute(f"select {S}.add_job('same_task', queue_name := 'same_queue')")
     before = _last_values(db)
     db.execute(
@@ -989,4 +996,9 @@ def test_repeated_adds_do_not_consume_lookup_identities(db: psycopg.Connection) 
     assert jobs is not None
     assert jobs[0] == 11001
     assert before == {"tasks_id_seq": 1, "job_queues_id_seq": 1}
-    assert after == before
+    if schema_flavour != "node":  # the rust flavour keeps our lookups (tests/_rust_schema.py)
+        assert after == before
+    else:
+        # One value per call of add_job, in every mode, and of add_jobs (the one call with
+        # 5000 specs inserts each distinct name once): 5000 + 1 + 1000 after the first.
+        assert after == {"tasks_id_seq": 6002, "job_queues_id_seq": 6002}

@@ -13,6 +13,8 @@ from sqlalchemy_graphile.worker import _pool
 
 from ._worker_support import Recorder, jobs, locks, make_worker
 
+pytestmark = pytest.mark.schema_flavours("ours", "node")
+
 
 class IgnoresCancellation(Task):
     """Runs until the recorder's gate opens, swallowing every cancellation meanwhile."""
@@ -22,7 +24,7 @@ class IgnoresCancellation(Task):
     async def run(self, ctx: WorkerContext) -> None:
         rec = ctx.get_ext(Recorder)
         assert rec is not None
-        rec.started.set()
+        rec.mark_started()
         while not rec.gate.is_set():
             try:
                 await rec.gate.wait()
@@ -41,7 +43,7 @@ async def test_forceful_stop_abandons_a_task_that_ignores_cancellation(
     db.execute("select graphile_worker.add_job('ignores_cancellation', queue_name := 'q')")
     worker = make_worker(db_url, IgnoresCancellation, rec=rec)
     running = asyncio.create_task(worker.run())
-    await asyncio.wait_for(rec.started.wait(), 15)
+    await rec.wait_started("ignores_cancellation")
     graceful = asyncio.create_task(worker.stop()) if graceful_first else None
     await asyncio.sleep(0.05)
     try:

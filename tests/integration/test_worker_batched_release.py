@@ -26,6 +26,8 @@ from ._worker_support import (
     rows,
 )
 
+pytestmark = pytest.mark.schema_flavours("ours", "node")
+
 
 async def test_ten_jobs_complete_through_the_batcher(db_url: str, db: psycopg.Connection) -> None:
     for n in range(10):

@@ -33,6 +33,8 @@ from ._worker_support import (
     rows,
 )
 
+pytestmark = pytest.mark.schema_flavours("ours", "node")
+
 
 class WaitsForAbort(Task):
     IDENTIFIER: ClassVar[str] = "waits_for_abort"
@@ -40,7 +42,7 @@ class WaitsForAbort(Task):
     async def run(self, ctx: WorkerContext) -> None:
         rec = ctx.get_ext(Recorder)
         assert rec is not None
-        rec.started.set()
+        rec.mark_started()
         await ctx.abort_signal.wait()
         raise RuntimeError("aborted by the shutdown")
 
@@ -99,9 +101,14 @@ async def test_worker_survives_fetch_errors(
     )
     async with worker:
         await log.wait_for("worker:getJob:empty")
-        db.execute("alter table graphile_worker._private_jobs rename to _private_jobs_away")
+        # In a thread: the rename waits for the fetch in flight, which needs the event loop.
+        await asyncio.to_thread(
+            db.execute, "alter table graphile_worker._private_jobs rename to _private_jobs_away"
+        )
         await log.wait_for("worker:getJob:error", 3)
-        db.execute("alter table graphile_worker._private_jobs_away rename to _private_jobs")
+        await asyncio.to_thread(
+            db.execute, "alter table graphile_worker._private_jobs_away rename to _private_jobs"
+        )
         add(db, "job3", '{"a":1}')
         await log.wait_for("job:complete")
     assert rec.seen("job3") == [{"a": 1}]
@@ -119,13 +126,13 @@ async def test_graceful_stop_lets_the_running_job_finish_and_leaves_no_locks(
     add(db, "gated", '{"n":1}', queue_name="q")
     worker = make_worker(db_url, Gated, rec=rec, concurrency=2, events=events)
     running = asyncio.create_task(worker.run())
-    await asyncio.wait_for(rec.started.wait(), 15)
-    assert locks(db) == 2  # the job and its queue
-    stopping = asyncio.create_task(worker.stop())
-    await asyncio.wait_for(shutting_down.wait(), 15)
-    assert not stopping.done()  # the shutdown has begun and waits for the running job
-    assert locks(db) == 2
-    rec.gate.set()
+    async with rec.gate_opened_at_exit():
+        await rec.wait_started()
+        assert locks(db) == 2  # the job and its queue
+        stopping = asyncio.create_task(worker.stop())
+        await asyncio.wait_for(shutting_down.wait(), 15)
+        assert not stopping.done()  # the shutdown has begun and waits for the running job
+        assert locks(db) == 2
     await stopping
     await running
     assert jobs(db) == []
@@ -140,7 +147,7 @@ async def test_graceful_shutdown_sets_the_abort_signal(
     add(db, "waits_for_abort")
     worker = make_worker(db_url, WaitsForAbort, rec=rec, graceful_shutdown_abort_timeout=0.02)
     running = asyncio.create_task(getattr(worker, mode)())
-    await asyncio.wait_for(rec.started.wait(), 15)
+    await rec.wait_started("waits_for_abort")
     await worker.stop()
     await running
     (job,) = jobs(db)
@@ -155,7 +162,7 @@ async def test_forceful_stop_fails_the_running_job(db_url: str, db: psycopg.Conn
     events, log = logged()
     worker = make_worker(db_url, Gated, rec=rec, events=events)
     running = asyncio.create_task(worker.run())
-    await asyncio.wait_for(rec.started.wait(), 15)
+    await rec.wait_started()
     start = db.execute("select now()").fetchone()[0]  # type: ignore[index]
     await worker.stop(force=True)
     await running
@@ -293,9 +300,9 @@ async def test_a_lost_lock_fences_the_completion(
     rec = Recorder()
     add(db, "gated", '{"n":1}')
     running = asyncio.create_task(make_worker(db_url, Gated, rec=rec).run_once())
-    await asyncio.wait_for(rec.started.wait(), 15)
-    db.execute("update graphile_worker._private_jobs set locked_by = 'sgpool-thief'")
-    rec.gate.set()
+    async with rec.gate_opened_at_exit():
+        await rec.wait_started()
+        db.execute("update graphile_worker._private_jobs set locked_by = 'sgpool-thief'")
     await running
     (job,) = jobs(db)
     assert job["locked_by"] == "sgpool-thief"
@@ -336,8 +343,10 @@ async def test_an_outcome_that_cannot_be_written_stops_the_worker_with_the_error
     add(db, "gated", '{"n":1}', queue_name="q")
     worker = make_worker(db_url, Gated, rec=rec, events=events)
     running = asyncio.create_task(worker.run())
-    await asyncio.wait_for(rec.started.wait(), 15)
-    db.execute("alter table graphile_worker._private_job_queues rename to _queues_away")
+    await rec.wait_started()
+    await asyncio.to_thread(
+        db.execute, "alter table graphile_worker._private_job_queues rename to _queues_away"
+    )
     try:
         rec.gate.set()
         with pytest.raises(ExceptionGroup) as raised:

@@ -7,6 +7,7 @@ import asyncio
 from typing import ClassVar
 
 import psycopg
+import pytest
 
 from sqlalchemy_graphile import (
     LocalQueueEvent,
@@ -30,6 +31,8 @@ from ._worker_support import (
     make_worker,
     rows,
 )
+
+pytestmark = pytest.mark.schema_flavours("ours", "node")
 
 
 def add_many(db: psycopg.Connection, identifier: str, count: int) -> None:
@@ -153,8 +156,8 @@ async def test_shutdown_gives_cached_jobs_back_with_their_attempt(
     events, log = logged()
     rec = Recorder()
     worker = make_worker(db_url, Gated, rec=rec, local_queue_size=10, events=events)
-    async with worker:
-        await asyncio.wait_for(rec.started.wait(), 15)
+    async with worker, rec.gate_opened_at_exit():
+        await rec.wait_started()
         stopping = asyncio.create_task(worker.stop())
         returned = await log.wait_for("localQueue:returnJobs")
         rec.gate.set()
@@ -179,8 +182,8 @@ async def test_jobs_waiting_past_the_ttl_are_given_back(
     worker = make_worker(
         db_url, Gated, rec=rec, local_queue_size=10, local_queue_ttl=0.2, events=events
     )
-    async with worker:
-        await asyncio.wait_for(rec.started.wait(), 15)
+    async with worker, rec.gate_opened_at_exit():
+        await rec.wait_started()
         returned = await log.wait_for("localQueue:returnJobs")
         assert isinstance(returned, LocalQueueEvent)
         assert len(returned.jobs or ()) == 3

@@ -7,6 +7,7 @@ import asyncio
 from datetime import timedelta
 
 import psycopg
+import pytest
 
 from ._worker_support import (
     Gated,
@@ -20,6 +21,8 @@ from ._worker_support import (
     make_worker,
     rows,
 )
+
+pytestmark = pytest.mark.schema_flavours("ours", "node")
 
 E1 = 2.718281828
 E2 = 7.389056099
@@ -121,10 +124,10 @@ async def test_schedules_a_new_job_if_existing_is_being_processed(
     rec = Recorder()
     db.execute("""select graphile_worker.add_job('gated', '{"n":1}', job_key := 'abc')""")
     running = asyncio.create_task(make_worker(db_url, Gated, rec=rec).run_once())
-    await asyncio.wait_for(rec.started.wait(), 15)
-    db.execute("""select graphile_worker.add_job('gated', '{"n":2}', job_key := 'abc')""")
-    assert len(jobs(db)) == 2
-    rec.gate.set()
+    async with rec.gate_opened_at_exit():
+        await rec.wait_started()
+        db.execute("""select graphile_worker.add_job('gated', '{"n":2}', job_key := 'abc')""")
+        assert len(jobs(db)) == 2
     await running
     # The first pass may or may not have picked up the replacement; run until drained.
     await make_worker(db_url, Gated, rec=rec).run_once()
@@ -197,10 +200,10 @@ async def test_jobs_in_progress_cannot_be_removed(db_url: str, db: psycopg.Conne
     rec = Recorder()
     db.execute("""select graphile_worker.add_job('gated', '{"n":1}', job_key := 'abc')""")
     running = asyncio.create_task(make_worker(db_url, Gated, rec=rec).run_once())
-    await asyncio.wait_for(rec.started.wait(), 15)
-    db.execute("select graphile_worker.remove_job('abc')")
-    assert len(jobs(db)) == 1
-    rec.gate.set()
+    async with rec.gate_opened_at_exit():
+        await rec.wait_started()
+        db.execute("select graphile_worker.remove_job('abc')")
+        assert len(jobs(db)) == 1
     await running
     assert rec.seen("gated") == [1]
     assert jobs(db) == []
@@ -212,20 +215,20 @@ async def test_runs_jobs_asynchronously(db_url: str, db: psycopg.Connection) -> 
     start = db_now(db)
     worker = make_worker(db_url, Gated, rec=rec)
     running = asyncio.create_task(worker.run_once())
-    await asyncio.wait_for(rec.started.wait(), 15)
-    end = db_now(db)
-    (job,) = jobs(db)
-    assert job["attempts"] == 1
-    assert job["locked_by"] == worker.pool_id
-    assert worker.pool_id.startswith("sgotpool-")
-    ((locked_at, locked_by),) = rows(
-        db, "select locked_at, locked_by from graphile_worker._private_job_queues"
-    )
-    assert locked_by == worker.pool_id
-    assert start <= locked_at <= end
-    assert not running.done()
-    pool_id = worker.pool_id
-    rec.gate.set()
+    async with rec.gate_opened_at_exit():
+        await rec.wait_started()
+        end = db_now(db)
+        (job,) = jobs(db)
+        assert job["attempts"] == 1
+        assert job["locked_by"] == worker.pool_id
+        assert worker.pool_id.startswith("sgotpool-")
+        ((locked_at, locked_by),) = rows(
+            db, "select locked_at, locked_by from graphile_worker._private_job_queues"
+        )
+        assert locked_by == worker.pool_id
+        assert start <= locked_at <= end
+        assert not running.done()
+        pool_id = worker.pool_id
     await running
     assert jobs(db) == []
     assert locks(db) == 0
@@ -246,10 +249,12 @@ async def test_runs_jobs_in_parallel(db_url: str, db: psycopg.Connection) -> Non
     # for the length of their fetch statements) would find nothing and stop.
     workers = [make_worker(db_url, Gated, rec=rec, poll_interval=0.05) for _ in range(5)]
     running = [asyncio.create_task(w.run()) for w in workers]
-    await eventually(lambda: rec.running == 5)
-    owners = [r[0] for r in rows(db, "select locked_by from graphile_worker._private_job_queues")]
-    assert sorted(owners) == sorted(w.pool_id for w in workers)
-    rec.gate.set()
+    async with rec.gate_opened_at_exit():
+        await eventually(lambda: rec.running == 5)
+        owners = [
+            r[0] for r in rows(db, "select locked_by from graphile_worker._private_job_queues")
+        ]
+        assert sorted(owners) == sorted(w.pool_id for w in workers)
     await eventually(lambda: not jobs(db))
     await asyncio.gather(*(w.stop() for w in workers))
     await asyncio.gather(*running)

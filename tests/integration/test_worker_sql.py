@@ -14,6 +14,8 @@ from sqlalchemy_graphile.worker._sql import flag_list, id_list, recorded_ids, st
 
 from ._worker_support import jobs, rows
 
+pytestmark = pytest.mark.schema_flavours("ours", "node")
+
 S = statements_for("graphile_worker")
 POOL = "sgpool-000000000000000000"
 

@@ -19,6 +19,8 @@ from sqlalchemy_graphile import (
 )
 from sqlalchemy_graphile.cli import EXIT_ERROR, main
 
+pytestmark = pytest.mark.schema_flavours("ours", "node")
+
 #: A start that fails must fail fast; this bounds it so a hang fails the test instead.
 START_TIMEOUT = 30
 

@@ -14,6 +14,8 @@ from sqlalchemy_graphile import BatchTaskResult
 
 from ._worker_support import Item, Job3, Recorder, SyncItem, SyncTask, Typed, jobs, make_worker
 
+pytestmark = pytest.mark.schema_flavours("ours", "node")
+
 
 def add_batch(db: psycopg.Connection, *payloads: str, identifier: str = "batch") -> None:
     for payload in payloads:
