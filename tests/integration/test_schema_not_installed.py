@@ -187,10 +187,12 @@ async def test_ctx_add_job_after_the_schema_lost_its_functions(
     db_url: str, db: psycopg.Connection
 ) -> None:
     db.execute("select graphile_worker.add_job('adds_follow_up')")
-    # The start-up check reads the ledger only: the worker starts, and the add fails.
+    # The start-up check reads the ledger only: the worker starts, and the add fails (a
+    # single add calls add_job or add_jobs, by its job key mode: both are gone).
     for (signature,) in db.execute(
         "select oid::regprocedure::text from pg_proc"
-        " where pronamespace = 'graphile_worker'::regnamespace and proname = 'add_job'"
+        " where pronamespace = 'graphile_worker'::regnamespace"
+        " and proname in ('add_job', 'add_jobs')"
     ).fetchall():
         db.execute(f"drop function {signature}")
     outcome = Outcome()
