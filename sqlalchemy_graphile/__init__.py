@@ -11,6 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from ._identifiers import DEFAULT_SCHEMA, quote_identifier, validate_schema_name
+from ._recovery import RecoveredJob, RegisteredWorker, SweepResult
 from .context import WorkerContext
 from .cron import CronItem, CronItemOptions, TimestampDigest, parse_crontab
 from .errors import (
@@ -40,13 +41,16 @@ from .errors import (
 from .events import (
     CronEvent,
     CronJob,
+    HeartbeatEvent,
     HookErrorEvent,
     JobEvent,
+    JobRecoveredEvent,
     ListenEvent,
     LocalQueueEvent,
     LocalQueueMode,
     PoolErrorEvent,
     PoolEvent,
+    RecoveryEvent,
     ResetLockedEvent,
     SignalEvent,
     SlotEvent,
@@ -93,6 +97,7 @@ __all__ = [
     "CrontabError",
     "DatabaseConnectionError",
     "GraphileWorkerError",
+    "HeartbeatEvent",
     "HookErrorEvent",
     "InvalidBatchResultError",
     "InvalidCallbackError",
@@ -104,6 +109,7 @@ __all__ = [
     "JobEvent",
     "JobHelpers",
     "JobKeyMode",
+    "JobRecoveredEvent",
     "JobRecovery",
     "JobRun",
     "JobRunOutcome",
@@ -122,7 +128,10 @@ __all__ = [
     "PoolErrorEvent",
     "PoolEvent",
     "RawJobSpec",
+    "RecoveredJob",
+    "RecoveryEvent",
     "RefetchDelay",
+    "RegisteredWorker",
     "ResetLockedEvent",
     "SchemaError",
     "SchemaNotInstalledError",
@@ -130,6 +139,7 @@ __all__ = [
     "SchemaTooOldError",
     "SignalEvent",
     "SlotEvent",
+    "SweepResult",
     "Task",
     "TimestampDigest",
     "Worker",

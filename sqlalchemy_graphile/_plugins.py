@@ -43,7 +43,7 @@ class Plugins:
     """The plugins of one object, with their overridden hooks sorted by kind. Iterating
     gives the plugins, so a :class:`Plugins` can be passed where plugins are expected."""
 
-    __slots__ = ("_by_hook", "_plugins", "events", "pool_id", "runs", "schedules")
+    __slots__ = ("_by_hook", "_plugins", "events", "pool_id", "recovers", "runs", "schedules")
 
     def __init__(
         self, plugins: Iterable[WorkerPlugin], *, events: WorkerEvents | None = None
@@ -65,6 +65,8 @@ class Plugins:
         self.schedules = bool(self._by_hook["before_job_schedule"])
         #: Whether any plugin overrides ``before_job_run`` or ``after_job_run``.
         self.runs = bool(self._by_hook["before_job_run"] or self._by_hook["after_job_run"])
+        #: Whether any plugin overrides ``on_job_recovery``.
+        self.recovers = bool(self._by_hook["on_job_recovery"])
 
     @classmethod
     def of(cls, plugins: Iterable[WorkerPlugin], events: WorkerEvents | None = None) -> Plugins:

@@ -44,6 +44,7 @@ from ._notify_check import notifications_arrive
 from .errors import ConfigurationError, SchemaError
 from .migrations import _ledger
 from .migrations._ddl import SCHEMA_REVISION
+from .migrations._recovery_ddl import RECOVERY_REVISION
 from .worker._connect import resolve_database
 
 Status = Literal["ok", "warning", "error", "skipped"]
@@ -215,23 +216,33 @@ async def _schema(connection: asyncpg.Connection, schema: str) -> Finding:
     )
     revision = state.latest
     assert revision is not None
-    if revision > SCHEMA_REVISION + 1 or (
-        revision == SCHEMA_REVISION + 1 and not details["worker_recovery_table"]
+    if revision > RECOVERY_REVISION or (
+        revision == RECOVERY_REVISION and not details["worker_recovery_table"]
     ):
         return Finding(
             "schema",
             "warning",
             f"schema {schema!r} is at revision {revision}, newer than this version knows "
-            f"({SCHEMA_REVISION}, or {SCHEMA_REVISION + 1} with the Rust port's worker "
-            "recovery); it is not marked breaking, so workers run",
+            f"({RECOVERY_REVISION} with the worker-recovery objects); it is not marked "
+            "breaking, so workers run",
             "Upgrade sqlalchemy-graphile to a version that knows this revision.",
             details,
         )
-    extra = " and the Rust port's worker-recovery objects" if revision > SCHEMA_REVISION else ""
+    if revision < RECOVERY_REVISION:
+        return Finding(
+            "schema",
+            "warning",
+            f"schema {schema!r} is at revision {revision}, {origin}, without the "
+            "worker-recovery objects of revision 20: workers do not register, and the jobs "
+            "of a killed worker stay locked for 4 hours",
+            "Run `sqlalchemy-graphile migrate` (or `alembic upgrade head`) to add them; "
+            "Graphile Worker 0.17 keeps running on the result.",
+            details,
+        )
     return Finding(
         "schema",
         "ok",
-        f"schema {schema!r} is at revision {revision}{extra}, {origin}",
+        f"schema {schema!r} is at revision {revision} with the worker-recovery objects, {origin}",
         details=details,
     )
 

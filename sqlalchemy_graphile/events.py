@@ -22,9 +22,17 @@ worker. Keep callbacks short: they run on the worker's event loop. Pass your own
 ``worker:create``, ...); otherwise subscribe on ``worker.events``.
 
 Per job the order is ``worker:getJob:start``, ``job:start``, then ``job:success`` or
-``job:error`` (followed by ``job:failed`` when no attempt is left), then ``job:complete``
-once the outcome has been written to the database (with ``complete_job_batch_delay`` /
-``fail_job_batch_delay``, once it has been handed to the batch that writes it).
+``job:error`` (followed by ``job:failed`` when no attempt is left), then ``job:complete``:
+all of them once the outcome has been written to the database (with
+``complete_job_batch_delay`` / ``fail_job_batch_delay``, once the batch holding it has been
+written). A job whose lock this worker lost while it ran (a sweep gave it back, and another
+worker may have taken it) is *fenced*: nothing is written for it, and it ends with
+``job:fenced`` instead of ``job:success`` / ``job:error`` / ``job:failed`` / ``job:complete``.
+
+Crash recovery reports ``worker:heartbeat`` (each heartbeat written) and
+``worker:heartbeat:error`` (one that could not be written; it is retried), and for each
+sweep that recovered anything ``worker:recovered`` (dead worker ids and job counts) and one
+``job:recovered`` per job given back; ``worker:sweep:error`` when a sweep failed.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal, TypeVar, overload
 
+from ._recovery import RecoveredJob
 from .errors import InvalidCallbackError
 from .job import Job
 from .job_spec import JobSpec
@@ -88,6 +97,41 @@ class ResetLockedEvent(WorkerEvent):
 
     delay: float | None = None
     error: BaseException | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HeartbeatEvent(WorkerEvent):
+    """The worker's heartbeat in ``_private_workers`` was written (``worker:heartbeat``) or
+    could not be (``worker:heartbeat:error``, with the ``error`` and the number of
+    consecutive ``failures``; it is retried, and running jobs are not affected)."""
+
+    error: BaseException | None = None
+    failures: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecoveryEvent(WorkerEvent):
+    """A recovery sweep run by this worker recovered dead workers (``worker:recovered``):
+    the registered ``dead_workers`` (and ``orphans``, unregistered owners recovered under
+    ``recover_unregistered_locks``), ``jobs_recovered`` in all and ``jobs_per_worker``, and
+    the number of queue locks cleared. ``worker:sweep:error`` carries the ``error`` of a
+    sweep that failed."""
+
+    dead_workers: tuple[str, ...] = ()
+    orphans: tuple[str, ...] = ()
+    jobs_recovered: int = 0
+    jobs_per_worker: dict[str, int] | None = None
+    queues_unlocked: int = 0
+    error: BaseException | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobRecoveredEvent(WorkerEvent):
+    """A job held by a dead worker was given back by this worker's sweep
+    (``job:recovered``). ``job`` says which (id, task identifier, queue name, the attempts
+    it had before one was refunded, and the dead owner in ``locked_by``)."""
+
+    job: RecoveredJob
 
 
 class LocalQueueMode(StrEnum):
@@ -250,7 +294,11 @@ SlotEventName = Literal[
     "worker:fatalError",
     "pool:gracefulShutdown:workerError",
 ]
-JobEventName = Literal["job:start", "job:success", "job:error", "job:failed", "job:complete"]
+JobEventName = Literal[
+    "job:start", "job:success", "job:error", "job:failed", "job:complete", "job:fenced"
+]
+HeartbeatEventName = Literal["worker:heartbeat", "worker:heartbeat:error"]
+RecoveryEventName = Literal["worker:recovered", "worker:sweep:error"]
 SignalEventName = Literal["gracefulShutdown", "forcefulShutdown"]
 HookErrorEventName = Literal["hook:error"]
 CronEventName = Literal[
@@ -295,6 +343,12 @@ class WorkerEvents:
     def on(self, name: SignalEventName, callback: Callback[SignalEvent]) -> None: ...
     @overload
     def on(self, name: CronEventName, callback: Callback[CronEvent]) -> None: ...
+    @overload
+    def on(self, name: HeartbeatEventName, callback: Callback[HeartbeatEvent]) -> None: ...
+    @overload
+    def on(self, name: RecoveryEventName, callback: Callback[RecoveryEvent]) -> None: ...
+    @overload
+    def on(self, name: Literal["job:recovered"], callback: Callback[JobRecoveredEvent]) -> None: ...
     @overload
     def on(self, name: HookErrorEventName, callback: Callback[HookErrorEvent]) -> None: ...
     def on(self, name: str, callback: Callable[[Any], Any]) -> None:
@@ -358,13 +412,16 @@ class WorkerEvents:
 __all__ = [
     "CronEvent",
     "CronJob",
+    "HeartbeatEvent",
     "HookErrorEvent",
     "JobEvent",
+    "JobRecoveredEvent",
     "ListenEvent",
     "LocalQueueEvent",
     "LocalQueueMode",
     "PoolErrorEvent",
     "PoolEvent",
+    "RecoveryEvent",
     "ResetLockedEvent",
     "SignalEvent",
     "SlotEvent",

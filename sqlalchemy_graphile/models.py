@@ -1,6 +1,7 @@
 """The job queue schema as SQLAlchemy ORM models, on their own :data:`metadata`.
 
-These models describe the tables Graphile Worker revision 19 defines, so you can query them
+These models describe the tables Graphile Worker revision 19 defines, and the registry of
+worker pools that revision 20 (worker recovery) adds, so you can query them
 from your own sessions (``select(models.JobView).where(...)``). The schema is *installed* by the
 Alembic revision (see :mod:`sqlalchemy_graphile.migrations`), not by ``metadata.create_all``:
 the SQL functions, the view and the exact constraint names are not expressible here.
@@ -154,6 +155,19 @@ class Migration(Base):
     breaking: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
 
 
+class RegisteredWorker(Base):
+    """A row of ``_private_workers`` (revision 20): a worker pool that heartbeats, under its
+    lock owner id, with when it registered, its last heartbeat and its metadata."""
+
+    __tablename__ = "_private_workers"
+    __table_args__ = (Index("_private_workers_last_heartbeat_at_idx", "last_heartbeat_at"),)
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    last_heartbeat_at: Mapped[datetime] = mapped_column(_TZ)
+    started_at: Mapped[datetime] = mapped_column(_TZ, server_default=func.now())
+    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONB)
+
+
 class JobView(Base):
     """The ``jobs`` view: the stable, read-only public description of a job.
 
@@ -199,6 +213,7 @@ __all__ = [
     "KnownCrontab",
     "Migration",
     "PrivateJob",
+    "RegisteredWorker",
     "TaskIdentifier",
     "metadata",
 ]

@@ -8,18 +8,28 @@ instead; both run the same code.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from sqlalchemy import URL
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy import URL, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from . import migrations
 from ._operations import JobOperations, Operation
 from ._plugins import Plugins
 from ._poolers import Pooler, asyncpg_engine_connect_args, check_pooler
+from ._recovery import (
+    DEFAULT_RESILIENT_FLAGS,
+    Execute,
+    RegisteredWorker,
+    SweepResult,
+    SweepSettings,
+    list_registered_workers,
+    sweep_stale_workers,
+)
 from ._sql_jobs import CLEANUP_TASKS
 from ._urls import async_url, database_url_from_env
 from .errors import ConfigurationError
@@ -36,7 +46,7 @@ __all__ = ["CLEANUP_TASKS", "WorkerUtils"]
 
 class WorkerUtils:
     """Administer the job queue: install the schema, add, remove, complete, fail,
-    reschedule and unlock jobs, and clean up.
+    reschedule and unlock jobs, clean up, list registered workers and recover dead ones.
 
     ``database`` is a URL (``str`` or :class:`sqlalchemy.URL`; a plain ``postgresql://`` URL
     uses asyncpg), an :class:`~sqlalchemy.ext.asyncio.AsyncEngine`, or ``None`` for
@@ -263,3 +273,84 @@ class WorkerUtils:
         :class:`ConfigurationError` listing the allowed ones.
         """
         return await self._run(self._operations.cleanup(tasks, task_identifiers_to_keep))
+
+    # --- crash recovery (schema revision 20) ----------------------------------------------
+
+    async def sweep_stale_workers(
+        self,
+        *,
+        sweep_threshold: float = 300.0,
+        recovery_delay: float = 0.0,
+        resilient_flags: Iterable[str] = DEFAULT_RESILIENT_FLAGS,
+        resilient_threshold_multiplier: float = 3.0,
+        recover_unregistered_locks: bool = False,
+        dry_run: bool = False,
+    ) -> SweepResult:
+        """Run one recovery sweep now, in a transaction of its own, committed on return.
+
+        Registered workers whose heartbeat is older than ``sweep_threshold`` seconds
+        (``sweep_threshold * resilient_threshold_multiplier`` for those holding a job with
+        one of ``resilient_flags``) are dead: their jobs are given back with the attempt
+        refunded and ``run_at`` at least ``recovery_delay`` seconds ahead, their queue locks
+        cleared and their rows deleted. ``recover_unregistered_locks`` also recovers locks
+        older than the threshold whose owner never registered (unsafe next to Graphile
+        Worker 0.17, which never registers). ``dry_run`` reports without changing anything.
+        Only one sweep runs at a time (the Rust port's advisory lock): when another holds it,
+        the result has ``swept=False``. Bad values raise :class:`ConfigurationError` before
+        any SQL; a schema without revision 20 raises the database's error.
+        """
+        settings = SweepSettings(
+            threshold=_seconds("sweep_threshold", sweep_threshold, positive=True),
+            recovery_delay=_seconds("recovery_delay", recovery_delay, positive=False),
+            resilient_flags=_strings("resilient_flags", resilient_flags),
+            resilient_multiplier=_multiplier(resilient_threshold_multiplier),
+            recover_unregistered=bool(recover_unregistered_locks),
+        )
+        schema = self.schema
+        async with self._engine.begin() as connection:
+            return await sweep_stale_workers(
+                _sqlalchemy_execute(connection), schema, settings, dry_run=dry_run
+            )
+
+    async def list_workers(self) -> list[RegisteredWorker]:
+        """Every worker registered in ``_private_workers``, oldest first, with its heartbeat
+        age (seconds, by the database clock), its metadata and the jobs and queues it holds.
+        Reads in a transaction of its own; a schema without revision 20 raises the
+        database's error."""
+        async with self._engine.begin() as connection:
+            return await list_registered_workers(_sqlalchemy_execute(connection), self.schema)
+
+
+def _sqlalchemy_execute(connection: AsyncConnection) -> Execute:
+    async def execute(statement: str, params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
+        result = await connection.execute(text(statement), dict(params))
+        return [tuple(row) for row in result.all()]
+
+    return execute
+
+
+def _seconds(name: str, value: object, *, positive: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigurationError(f"{name} must be a finite number of seconds, not {value!r}")
+    if value < 0 or (positive and value == 0):
+        bound = "greater than 0" if positive else "at least 0"
+        raise ConfigurationError(f"{name} must be {bound}, not {value!r}")
+    return float(value)
+
+
+def _multiplier(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigurationError(f"resilient_threshold_multiplier must be a number, not {value!r}")
+    if value < 1:
+        raise ConfigurationError(f"resilient_threshold_multiplier must be at least 1, not {value}")
+    return float(value)
+
+
+def _strings(name: str, values: object) -> tuple[str, ...]:
+    if isinstance(values, str | bytes) or not isinstance(values, Iterable):
+        raise ConfigurationError(f"{name} must be a list of strings, not {values!r}")
+    items = tuple(values)
+    for item in items:
+        if not isinstance(item, str):
+            raise ConfigurationError(f"{name} must hold strings, not {item!r}")
+    return items

@@ -20,6 +20,7 @@ import psycopg
 
 from sqlalchemy_graphile import quote_identifier
 from sqlalchemy_graphile.migrations import _ddl
+from sqlalchemy_graphile.migrations._recovery_ddl import uninstall_recovery_statements
 from sqlalchemy_graphile.testing import database_url, load_schema
 
 SCHEMA = "graphile_worker"
@@ -140,7 +141,9 @@ def rust_statements(schema: str = SCHEMA) -> list[str]:
     assert add_job.count(replace_path_end) == 1
     add_job = add_job.replace(replace_path_end, _NO_ROW_IS_AN_ERROR, 1)
     quoted = quote_identifier(schema)
-    return [t.format(s=quoted).strip() for t in [add_jobs, add_job, *_MIGRATION_20]]
+    # Our install has revision 20 already: the port's own objects and ledger row replace it.
+    ours = uninstall_recovery_statements(schema)
+    return [*ours, *(t.format(s=quoted).strip() for t in [add_jobs, add_job, *_MIGRATION_20])]
 
 
 def load_rust_schema(

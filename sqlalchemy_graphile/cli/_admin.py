@@ -1,5 +1,5 @@
 """Commands that change jobs: ``add``, ``complete``, ``fail``, ``reschedule``, ``remove``,
-``force-unlock`` and ``cleanup``.
+``force-unlock``, ``sweep-stale-workers`` and ``cleanup``.
 
 Each one is a single call to :class:`~sqlalchemy_graphile.WorkerUtils`, which runs the
 schema's SQL function in a transaction of its own and commits it. Arguments are checked
@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from .._recovery import DEFAULT_RESILIENT_FLAGS
 from ..errors import ConfigurationError, InvalidPayloadError
 from ..hooks import WorkerPlugin
 from ..job import Job
@@ -150,6 +151,58 @@ async def force_unlock(args: argparse.Namespace) -> int:
         {"worker_ids": args.worker_ids},
         lambda: f"Released the locks of {', '.join(args.worker_ids)}",
     )
+    return 0
+
+
+async def sweep_stale_workers(args: argparse.Namespace) -> int:
+    """``sweep-stale-workers [--dry-run] ...``: one recovery sweep; prints each dead worker
+    with the jobs it held (given back, or that would be with ``--dry-run``)."""
+    async with _utils(args) as utils:
+        result = await utils.sweep_stale_workers(
+            sweep_threshold=args.sweep_threshold,
+            recovery_delay=args.recovery_delay,
+            resilient_flags=(
+                args.resilient_flags
+                if args.resilient_flags is not None
+                else DEFAULT_RESILIENT_FLAGS
+            ),
+            resilient_threshold_multiplier=args.resilient_threshold_multiplier,
+            recover_unregistered_locks=args.recover_unregistered_locks,
+            dry_run=args.dry_run,
+        )
+    owners = [*result.dead_workers, *result.orphans]
+    jobs_of = {owner: [job.id for job in result.jobs if job.locked_by == owner] for owner in owners}
+    document = {
+        "swept": result.swept,
+        "dry_run": result.dry_run,
+        "dead_workers": list(result.dead_workers),
+        "orphans": list(result.orphans),
+        "jobs": {owner: ids for owner, ids in jobs_of.items()},
+        "queues_unlocked": result.queues,
+    }
+
+    def text() -> str:
+        if not result.swept:
+            return "Another sweep is running; nothing was done"
+        if not owners:
+            return "No dead workers"
+        verb = "Would recover" if result.dry_run else "Recovered"
+        rows = [
+            [
+                owner,
+                "unregistered" if owner in result.orphans else "stale heartbeat",
+                len(ids),
+                ", ".join(map(str, ids)) or None,
+            ]
+            for owner, ids in jobs_of.items()
+        ]
+        summary = (
+            f"{verb} {len(result.jobs)} job(s) and {result.queues} queue lock(s) "
+            f"from {len(owners)} worker(s)"
+        )
+        return table(["worker", "why", "jobs", "job ids"], rows) + "\n" + summary
+
+    emit(args, document, text)
     return 0
 
 

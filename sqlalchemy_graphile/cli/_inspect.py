@@ -9,15 +9,17 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, false, func, select, true
+from sqlalchemy import text as sql_text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .. import models
 from .._identifiers import DEFAULT_SCHEMA
+from .._recovery import RegisteredWorker, list_registered_workers, recovery_statements
 from ..errors import ConfigurationError
 from ..worker._unhandled import Unhandled, unhandled_rows, unhandled_sql
 from ._common import CLI_APPLICATION_NAME, database_url, emit, open_engine, schema_name, table
@@ -48,6 +50,25 @@ async def _reading(args: argparse.Namespace) -> AsyncIterator[AsyncConnection]:
         async with translated.connect() as connection:
             await connection.exec_driver_sql("set transaction read only")
             yield connection
+
+
+async def _registered(connection: AsyncConnection, schema: str) -> dict[str, RegisteredWorker]:
+    """The registered workers by id; none on a schema without revision 20."""
+
+    async def execute(statement: str, params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
+        return [tuple(row) for row in (await connection.execute(sql_text(statement), dict(params)))]
+
+    (available,) = (await execute(recovery_statements(schema).available, {}))[0]
+    if not available:
+        return {}
+    return {worker.id: worker for worker in await list_registered_workers(execute, schema)}
+
+
+def _id_summary(ids: Sequence[int], shown: int = 10) -> str | None:
+    if not ids:
+        return None
+    more = f" (+{len(ids) - shown})" if len(ids) > shown else ""
+    return ", ".join(map(str, ids[:shown])) + more
 
 
 async def _unhandled(connection: AsyncConnection, args: argparse.Namespace) -> list[Unhandled]:
@@ -253,43 +274,70 @@ async def queues(args: argparse.Namespace) -> int:
 
 
 async def workers(args: argparse.Namespace) -> int:
-    """``workers``: the lock owners of jobs and queues, with counts and their oldest lock."""
+    """``workers``: every registered worker (``_private_workers``, schema revision 20) and
+    every other lock owner, with host, pid, heartbeat age, the ids of the jobs it holds,
+    its queue locks and its oldest lock. Owners that are not registered (Graphile Worker
+    0.17 pools, dead workers whose row was deleted) show ``registered: false``."""
     private, queue = models.PrivateJob, models.JobQueue
     jobs = (
         select(
             private.locked_by.label("worker_id"),
             func.count().label("locked_jobs"),
+            func.array_agg(private.id).label("job_ids"),
             func.min(private.locked_at).label("oldest_lock"),
         )
         .where(private.locked_by.is_not(None))
         .group_by(private.locked_by)
-        .subquery()
     )
     queues_ = (
         select(queue.locked_by.label("worker_id"), func.count().label("locked_queues"))
         .where(queue.locked_by.is_not(None))
         .group_by(queue.locked_by)
-        .subquery()
     )
-    query = (
-        select(
-            func.coalesce(jobs.c.worker_id, queues_.c.worker_id).label("worker_id"),
-            func.coalesce(jobs.c.locked_jobs, 0).label("locked_jobs"),
-            func.coalesce(queues_.c.locked_queues, 0).label("locked_queues"),
-            jobs.c.oldest_lock,
-        )
-        .select_from(jobs.join(queues_, jobs.c.worker_id == queues_.c.worker_id, full=True))
-        .order_by("worker_id")
-    )
+    schema = schema_name(args)
     async with _reading(args) as connection:
-        rows = [r._asdict() for r in (await connection.execute(query)).all()]
+        held = {r.worker_id: r for r in (await connection.execute(jobs)).all()}
+        queue_locks = {
+            r.worker_id: r.locked_queues for r in (await connection.execute(queues_)).all()
+        }
+        registered = await _registered(connection, schema)
+    rows = []
+    for worker_id in sorted({*held, *queue_locks, *registered}):
+        entry = registered.get(worker_id)
+        metadata = (entry.metadata if entry is not None else None) or {}
+        locks = held.get(worker_id)
+        rows.append(
+            {
+                "worker_id": worker_id,
+                "registered": entry is not None,
+                "host": metadata.get("hostname", metadata.get("host")),
+                "pid": metadata.get("pid", metadata.get("process_id")),
+                "started_at": entry.started_at if entry is not None else None,
+                "heartbeat_age": round(entry.heartbeat_age, 1) if entry is not None else None,
+                "locked_jobs": locks.locked_jobs if locks is not None else 0,
+                "job_ids": sorted(locks.job_ids) if locks is not None else [],
+                "locked_queues": queue_locks.get(worker_id, 0),
+                "oldest_lock": locks.oldest_lock if locks is not None else None,
+            }
+        )
 
     def text() -> str:
         if not rows:
-            return "No worker holds a lock."
+            return "No worker is registered or holds a lock."
         return table(
-            ["worker_id", "locked_jobs", "locked_queues", "oldest_lock"],
-            [list(r.values()) for r in rows],
+            ["worker_id", "host", "pid", "heartbeat_age_s", "jobs", "job_ids", "queues"],
+            [
+                [
+                    r["worker_id"],
+                    r["host"],
+                    r["pid"],
+                    r["heartbeat_age"] if r["registered"] else "not registered",
+                    r["locked_jobs"],
+                    _id_summary(r["job_ids"]),
+                    r["locked_queues"],
+                ]
+                for r in rows
+            ],
         )
 
     emit(args, rows, text)

@@ -52,6 +52,20 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _positive_float(text: str) -> float:
+    value = _non_negative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be a number of seconds > 0, not 0")
+    return value
+
+
+def _multiplier(text: str) -> float:
+    value = _non_negative_float(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {text}")
+    return value
+
+
 def _job_id(text: str) -> int:
     try:
         value = int(text)
@@ -160,6 +174,50 @@ def build_parser() -> argparse.ArgumentParser:
     unlock = command("force-unlock", "release every job and queue locked by dead workers")
     unlock.add_argument("worker_ids", metavar="WORKER_ID", nargs="+")
     unlock.set_defaults(handler="admin.force_unlock")
+
+    sweep = command(
+        "sweep-stale-workers",
+        "give back the jobs and queue locks of registered workers whose heartbeat is stale",
+    )
+    sweep.add_argument(
+        "--sweep-threshold",
+        type=_positive_float,
+        default=300.0,
+        metavar="SECONDS",
+        help="a worker whose heartbeat is older than this is dead (default 300)",
+    )
+    sweep.add_argument(
+        "--recovery-delay",
+        type=_non_negative_float,
+        default=0.0,
+        metavar="SECONDS",
+        help="recovered jobs run again no sooner than this (default 0)",
+    )
+    sweep.add_argument(
+        "--resilient-flag",
+        dest="resilient_flags",
+        action="append",
+        metavar="FLAG",
+        help="a job flag whose holder gets --resilient-threshold-multiplier times the "
+        "threshold (repeatable; default infrastructure_resilient)",
+    )
+    sweep.add_argument(
+        "--resilient-threshold-multiplier",
+        type=_multiplier,
+        default=3.0,
+        metavar="FACTOR",
+        help="default 3",
+    )
+    sweep.add_argument(
+        "--recover-unregistered-locks",
+        action="store_true",
+        help="also recover locks older than the threshold whose owner never registered "
+        "(unsafe next to Graphile Worker 0.17 workers)",
+    )
+    sweep.add_argument(
+        "--dry-run", action="store_true", help="list what would be recovered, change nothing"
+    )
+    sweep.set_defaults(handler="admin.sweep_stale_workers")
 
     cleanup = command("cleanup", "delete permanently failed jobs and unused tasks and queues")
     cleanup.add_argument(

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from ..migrations import SCHEMA_REVISION, LedgerState, check_compatible, read_ledger
+from ..migrations import (
+    RECOVERY_REVISION,
+    SCHEMA_REVISION,
+    LedgerState,
+    check_compatible,
+    read_ledger,
+)
 from ..utils import WorkerUtils
 from ._common import CLI_APPLICATION_NAME, database_url, emit, open_engine, schema_name
 
@@ -17,7 +23,7 @@ async def migrate(args: argparse.Namespace) -> int:
         installed = await WorkerUtils(engine, schema=schema).migrate()
     emit(
         args,
-        {"schema": schema, "installed": installed, "revision": SCHEMA_REVISION},
+        {"schema": schema, "installed": installed, "revision": RECOVERY_REVISION},
         lambda: "Schema updated",
     )
     return 0
@@ -44,7 +50,7 @@ async def check(args: argparse.Namespace) -> int:
         },
         lambda: (
             f"Schema {schema!r} is at revision {state.latest}: compatible "
-            f"(this version supports revision {SCHEMA_REVISION})"
+            f"(this version supports revisions {SCHEMA_REVISION} and {RECOVERY_REVISION})"
         ),
     )
     return 0

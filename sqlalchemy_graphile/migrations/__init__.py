@@ -5,8 +5,10 @@
   ``version_locations = ... sqlalchemy_graphile:migrations/versions``.
 * :func:`include_object` keeps ``alembic revision --autogenerate`` in an application's own
   history away from our objects.
-* :func:`install` / :func:`uninstall` do the work on a SQLAlchemy ``Connection`` inside the
-  caller's transaction; Alembic, :meth:`WorkerUtils.migrate` and the CLI all call them.
+* :func:`install` / :func:`uninstall` (and :func:`install_recovery` /
+  :func:`uninstall_recovery` for revision 20 alone) do the work on a SQLAlchemy
+  ``Connection`` inside the caller's transaction; Alembic, :meth:`WorkerUtils.migrate` and
+  the CLI all call them.
 
 Importing this package does not import SQLAlchemy: :func:`install`, :func:`read_ledger` and
 :func:`uninstall` are loaded on first use, so a worker can use :class:`LedgerState` and
@@ -22,12 +24,15 @@ from typing import TYPE_CHECKING, Any
 from .._identifiers import DEFAULT_SCHEMA, resolve_schema, validate_schema_name
 from ._ddl import BREAKING_MIGRATIONS, SCHEMA_REVISION
 from ._ledger import LedgerState, check_compatible
+from ._recovery_ddl import RECOVERY_REVISION
 
 if TYPE_CHECKING:
-    from ._installer import install, read_ledger, uninstall
+    from ._installer import install, install_recovery, read_ledger, uninstall, uninstall_recovery
 
 # The functions that work on a SQLAlchemy Connection, imported on first use.
-_ON_SQLALCHEMY = frozenset({"install", "read_ledger", "uninstall"})
+_ON_SQLALCHEMY = frozenset(
+    {"install", "install_recovery", "read_ledger", "uninstall", "uninstall_recovery"}
+)
 
 #: The Alembic branch label of our revisions (``alembic upgrade graphile_worker@head``).
 BRANCH_LABEL = "graphile_worker"
@@ -37,7 +42,9 @@ VERSION_LOCATION = "sqlalchemy_graphile:migrations/versions"
 #: (on the command line: ``alembic -x schema=NAME``).
 SCHEMA_OPTION = "graphile_worker_schema"
 #: The revision id that installs Graphile Worker revision 19.
-HEAD_REVISION = "gw0019"
+BASE_REVISION = "gw0019"
+#: The revision id that adds the worker-recovery objects (ledger id 20): our head.
+HEAD_REVISION = "gw0020"
 
 
 def alembic_schema() -> str:
@@ -101,9 +108,11 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "BASE_REVISION",
     "BRANCH_LABEL",
     "BREAKING_MIGRATIONS",
     "HEAD_REVISION",
+    "RECOVERY_REVISION",
     "SCHEMA_OPTION",
     "SCHEMA_REVISION",
     "VERSION_LOCATION",
@@ -112,6 +121,8 @@ __all__ = [
     "check_compatible",
     "include_object",
     "install",
+    "install_recovery",
     "read_ledger",
     "uninstall",
+    "uninstall_recovery",
 ]

@@ -17,6 +17,7 @@ from .._identifiers import quote_identifier
 from .._schema_missing import not_installed
 from ..errors import SchemaTooNewError, SchemaTooOldError
 from ._ddl import SCHEMA_REVISION
+from ._recovery_ddl import RECOVERY_REVISION
 
 logger = logging.getLogger("sqlalchemy_graphile.migrations")
 
@@ -75,8 +76,10 @@ def ledger_state(probe: Row, latest: Row | None) -> LedgerState:
 def check_compatible(state: LedgerState, schema: str) -> None:
     """Raise unless a worker of this version can run on a schema in ``state``.
 
+    Revision 19 is the minimum; 20 (the worker-recovery objects, not breaking) is known.
     Raises :class:`SchemaNotInstalledError`, :class:`SchemaTooOldError` or
-    :class:`SchemaTooNewError`; logs a warning for a newer non-breaking revision. Runs no SQL.
+    :class:`SchemaTooNewError` (any breaking revision above 19); logs a warning for a
+    revision above 20 that is not breaking. Runs no SQL.
     """
     supported = SCHEMA_REVISION
     if not state.exists or state.latest is None:
@@ -95,13 +98,13 @@ def check_compatible(state: LedgerState, schema: str) -> None:
             f"than {supported}. Bring it to revision {supported} with Graphile Worker 0.17 "
             "(`npx graphile-worker@0.17 --schema-only`), then run the migration again."
         )
-    if state.latest > supported:
+    if state.latest > RECOVERY_REVISION:
         logger.warning(
             "database schema %r is at revision %s, newer than %s; it is not marked as "
             "breaking, so this worker carries on",
             schema,
             state.latest,
-            supported,
+            RECOVERY_REVISION,
         )
 
 

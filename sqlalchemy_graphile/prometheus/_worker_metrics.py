@@ -13,8 +13,9 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
+from .._recovery import RecoveredJob
 from ..errors import ConfigurationError
-from ..events import JobEvent, SlotEvent, WorkerEvent
+from ..events import JobEvent, JobRecoveredEvent, SlotEvent
 from ..job import Job
 
 if TYPE_CHECKING:
@@ -186,7 +187,7 @@ class WorkerMetrics:
         events.on("job:success", self._job_succeeded)
         events.on("job:error", self._job_errored)
         events.on("job:failed", self._job_failed)
-        events.on("job:recovered", self._jobs_recovered)  # type: ignore[call-overload]
+        events.on("job:recovered", self._job_recovered)
         events.on("worker:stop", self._slot_stopped)
 
     # -- the latency observer ----------------------------------------------------------
@@ -199,7 +200,7 @@ class WorkerMetrics:
 
     # -- events --------------------------------------------------------------------------
 
-    def _series_of(self, job: Job) -> _Series:
+    def _series_of(self, job: Job | RecoveredJob) -> _Series:
         key = (job.task_identifier, (job.queue_name or "") if self._by_queue else "")
         series = self._series.get(key)
         if series is None:
@@ -241,13 +242,8 @@ class WorkerMetrics:
     def _job_failed(self, event: JobEvent) -> None:
         self._series_of(event.job).permanently_failed.inc()
 
-    def _jobs_recovered(self, event: WorkerEvent) -> None:
-        jobs: Iterable[Job] = getattr(event, "jobs", None) or ()
-        job = getattr(event, "job", None)
-        if job is not None:
-            jobs = (job,)
-        for recovered in jobs:
-            self._series_of(recovered).recovered.inc()
+    def _job_recovered(self, event: JobRecoveredEvent) -> None:
+        self._series_of(event.job).recovered.inc()
 
     # -- scrape-time gauges --------------------------------------------------------------
 

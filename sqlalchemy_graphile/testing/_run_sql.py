@@ -22,7 +22,7 @@ from sqlalchemy.types import ARRAY, Text
 
 from .._identifiers import quote_identifier
 from ..worker._jobs import FetchedJob, fetched_job
-from ..worker._sql import id_list, statements_for
+from ..worker._sql import id_list, recorded_ids, statements_for
 
 _NUMBERED = re.compile(r"\$(\d+)")
 
@@ -94,7 +94,8 @@ def complete(connection: Connection, schema: str, pool_id: str, job: FetchedJob)
     statement = statements.complete_queued_jobs
     if job.queue_id is None:
         statement = statements.complete_jobs
-    return int(_execute(connection, statement, str(job.id), pool_id).scalar_one())
+    recorded = _execute(connection, statement, str(job.id), pool_id).scalar_one()
+    return len(recorded_ids(recorded))
 
 
 def fail(
@@ -114,4 +115,4 @@ def fail(
     result = _execute(
         connection, statement, job.id, pool_id, message, replacement_payload, permanent
     )
-    return int(result.scalar_one())
+    return len(recorded_ids(result.scalar_one()))

@@ -51,6 +51,7 @@ from pydantic.fields import FieldInfo
 from .._identifiers import resolve_schema
 from .._plugins import check_plugins
 from .._poolers import Pooler, check_pooler
+from .._recovery import DEFAULT_RESILIENT_FLAGS, SweepSettings
 from .._validation import validation_problems
 from ..context import extension_map
 from ..cron._items import CronItem
@@ -250,6 +251,16 @@ def _identifier_set(value: object) -> frozenset[str] | None:
         if not isinstance(identifier, str) or not identifier:
             raise ConfigurationError(f"must hold non-empty task identifiers, not {identifier!r}")
     return frozenset(identifiers)
+
+
+def _resilient_flags(value: object) -> tuple[str, ...]:
+    """A list of flags; ``None`` (what the command line passes without the flag) is the
+    default, ``("infrastructure_resilient",)``."""
+    if value is None:
+        return DEFAULT_RESILIENT_FLAGS
+    return tuple(
+        _flag_list(value, not_a_list="must be a list of strings, not a", bad_flag="holds a non-str")
+    )
 
 
 _PROMETHEUS_HINT = "needs the prometheus extra: pip install 'sqlalchemy-graphile[prometheus]'"
@@ -564,11 +575,96 @@ class WorkerOptions:
         "the check of unhandled_jobs_interval never reports them.",
     )
 
+    heartbeat_interval: Annotated[
+        float | None,
+        BeforeValidator(_minus_one_is_off),
+        Flag(
+            metavar="SECONDS",
+            help="refresh this worker's heartbeat in _private_workers this often "
+            "(-1: do not register; default 30)",
+        ),
+    ] = Field(
+        30.0,
+        ge=MIN_INTERVAL,
+        allow_inf_nan=False,
+        description="Register this worker in _private_workers (schema revision 20) and "
+        "refresh its heartbeat this often; it deregisters when it stops cleanly (None or -1: "
+        "do not register; then no sweep can tell that it died).",
+    )
+    sweep_interval: Annotated[
+        float | None,
+        BeforeValidator(_minus_one_is_off),
+        Flag(
+            metavar="SECONDS",
+            help="look for dead workers and recover their jobs this often (-1: never; default 60)",
+        ),
+    ] = Field(
+        60.0,
+        ge=MIN_INTERVAL,
+        allow_inf_nan=False,
+        description="Run the recovery sweep this often (None or -1: this worker never "
+        "sweeps): jobs and queue locks of registered workers whose heartbeat is older than "
+        "sweep_threshold are given back (attempt refunded) and the dead workers' rows "
+        "deleted. One sweeper at a time, whatever the fleet (an advisory lock).",
+    )
+    sweep_threshold: Annotated[float, Flag(metavar="SECONDS")] = Field(
+        300.0,
+        ge=MIN_INTERVAL,
+        allow_inf_nan=False,
+        description="A registered worker whose heartbeat is older than this is dead. Must "
+        "exceed heartbeat_interval (twice it or more is advised).",
+    )
+    recovery_delay: Annotated[float, Flag(metavar="SECONDS")] = Field(
+        0.0,
+        ge=0.0,
+        allow_inf_nan=False,
+        description="A recovered job runs again no sooner than this after the sweep.",
+    )
+    resilient_flags: Annotated[
+        tuple[str, ...],
+        PlainValidator(_resilient_flags),
+        Flag(
+            ("--resilient-flag",),
+            metavar="FLAG",
+            help="a job flag whose holder gets --resilient-threshold-multiplier times the "
+            "threshold (repeatable; default infrastructure_resilient)",
+            repeat=True,
+        ),
+    ] = Field(
+        DEFAULT_RESILIENT_FLAGS,
+        description="A worker holding a job with any of these flags counts as dead only "
+        "after sweep_threshold * resilient_threshold_multiplier.",
+    )
+    resilient_threshold_multiplier: Annotated[float, Flag(metavar="FACTOR")] = Field(
+        3.0,
+        ge=1.0,
+        allow_inf_nan=False,
+        description="The factor of resilient_flags.",
+    )
+    recover_unregistered_locks: Annotated[
+        bool,
+        Flag(
+            help="also recover locks older than the threshold held by workers that never "
+            "registered (unsafe next to Graphile Worker 0.17, whose workers never register)"
+        ),
+    ] = Field(
+        False,
+        description="Also recover locks older than sweep_threshold whose owner never "
+        "registered (the Rust port's orphan rule). Unsafe next to Node workers, which never "
+        "register: their jobs running longer than the threshold would run twice.",
+    )
+
     @model_validator(mode="after")
     def _check_together(self) -> Self:
         """The checks that involve two options, and the defaults that follow from others."""
         if self.metrics_port is not None:
             _prometheus_extra()
+        heartbeat = self.heartbeat_interval
+        if heartbeat is not None and self.sweep_threshold <= heartbeat:
+            raise ConfigurationError(
+                f"sweep_threshold ({self.sweep_threshold} s) must exceed heartbeat_interval "
+                f"({heartbeat} s): live workers would look dead"
+            )
         if self.max_reset_locked_interval < self.min_reset_locked_interval:
             raise ConfigurationError(
                 f"max_reset_locked_interval ({self.max_reset_locked_interval}) must not be "
@@ -601,6 +697,17 @@ class WorkerOptions:
             return cls(**options)
         except ValidationError as error:
             raise _options_error(error) from None
+
+    @property
+    def sweep_settings(self) -> SweepSettings:
+        """The recovery sweep's settings, from the options."""
+        return SweepSettings(
+            threshold=self.sweep_threshold,
+            recovery_delay=self.recovery_delay,
+            resilient_flags=self.resilient_flags,
+            resilient_multiplier=self.resilient_threshold_multiplier,
+            recover_unregistered=self.recover_unregistered_locks,
+        )
 
     @property
     def max_connections(self) -> int:

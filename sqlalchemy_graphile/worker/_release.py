@@ -7,8 +7,12 @@ with one statement and waits for it; :class:`BatchedReleaser` gathers
 completions and / or failures for a short window and writes each window with one statement
 (``complete_job_batch_delay`` / ``fail_job_batch_delay``).
 
-Every write is guarded by the lock owner: when the pool no longer holds a job's lock (the
-sweep cleared it and another worker took the job), nothing is written and a warning says so.
+Every write is guarded by the lock owner: when the pool no longer holds a job's lock (a
+sweep gave it back and another worker may have taken it), nothing is written for that job,
+its queue stays as it is, and a warning names the job: the job is *fenced*.
+:meth:`~JobReleaser.complete` and :meth:`~JobReleaser.fail` therefore return a
+:data:`Written` future that resolves to whether the outcome was recorded (at once for
+:class:`DirectReleaser`, when the batch is written for :class:`BatchedReleaser`).
 """
 
 from __future__ import annotations
@@ -27,17 +31,27 @@ from ..log_format import job_fields
 from ._jobs import FetchedJob
 from ._observer import LatencyObserver
 from ._retry import WRITE_ERROR_BACKOFF, is_connection_error, with_retries
-from ._sql import Statements, flag_list, id_list
+from ._sql import Statements, flag_list, id_list, recorded_ids
 
 logger = logging.getLogger("sqlalchemy_graphile.worker")
 
 T = TypeVar("T")
 
+#: Resolves to ``True`` when a job's outcome was recorded, ``False`` when the job was fenced
+#: (this pool no longer held its lock); to an exception when the write failed for good.
+Written = asyncio.Future[bool]
+
+
+def _written(recorded: bool) -> Written:
+    future: Written = asyncio.get_running_loop().create_future()
+    future.set_result(recorded)
+    return future
+
 
 class JobReleaser(Protocol):
     """Where a worker slot sends the outcome of each job it ran."""
 
-    async def complete(self, job: FetchedJob) -> None:
+    async def complete(self, job: FetchedJob) -> Written:
         """The job succeeded: delete it and unlock its queue."""
 
     async def fail(
@@ -47,7 +61,7 @@ class JobReleaser(Protocol):
         replacement_payload: str | None,
         *,
         permanent: bool = False,
-    ) -> None:
+    ) -> Written:
         """The job failed with ``message``: schedule its retry (or, when ``permanent``, use
         up its attempts), unlock it and its queue, and replace its payload with
         ``replacement_payload`` (JSON text) if given."""
@@ -80,12 +94,12 @@ class DirectReleaser:
         self._queues_released = queues_released
         self._observer = observer
 
-    async def complete(self, job: FetchedJob) -> None:
+    async def complete(self, job: FetchedJob) -> Written:
         statements = self._statements
         query = (
             statements.complete_jobs if job.queue_id is None else statements.complete_queued_jobs
         )
-        await self._write(job, "completion", query, str(job.id), self._pool_id)
+        return await self._write(job, "completion", query, str(job.id), self._pool_id)
 
     async def fail(
         self,
@@ -94,26 +108,28 @@ class DirectReleaser:
         replacement_payload: str | None,
         *,
         permanent: bool = False,
-    ) -> None:
+    ) -> Written:
         statements = self._statements
         query = statements.fail_job if job.queue_id is None else statements.fail_queued_job
-        await self._write(
+        return await self._write(
             job, "failure", query, job.id, self._pool_id, message, replacement_payload, permanent
         )
 
-    async def _write(self, job: FetchedJob, what: str, query: str, *args: object) -> None:
-        """Write one outcome (waiting out outages); log when our lock was lost."""
+    async def _write(self, job: FetchedJob, what: str, query: str, *args: object) -> Written:
+        """Write one outcome (waiting out outages); log when the job was fenced."""
         observer = self._observer
         started = time.perf_counter() if observer is not None else 0.0
-        count = await write_waiting_out_outages(
+        ids = await write_waiting_out_outages(
             lambda: self._pool.fetchval(query, *args), f"the {what} of job {job.id}"
         )
         if observer is not None:
             observer.released(time.perf_counter() - started, 1)
-        if not count:
-            _log_fenced(job, what)
+        recorded = job.id in recorded_ids(ids)
+        if not recorded:
+            log_fenced([job], what)
         if job.queue_id is not None:
             self._queues_released(1)
+        return _written(recorded)
 
     async def release(self) -> None:
         """Nothing is buffered: every write was awaited."""
@@ -160,43 +176,48 @@ class _Failure:
 
 class _Batcher(Generic[T]):
     """Gathers items for ``delay`` seconds (0: until the event loop's next turn) from the
-    first one, then hands them to ``write`` as one list, in a background task.
+    first one, then hands them to ``write`` as one list, in a background task. ``write``
+    returns, for each item in order, whether it was recorded; :meth:`add`'s future resolves
+    to that.
 
     While a write waits for the database to come back, further :meth:`add` calls wait too
     (back-pressure: slots stop taking jobs). A write that fails otherwise is reported to
-    ``on_fatal(error, items)``; its items stay locked by this pool.
+    ``on_fatal(error, items)``, and the items' futures resolve to the error; the items stay
+    locked by this pool.
     """
 
     def __init__(
         self,
         delay: float,
-        write: Callable[[list[T]], Awaitable[None]],
+        write: Callable[[list[T]], Awaitable[list[bool]]],
         on_fatal: Callable[[Exception, list[T]], None],
     ) -> None:
         self._delay = delay
         self._write = write
         self._on_fatal = on_fatal
-        self._items: list[T] | None = None
+        self._items: list[tuple[T, Written]] | None = None
         self._timer: asyncio.Handle | None = None
         self._writes: set[asyncio.Task[None]] = set()
         self._flowing = asyncio.Event()
         self._flowing.set()
         self._released = False
 
-    async def add(self, item: T) -> None:
+    async def add(self, item: T) -> Written:
         if not self._flowing.is_set():
             await self._flowing.wait()
         if self._released:
             raise WorkerStateError("the batch writer was released; no more outcomes can be written")
         items = self._items
+        loop = asyncio.get_running_loop()
         if items is None:
             items = self._items = []
-            loop = asyncio.get_running_loop()
             if self._delay > 0:
                 self._timer = loop.call_later(self._delay, self._flush)
             else:
                 self._timer = loop.call_soon(self._flush)
-        items.append(item)
+        written: Written = loop.create_future()
+        items.append((item, written))
+        return written
 
     async def release(self) -> None:
         """Write what is gathered now and wait for every write in progress."""
@@ -215,11 +236,16 @@ class _Batcher(Generic[T]):
             self._writes.add(task)
             task.add_done_callback(self._writes.discard)
 
-    async def _run(self, items: list[T]) -> None:
+    async def _run(self, items: list[tuple[T, Written]]) -> None:
         try:
-            await self._write(items)
+            recorded = await self._write([item for item, _written in items])
         except Exception as error:
-            self._on_fatal(error, items)
+            self._on_fatal(error, [item for item, _written in items])
+            for _item, written in items:
+                written.set_exception(error)
+        else:
+            for (_item, written), done in zip(items, recorded, strict=True):
+                written.set_result(done)
         finally:
             self._flowing.set()
 
@@ -271,11 +297,10 @@ class BatchedReleaser:
         if fail_delay is not None:
             self._failures = _Batcher(fail_delay, self._write_failures, self._failures_failed)
 
-    async def complete(self, job: FetchedJob) -> None:
+    async def complete(self, job: FetchedJob) -> Written:
         if self._completions is None:
-            await self._direct.complete(job)
-        else:
-            await self._completions.add(job)
+            return await self._direct.complete(job)
+        return await self._completions.add(job)
 
     async def fail(
         self,
@@ -284,11 +309,10 @@ class BatchedReleaser:
         replacement_payload: str | None,
         *,
         permanent: bool = False,
-    ) -> None:
+    ) -> Written:
         if self._failures is None:
-            await self._direct.fail(job, message, replacement_payload, permanent=permanent)
-        else:
-            await self._failures.add(_Failure(job, message, replacement_payload, permanent))
+            return await self._direct.fail(job, message, replacement_payload, permanent=permanent)
+        return await self._failures.add(_Failure(job, message, replacement_payload, permanent))
 
     async def release(self) -> None:
         """Write every gathered outcome and wait for the writes (a write that fails is
@@ -297,7 +321,7 @@ class BatchedReleaser:
             if batcher is not None:
                 await batcher.release()
 
-    async def _write_completions(self, jobs: list[FetchedJob]) -> None:
+    async def _write_completions(self, jobs: list[FetchedJob]) -> list[bool]:
         ids = id_list(job.id for job in jobs)
         queued = sum(1 for job in jobs if job.queue_id is not None)
         statements = self._statements
@@ -305,19 +329,22 @@ class BatchedReleaser:
         assert self._completions is not None
         observer = self._observer
         started = time.perf_counter() if observer is not None else 0.0
-        count = await write_waiting_out_outages(
+        written = await write_waiting_out_outages(
             lambda: self._pool.fetchval(query, ids, self._pool_id),
             f"the completion of {len(jobs)} job(s)",
             on_outage=self._completions.hold,
         )
         if observer is not None:
             observer.released(time.perf_counter() - started, len(jobs))
-        if count != len(jobs):
-            _log_fenced_batch(len(jobs) - (count or 0), "completions")
+        recorded = recorded_ids(written)
+        fenced = [job for job in jobs if job.id not in recorded]
+        if fenced:
+            log_fenced(fenced, "completion")
         if queued:
             self._queues_released(queued)
+        return [job.id in recorded for job in jobs]
 
-    async def _write_failures(self, failures: list[_Failure]) -> None:
+    async def _write_failures(self, failures: list[_Failure]) -> list[bool]:
         ids = id_list(f.job.id for f in failures)
         messages = [f.message for f in failures]
         payloads = [f.replacement_payload for f in failures]
@@ -326,18 +353,21 @@ class BatchedReleaser:
         assert self._failures is not None
         observer = self._observer
         started = time.perf_counter() if observer is not None else 0.0
-        count = await write_waiting_out_outages(
+        written = await write_waiting_out_outages(
             lambda: self._pool.fetchval(query, self._pool_id, ids, messages, payloads, permanent),
             f"the failure of {len(failures)} job(s)",
             on_outage=self._failures.hold,
         )
         if observer is not None:
             observer.released(time.perf_counter() - started, len(failures))
-        if count != len(failures):
-            _log_fenced_batch(len(failures) - (count or 0), "failures")
+        recorded = recorded_ids(written)
+        fenced = [f.job for f in failures if f.job.id not in recorded]
+        if fenced:
+            log_fenced(fenced, "failure")
         queued = sum(1 for f in failures if f.job.queue_id is not None)
         if queued:
             self._queues_released(queued)
+        return [f.job.id in recorded for f in failures]
 
     def _completions_failed(self, error: Exception, jobs: list[FetchedJob]) -> None:
         self._fatal("completeJob", "complete", error, [job.id for job in jobs])
@@ -372,23 +402,17 @@ async def fail_jobs_with_message(
     return [row["id"] for row in rows]
 
 
-def _log_fenced_batch(count: int, what: str) -> None:
-    logger.warning(
-        "%d of the batched job %s were not recorded: those jobs are no longer locked by this "
-        "worker (their lock was cleared, for example by the stale-lock sweep, and another "
-        "worker may be running them)",
-        count,
-        what,
-    )
-
-
-def _log_fenced(job: FetchedJob, what: str) -> None:
-    logger.warning(
-        "job %s (%s) is no longer locked by this worker, so its %s was not recorded: its "
-        "lock was cleared (for example by the stale-lock sweep) and another worker may be "
-        "running it",
-        job.id,
-        job.job.task_identifier,
-        what,
-        extra=job_fields(job.job),
-    )
+def log_fenced(jobs: Sequence[FetchedJob], what: str) -> None:
+    """Warn, naming each job, that this pool no longer held its lock, so its ``what``
+    (completion, failure) was not recorded."""
+    for job in jobs:
+        logger.warning(
+            "job %s (%s) is no longer locked by this worker, so its %s was not recorded: it "
+            "was fenced. Its lock was given back while it ran (the recovery sweep judged this "
+            "worker dead, or the four-hour stale-lock sweep ran), and another worker may be "
+            "running it",
+            job.id,
+            job.job.task_identifier,
+            what,
+            extra=job_fields(job.job),
+        )

@@ -20,7 +20,7 @@ from ..events import JobEvent, SlotEvent, WorkerEvents
 from ..log_format import job_fields
 from ._fetch import JobSource
 from ._jobs import FetchedJob
-from ._release import JobReleaser
+from ._release import JobReleaser, Written
 from ._retry import FETCH_ERROR_BACKOFF
 from ._runner import Outcome, TaskRunner
 
@@ -173,24 +173,9 @@ class Slot:
         millis = (time.perf_counter() - started) * 1000
         try:
             if outcome.succeeded:
-                if logger.isEnabledFor(logging.INFO):
-                    logger.info(
-                        "completed job %s (%s) in %.1f ms, attempt %d of %d",
-                        job.id,
-                        job.task_identifier,
-                        millis,
-                        job.attempts,
-                        job.max_attempts,
-                        extra=job_fields(job),
-                    )
-                self._emit_job("job:success", fetched)
-                await self._releaser.complete(fetched)
+                written = await self._releaser.complete(fetched)
             else:
-                self._log_failure(fetched, outcome, millis)
-                self._emit_job("job:error", fetched, outcome)
-                if outcome.permanent or job.attempts >= job.max_attempts:
-                    self._emit_job("job:failed", fetched, outcome)
-                await self._releaser.fail(
+                written = await self._releaser.fail(
                     fetched,
                     outcome.message or "the job failed",
                     outcome.replacement_payload,
@@ -206,8 +191,42 @@ class Slot:
                 extra=job_fields(job),
             )
             raise
-        self._emit_job("job:complete", fetched, outcome)
         self.job = None
+        if written.done():
+            self._report(fetched, outcome, millis, written)
+        else:  # batched: reported once the batch is written
+            written.add_done_callback(lambda w: self._report(fetched, outcome, millis, w))
+
+    def _report(
+        self, fetched: FetchedJob, outcome: Outcome, millis: float, written: Written
+    ) -> None:
+        """Log and emit the outcome once it is recorded; ``job:fenced`` instead when this
+        pool had lost the job's lock. Nothing for a write that failed (``worker:fatalError``
+        or ``pool:fatalError`` reported it)."""
+        if written.cancelled() or written.exception() is not None:
+            return
+        job = fetched.job
+        if not written.result():
+            self._emit_job("job:fenced", fetched, outcome)
+            return
+        if outcome.succeeded:
+            if logger.isEnabledFor(logging.INFO):
+                logger.info(
+                    "completed job %s (%s) in %.1f ms, attempt %d of %d",
+                    job.id,
+                    job.task_identifier,
+                    millis,
+                    job.attempts,
+                    job.max_attempts,
+                    extra=job_fields(job),
+                )
+            self._emit_job("job:success", fetched)
+        else:
+            self._log_failure(fetched, outcome, millis)
+            self._emit_job("job:error", fetched, outcome)
+            if outcome.permanent or job.attempts >= job.max_attempts:
+                self._emit_job("job:failed", fetched, outcome)
+        self._emit_job("job:complete", fetched, outcome)
 
     def _log_failure(self, fetched: FetchedJob, outcome: Outcome, millis: float) -> None:
         job = fetched.job

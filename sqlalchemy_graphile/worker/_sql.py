@@ -12,7 +12,9 @@ Lists of ids and flags travel as one comma-separated text (:func:`id_list`,
 and one text is cheaper to encode than an array.
 
 Completion is guarded by the owner too (Graphile Worker deletes unqueued jobs by id alone):
-a worker whose lock was swept away must not delete a job another worker now runs.
+a worker whose lock was swept away must not delete a job another worker now runs. The
+statements that record outcomes return the ids they recorded as one comma-separated text
+(``NULL`` for none; :func:`recorded_ids`), so that the worker can tell which jobs were fenced.
 """
 
 from __future__ import annotations
@@ -37,6 +39,15 @@ _JOB_COLUMNS = (
 def id_list(ids: Iterable[int]) -> str:
     """Job or task ids as the statements take them: ``"1,2,3"``."""
     return ",".join(map(str, ids))
+
+
+def recorded_ids(text: str | None) -> set[int]:
+    """The ids an outcome statement returned (its comma-separated text, or ``None``)."""
+    return {int(part) for part in text.split(",")} if text else set()
+
+
+#: The select that ends an outcome statement: the ids of CTE ``j``, comma-separated.
+_RECORDED = " select string_agg(j.id::text, ',') from j"
 
 
 def flag_list(flags: Iterable[bool]) -> str:
@@ -116,24 +127,24 @@ class Statements:
     @cached_property
     def complete_jobs(self) -> str:
         """$1 job ids (:func:`id_list`), $2 pool id: delete jobs that are not in a named
-        queue; returns the number of jobs deleted."""
+        queue; returns the ids deleted (:func:`recorded_ids`)."""
         return (
             f"with j as (delete from {self._s}._private_jobs as jobs"
             f" where jobs.id = any({_split('$1', 'bigint')}) and jobs.locked_by = $2::text"
             " returning jobs.id)"
-            " select count(*) from j"
+            f"{_RECORDED}"
         )
 
     @cached_property
     def complete_queued_jobs(self) -> str:
         """$1 job ids (:func:`id_list`), $2 pool id: delete jobs and unlock their queues if
-        this pool holds them; returns the number of jobs deleted."""
+        this pool holds them; returns the ids deleted (:func:`recorded_ids`)."""
         return (
             f"with j as (delete from {self._s}._private_jobs as jobs"
             f" where jobs.id = any({_split('$1', 'bigint')}) and jobs.locked_by = $2::text"
-            " returning jobs.job_queue_id),"
+            " returning jobs.id, jobs.job_queue_id),"
             f" q as ({self._unlock_queues('$2')})"
-            " select count(*) from j"
+            f"{_RECORDED}"
         )
 
     # -- failing ------------------------------------------------------------------------
@@ -142,13 +153,13 @@ class Statements:
     def fail_job(self) -> str:
         """$1 job id, $2 pool id, $3 message, $4 replacement payload (json text or null),
         $5 permanent: record the failure of a job that is not in a named queue and schedule
-        its retry, or use up its attempts when permanent; returns the number of jobs updated
-        (0 when the lock was lost)."""
+        its retry, or use up its attempts when permanent; returns the id updated
+        (:func:`recorded_ids`; none when the lock was lost)."""
         return (
             f"with j as (update {self._s}._private_jobs as jobs set"
             f" {_fail_set(message='$3::text', payload='$4::json', permanent='$5::boolean')}"
             " where jobs.id = $1::bigint and jobs.locked_by = $2::text returning jobs.id)"
-            " select count(*) from j"
+            f"{_RECORDED}"
         )
 
     @cached_property
@@ -158,26 +169,26 @@ class Statements:
             f"with j as (update {self._s}._private_jobs as jobs set"
             f" {_fail_set(message='$3::text', payload='$4::json', permanent='$5::boolean')}"
             " where jobs.id = $1::bigint and jobs.locked_by = $2::text"
-            " returning jobs.job_queue_id),"
+            " returning jobs.id, jobs.job_queue_id),"
             f" q as ({self._unlock_queues('$2')})"
-            " select count(*) from j"
+            f"{_RECORDED}"
         )
 
     @cached_property
     def fail_jobs(self) -> str:
         """$1 pool id, $2 job ids (:func:`id_list`), $3 messages (text[]), $4 replacement
         payloads (text[] of json text or null), $5 permanent flags (:func:`flag_list`), all
-        aligned: record many failures at once (named queues included); returns the number of
-        jobs updated."""
+        aligned: record many failures at once (named queues included); returns the ids
+        updated (:func:`recorded_ids`)."""
         return (
             f"with f as (select * from unnest({_split('$2', 'bigint')}, $3::text[], $4::text[],"
             f" {_split('$5', 'boolean')}) as f(id, message, payload, permanent)),"
             f" j as (update {self._s}._private_jobs as jobs set"
             f" {_fail_set(message='f.message', payload='f.payload::json', permanent='f.permanent')}"
             " from f where jobs.id = f.id and jobs.locked_by = $1::text"
-            " returning jobs.job_queue_id),"
+            " returning jobs.id, jobs.job_queue_id),"
             f" q as ({self._unlock_queues('$1')})"
-            " select count(*) from j"
+            f"{_RECORDED}"
         )
 
     @cached_property
@@ -208,6 +219,21 @@ class Statements:
             " returning jobs.job_queue_id),"
             f" q as ({self._unlock_queues('$1')})"
             " select count(*) from j"
+        )
+
+    # -- crash recovery -----------------------------------------------------------------
+
+    @cached_property
+    def jobs_by_id(self) -> str:
+        """$1 job ids (:func:`id_list`): those jobs as the fetch returns them, with
+        ``queue_name`` and the task ``identifier``."""
+        return (
+            f"select {_JOB_COLUMNS}, job_queues.queue_name, tasks.identifier"
+            f" from {self._s}._private_jobs as jobs"
+            f" join {self._s}._private_tasks as tasks on tasks.id = jobs.task_id"
+            f" left join {self._s}._private_job_queues as job_queues"
+            " on job_queues.id = jobs.job_queue_id"
+            f" where jobs.id = any({_split('$1', 'bigint')}) order by jobs.id"
         )
 
     # -- stale locks --------------------------------------------------------------------

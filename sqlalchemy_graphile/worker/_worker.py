@@ -15,6 +15,7 @@ import asyncpg
 
 from .._plugins import Plugins
 from .._poolers import Pooler
+from .._recovery import DEFAULT_RESILIENT_FLAGS, heartbeat_metadata
 from ..cron._items import CronItem
 from ..cron._scheduler import CronScheduler
 from ..errors import ConfigurationError, WorkerStateError
@@ -35,6 +36,7 @@ from ._options import (
     option_fields,
 )
 from ._pool import FORCEFUL_STEP_TIMEOUT, WorkerPool
+from ._recovery import PROCESS_STARTED_AT, Heartbeat, RecoverySweeper, recovery_available
 from ._schema_check import check_schema
 from ._sql import statements_for
 from ._unhandled import UnhandledJobsCheck
@@ -129,6 +131,13 @@ class Worker:
         queue_metrics: bool = True,
         unhandled_jobs_interval: float | None = DEFAULT_UNHANDLED_INTERVAL,
         handled_elsewhere: Iterable[str] | None = None,
+        heartbeat_interval: float | None = 30.0,
+        sweep_interval: float | None = 60.0,
+        sweep_threshold: float = 300.0,
+        recovery_delay: float = 0.0,
+        resilient_flags: Iterable[str] = DEFAULT_RESILIENT_FLAGS,
+        resilient_threshold_multiplier: float = 3.0,
+        recover_unregistered_locks: bool = False,
         events: WorkerEvents | None = None,
     ) -> None:
         # Every keyword but database and events is a field of WorkerOptions, under the same
@@ -369,6 +378,7 @@ class Worker:
         endpoint = self._metrics_endpoint
         try:
             await check_schema(db, options.schema)
+            with_recovery = await _recovery_available(db, options)
             if endpoint is not None:
                 endpoint.start(db)
         except BaseException as error:
@@ -411,8 +421,19 @@ class Worker:
                 continuous=continuous,
                 pool_id=pool.id,
             )
+        heartbeat, sweeper = (
+            _recovery_parts(db, options, self._events, pool.id, continuous, self._plugins)
+            if with_recovery
+            else (None, None)
+        )
         unregister = _signals.register(self._on_signal) if options.handle_signals else None
         try:
+            if heartbeat is not None:
+                # Registered before any job is locked, so no lock of ours is ever unregistered.
+                await heartbeat.register()
+                heartbeat.start()
+            if sweeper is not None:
+                sweeper.start()
             pool.start()
             if self._cron is not None:
                 self._cron.start()
@@ -434,6 +455,12 @@ class Worker:
         finally:
             if unregister is not None:
                 unregister()
+            if sweeper is not None:
+                await sweeper.stop()
+            if heartbeat is not None:
+                # After an unclean stop the row goes stale instead, so that the sweep gives
+                # back whatever this pool could not unlock.
+                await heartbeat.stop(deregister=not pool.errors)
             if self._cron is not None:
                 await self._cron.stop()
                 self._cron = None
@@ -485,6 +512,63 @@ class _UtilsAdder:
 
     async def add_batch_job(self, items: Sequence[BatchTask], spec: JobSpec | None = None) -> Job:
         return await self._worker.utils.add_batch_job(items, spec)
+
+
+async def _recovery_available(db: asyncpg.Pool, options: WorkerOptions) -> bool:
+    """Whether heartbeats and sweeps can run on the schema; warns when they are wanted but
+    the schema lacks revision 20."""
+    if options.heartbeat_interval is None and options.sweep_interval is None:
+        return False
+    if await recovery_available(db, options.schema):
+        return True
+    logger.warning(
+        "schema %r has no worker registry (revision 20): this worker neither registers nor "
+        "sweeps, and the jobs of a worker that dies stay locked for 4 hours. Run "
+        "`sqlalchemy-graphile migrate` (Graphile Worker 0.17 keeps running on the result)",
+        options.schema,
+    )
+    return False
+
+
+def _recovery_parts(
+    db: asyncpg.Pool,
+    options: WorkerOptions,
+    events: WorkerEvents,
+    pool_id: str,
+    continuous: bool,
+    plugins: Plugins,
+) -> tuple[Heartbeat | None, RecoverySweeper | None]:
+    """The heartbeat (continuous and run-once pools) and the sweeper (continuous pools),
+    as the options ask."""
+    heartbeat = None
+    if options.heartbeat_interval is not None:
+        from .. import __version__
+
+        heartbeat = Heartbeat(
+            pool=db,
+            schema=options.schema,
+            events=events,
+            pool_id=pool_id,
+            interval=options.heartbeat_interval,
+            metadata=heartbeat_metadata(
+                version=__version__,
+                concurrency=options.concurrency,
+                tasks=sorted(options.tasks),
+                process_started_at=PROCESS_STARTED_AT,
+            ),
+        )
+    sweeper = None
+    if continuous and options.sweep_interval is not None:
+        sweeper = RecoverySweeper(
+            pool=db,
+            schema=options.schema,
+            events=events,
+            pool_id=pool_id,
+            interval=options.sweep_interval,
+            settings=options.sweep_settings,
+            plugins=plugins if plugins.recovers else None,
+        )
+    return heartbeat, sweeper
 
 
 def _log_start(pool_id: str, options: WorkerOptions, continuous: bool) -> None:

@@ -326,16 +326,6 @@ def _seed_a_busy_queue(db: psycopg.Connection) -> None:
     held = add_job(db, "sync_account", payload='{"account": 9}', queue_name="accounts")
     lock(db, held, "pool-4f1e2d3c4b5a69788a")
     db.execute(
-        """
-        create table graphile_worker._private_workers (
-          id text primary key,
-          last_heartbeat_at timestamptz not null,
-          started_at timestamptz not null default now(),
-          metadata jsonb
-        )
-        """
-    )
-    db.execute(
         "insert into graphile_worker._private_workers values "
         "('pool-4f1e2d3c4b5a69788a', now() - interval '4 seconds', now() - interval '3 hours', "
         """'{"hostname": "worker-1", "pid": 2817}'), """

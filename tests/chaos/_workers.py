@@ -178,6 +178,13 @@ class Workers:
         self._started.append(worker)
         return worker.start()
 
+    def restart(self, worker: WorkerProcess) -> WorkerProcess:
+        """Start a new process with ``worker``'s name and options (and a log of its own)."""
+        log_path = worker.log_path.with_name(f"{worker.name}-again.log")
+        again = WorkerProcess(worker.name, self._url, log_path, worker.options)
+        self._started.append(again)
+        return again.start()
+
     def dead_pool_ids(self) -> list[str]:
         """The lock owner ids of the workers that have exited."""
         return [w.pool_id for w in self._started if not w.alive]

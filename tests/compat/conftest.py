@@ -271,6 +271,11 @@ class NodeProcess:
         return self._process.pid
 
     @property
+    def running(self) -> bool:
+        """Whether the script has not exited yet."""
+        return self._process.returncode is None
+
+    @property
     def stderr(self) -> str:
         """What the script wrote to stderr so far."""
         return "".join(self._stderr)

@@ -283,9 +283,9 @@ async def test_our_late_completion_leaves_a_job_node_took_over_alone(
     async with WorkerUtils(db_url) as utils:
         job_id = (await utils.add_job(Held(a=1))).id
     gate = Gate.closed()
-    completed = asyncio.Event()
+    fenced = asyncio.Event()
     worker = python_worker(db_url, Held, extensions=[runs, gate])
-    worker.events.on("job:complete", lambda _event: completed.set())
+    worker.events.on("job:fenced", lambda _event: fenced.set())
     async with worker:
         await eventually(runs.all, "our worker to start the job")
         args = {"workerIds": [worker.pool_id]}
@@ -296,7 +296,7 @@ async def test_our_late_completion_leaves_a_job_node_took_over_alone(
 
             gate.opened.set()
             async with asyncio.timeout(30):
-                await completed.wait()
+                await fenced.wait()
             held = job_row(db, job_id)
             assert (held["locked_by"], held["attempts"]) == (node_pool, 2)
             assert any("no longer locked by this worker" in r.getMessage() for r in caplog.records)

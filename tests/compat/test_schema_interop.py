@@ -1,7 +1,8 @@
 """Our schema and Graphile Worker's (Node 0.17) are interchangeable.
 
-(a) Node finds a schema we installed up to date and migrates nothing; (b) we adopt a schema
-Node installed, jobs and all; (c) both installs have the same catalog, object for object.
+(a) Node finds a schema we installed (revision 19 plus the non-breaking revision 20) usable
+and migrates nothing; (b) we adopt a schema Node installed, jobs and all, and add revision 20
+to it; (c) Node's install has our revision-19 catalog, object for object.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from sqlalchemy_graphile.migrations import install
 from tests._catalog import describe_schema
 from tests.compat.conftest import NodeGraphileWorker
 from tests.integration.test_alembic import alembic_config, version_rows
-from tests.integration.test_catalog import EXPECTED
+from tests.integration.test_catalog import EXPECTED, EXPECTED_REVISION_19
 
 pytestmark = [pytest.mark.compat, pytest.mark.timeout(600)]
 
@@ -90,17 +91,20 @@ def test_we_adopt_a_schema_node_installed(node: NodeGraphileWorker, empty_db_url
     assert len(ids) == 3
     with psycopg.connect(empty_db_url, autocommit=True) as conn:
         node_ledger = ledger(conn)
-        assert [(row[0], row[2]) for row in node_ledger] == EXPECTED["ledger"]
+        assert [(row[0], row[2]) for row in node_ledger] == EXPECTED_REVISION_19["ledger"]
         node_jobs = jobs(conn)
         assert len(node_jobs) == 3
 
         command.upgrade(alembic_config(empty_db_url), "head")
-        assert version_rows(conn) == ["gw0019"]
-        assert ledger(conn) == node_ledger
+        assert version_rows(conn) == ["gw0020"]
+        ours = ledger(conn)
+        assert ours[:-1] == node_ledger
+        assert (ours[-1][0], ours[-1][2]) == (20, False)
         assert jobs(conn) == node_jobs
+        assert describe_schema(conn, S) == EXPECTED
 
         assert install_ours(empty_db_url) is False
-        assert ledger(conn) == node_ledger
+        assert ledger(conn) == ours
         assert jobs(conn) == node_jobs
 
 
@@ -110,10 +114,13 @@ def test_node_install_has_our_catalog(
     node.cli("--schema-only", db_url=empty_db_url)
     with psycopg.connect(empty_db_url, autocommit=True) as conn:
         node_catalog = describe_schema(conn, S)
+        assert install_ours(empty_db_url) is True  # adds revision 20
+        node_then_ours = describe_schema(conn, S)
     ours = describe_schema(db, S)
-    for section in EXPECTED:
-        assert node_catalog[section] == ours[section], f"section {section!r} differs"
-    assert node_catalog == ours == EXPECTED
+    for section in EXPECTED_REVISION_19:
+        assert node_catalog[section] == EXPECTED_REVISION_19[section], f"{section!r} differs"
+    assert node_catalog == EXPECTED_REVISION_19
+    assert node_then_ours == ours == EXPECTED
 
 
 def test_node_install_under_a_schema_that_needs_quotes(
@@ -121,7 +128,8 @@ def test_node_install_under_a_schema_that_needs_quotes(
 ) -> None:
     node.cli("--schema-only", "--schema", "Jobs$Q", db_url=empty_db_url)
     with psycopg.connect(empty_db_url, autocommit=True) as conn:
-        assert describe_schema(conn, "Jobs$Q") == EXPECTED
+        assert describe_schema(conn, "Jobs$Q") == EXPECTED_REVISION_19
         before = ledger(conn, "Jobs$Q")
-        assert install_ours(empty_db_url, "Jobs$Q") is False
-        assert ledger(conn, "Jobs$Q") == before
+        assert install_ours(empty_db_url, "Jobs$Q") is True
+        assert ledger(conn, "Jobs$Q")[:-1] == before
+        assert describe_schema(conn, "Jobs$Q") == EXPECTED

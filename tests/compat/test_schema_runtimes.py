@@ -1,7 +1,7 @@
 """Whoever installed the schema, both runtimes work on it: Node migrates nothing after
-``alembic upgrade head``, our worker and helpers run unchanged on a schema Node installed, and
-both accept a ledger that the Rust port moved on to its non-breaking revision 20 (and both
-refuse a breaking one)."""
+``alembic upgrade head`` (and warns about our non-breaking revision 20), our worker and
+helpers run on a schema Node installed and add revision 20 to it, we adopt a schema that the
+Rust port moved on to its revision 20, and both refuse a breaking revision."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from sqlalchemy import create_engine, pool
 from sqlalchemy.orm import Session
 
 from sqlalchemy_graphile import JobHelpers, SchemaTooNewError, WorkerUtils
+from sqlalchemy_graphile.migrations import uninstall_recovery
+from tests._rust_revision_20 import rust_revision_20
 from tests.compat._support import (
     Numbered,
     RunLog,
@@ -55,29 +57,6 @@ sg.main(async () => {
 });
 """
 
-# The recovery objects of the Rust port's migration 20, in our own words: same names and
-# signatures, enough for the checks below (the functions Node and we never call are left out).
-RUST_REVISION_20 = f"""
-insert into {S}.migrations (id, breaking) values (20, false);
-create table {S}._private_workers (
-  id text primary key,
-  last_heartbeat_at timestamptz not null,
-  started_at timestamptz not null default now(),
-  metadata jsonb
-);
-create index _private_workers_last_heartbeat_at_idx on {S}._private_workers (last_heartbeat_at);
-create function {S}.worker_heartbeat(worker_id text, metadata json default null)
-returns void language sql as $$
-  insert into {S}._private_workers as w (id, last_heartbeat_at, metadata)
-  values (worker_id, now(), metadata::jsonb)
-  on conflict (id) do update
-  set last_heartbeat_at = now(), metadata = coalesce(excluded.metadata, w.metadata)
-$$;
-create function {S}.worker_deregister(worker_id text) returns void language sql as $$
-  delete from {S}._private_workers where id = worker_id
-$$;
-"""
-
 
 def numbers_run_by(log: RunLog, runtime: str) -> list[int]:
     return sorted(
@@ -91,11 +70,12 @@ def test_node_migrates_nothing_after_alembic_upgrade(
     command.upgrade(alembic_config(empty_db_url), "head")
     with psycopg.connect(empty_db_url, autocommit=True) as conn:
         before = ledger(conn)
-        assert [row[0] for row in before] == list(range(1, 20))
+        assert [row[0] for row in before] == list(range(1, 21))
         result = node.cli("--schema-only", db_url=empty_db_url)
         assert "Schema updated" in result.stdout
+        assert "Database is using Graphile Worker schema revision 20" in result.stderr
         assert ledger(conn) == before
-        assert version_rows(conn) == ["gw0019"]
+        assert version_rows(conn) == ["gw0020"]
 
 
 async def test_our_worker_and_helpers_run_on_a_schema_node_installed(
@@ -117,7 +97,7 @@ async def test_our_worker_and_helpers_run_on_a_schema_node_installed(
         engine.dispose()
     async with WorkerUtils(empty_db_url) as utils:
         await utils.add_raw_job("numbered", {"n": 2})
-        assert await utils.migrate() is False  # adopted as is
+        assert await utils.migrate() is True  # adopted, and revision 20 added
     await python_worker(empty_db_url, Numbered, extensions=[log]).run_once()
     assert numbers_run_by(log, "python") == [1, 2]
 
@@ -125,7 +105,8 @@ async def test_our_worker_and_helpers_run_on_a_schema_node_installed(
     await node.execute(NODE_RUN_ONCE, empty_db_url, args={"add": [3, 4]})
     assert numbers_run_by(log, "node") == [3, 4]
     with psycopg.connect(empty_db_url, autocommit=True) as conn:
-        assert ledger(conn) == node_ledger
+        assert ledger(conn)[:-1] == node_ledger
+        assert ledger(conn)[-1][0] == 20
         assert version_rows(conn) == []  # our helpers and worker never touch Alembic
         assert conn.execute(f"select count(*) from {S}._private_jobs").fetchone() == (0,)
 
@@ -137,7 +118,15 @@ async def test_a_rust_ledger_at_revision_20_is_accepted_by_both(
     runs: RunLog,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    db.execute(RUST_REVISION_20)
+    engine = create_engine(
+        db_url.replace("postgresql://", "postgresql+psycopg://", 1), poolclass=pool.NullPool
+    )
+    try:
+        with engine.begin() as connection:
+            uninstall_recovery(connection, S)
+    finally:
+        engine.dispose()
+    db.execute(rust_revision_20())
     db.execute(f"select {S}.worker_heartbeat('graphile_worker_0123456789abcdef01')")
     rust_ledger = ledger(db)
 
@@ -147,7 +136,7 @@ async def test_a_rust_ledger_at_revision_20_is_accepted_by_both(
     with caplog.at_level(logging.WARNING, logger="sqlalchemy_graphile"):
         await python_worker(db_url, Numbered).run_once()
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert any("revision 20, newer than 19" in w for w in warnings), warnings
+    assert not any("newer than" in w for w in warnings), warnings
     assert numbers_run_by(runs, "python") == [1]
 
     async with node.start(NODE_RUN_ONCE, db_url, args={"add": [2]}) as process:
@@ -163,7 +152,7 @@ async def test_a_rust_ledger_at_revision_20_is_accepted_by_both(
 async def test_a_breaking_revision_20_stops_both(
     node: NodeGraphileWorker, db_url: str, db: psycopg.Connection, runs: RunLog
 ) -> None:
-    db.execute(f"insert into {S}.migrations (id, breaking) values (20, true)")
+    db.execute(f"update {S}.migrations set breaking = true where id = 20")
     db.execute(f"""select {S}.add_job('numbered', '{{"n": 1}}')""")
 
     with pytest.raises(SchemaTooNewError) as raised:

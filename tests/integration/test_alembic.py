@@ -7,7 +7,6 @@ Alembic is driven through ``alembic.command`` with a ``Config`` pointing at the 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import subprocess
 import sys
@@ -27,8 +26,9 @@ from sqlalchemy_graphile import (
     quote_identifier,
 )
 from tests._catalog import describe_schema
+from tests._rust_revision_20 import rust_revision_20
 from tests._schema_names import HOSTILE_SCHEMA_NAMES
-from tests.integration.test_catalog import EXPECTED
+from tests.integration.test_catalog import EXPECTED, EXPECTED_REVISION_19
 
 REPO = Path(__file__).resolve().parents[2]
 S = "graphile_worker"
@@ -115,7 +115,7 @@ def jobs_snapshot(conn: psycopg.Connection, schema: str = S) -> list[str]:
 def assert_installed(url: str, schema: str = S) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         assert describe_schema(conn, schema) == EXPECTED
-        assert version_rows(conn, schema) == ["gw0019"]
+        assert version_rows(conn, schema) == ["gw0020"]
 
 
 # --- upgrade and downgrade ----------------------------------------------------------------
@@ -136,11 +136,13 @@ def test_upgrade_head_as_a_subprocess(empty_db_url: str) -> None:
     assert result.returncode == 0, result.stderr
     assert "Running upgrade  -> gw0019" in result.stderr
     assert "installed schema 'graphile_worker' at revision 19" in result.stderr
+    assert "Running upgrade gw0019 -> gw0020" in result.stderr
+    assert "added the worker-recovery objects (revision 20)" in result.stderr
     assert_installed(empty_db_url)
 
     result = alembic_cli("current", url=empty_db_url)
     assert result.returncode == 0, result.stderr
-    assert "gw0019 (head)" in result.stdout
+    assert "gw0020 (head)" in result.stdout
 
 
 def test_upgrade_downgrade_upgrade(empty_db_url: str) -> None:
@@ -154,7 +156,7 @@ def test_upgrade_downgrade_upgrade(empty_db_url: str) -> None:
         command.upgrade(config, "head")
         assert describe_schema(conn, S) == EXPECTED
         assert jobs_snapshot(conn) == []
-        assert version_rows(conn) == ["gw0019"]
+        assert version_rows(conn) == ["gw0020"]
 
 
 def test_offline_mode_prints_an_install_script_that_works(empty_db_url: str) -> None:
@@ -167,7 +169,7 @@ def test_offline_mode_prints_an_install_script_that_works(empty_db_url: str) -> 
         conn.execute(script.encode())
     assert_installed(empty_db_url)
 
-    result = alembic_cli("downgrade", "gw0019:base", "--sql", url=empty_db_url)
+    result = alembic_cli("downgrade", "gw0020:base", "--sql", url=empty_db_url)
     assert result.returncode == 0, result.stderr
     with psycopg.connect(empty_db_url, autocommit=True) as conn:
         conn.execute(result.stdout.encode())
@@ -271,17 +273,34 @@ def test_adopts_a_schema_installed_without_alembic(db_url: str, db: psycopg.Conn
     command.upgrade(alembic_config(db_url), "head")
     assert jobs_snapshot(db) == jobs
     assert ledger(db) == before
+    assert version_rows(db) == ["gw0020"]
+
+
+def test_rust_revision_20_is_adopted(db_url: str, db: psycopg.Connection) -> None:
+    command.upgrade(alembic_config(db_url), "head")
+    command.downgrade(alembic_config(db_url), "gw0019")
     assert version_rows(db) == ["gw0019"]
+    assert describe_schema(db, S) == EXPECTED_REVISION_19
+    db.execute(rust_revision_20())
+    before = ledger(db)
+    command.upgrade(alembic_config(db_url), "head")
+    assert version_rows(db) == ["gw0020"]
+    assert ledger(db) == before
 
 
-def test_rust_revision_20_is_accepted_with_a_warning(
-    db_url: str, db: psycopg.Connection, caplog: pytest.LogCaptureFixture
+def test_downgrade_to_gw0019_removes_exactly_revision_20(
+    db_url: str, db: psycopg.Connection
 ) -> None:
-    db.execute(f"insert into {S}.migrations (id, breaking) values (20, false)")
-    with caplog.at_level(logging.WARNING, logger="sqlalchemy_graphile.migrations"):
-        command.upgrade(alembic_config(db_url), "head")
-    assert "revision 20, newer than 19" in caplog.text
-    assert version_rows(db) == ["gw0019"]
+    db.execute(f"select {S}.add_job('kept')")
+    db.execute(f"select {S}.worker_heartbeat('pool-0123456789abcdef01')")
+    jobs = jobs_snapshot(db)
+    command.upgrade(alembic_config(db_url), "head")
+    command.downgrade(alembic_config(db_url), "gw0019")
+    assert describe_schema(db, S) == EXPECTED_REVISION_19
+    assert jobs_snapshot(db) == jobs
+    command.upgrade(alembic_config(db_url), "head")
+    assert describe_schema(db, S) == EXPECTED
+    assert jobs_snapshot(db) == jobs
 
 
 def test_newer_breaking_revision_is_refused(db_url: str, db: psycopg.Connection) -> None:
@@ -298,7 +317,7 @@ def test_newer_breaking_revision_is_refused(db_url: str, db: psycopg.Connection)
 
 
 def test_ledger_below_19_is_refused(db_url: str, db: psycopg.Connection) -> None:
-    db.execute(f"delete from {S}.migrations where id = 19")
+    db.execute(f"delete from {S}.migrations where id >= 19")
     with pytest.raises(SchemaTooOldError, match="older than 19"):
         command.upgrade(alembic_config(db_url), "head")
     assert version_rows(db) == []

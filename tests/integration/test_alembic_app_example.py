@@ -14,7 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from sqlalchemy_graphile.migrations import HEAD_REVISION, VERSION_LOCATION
+from sqlalchemy_graphile.migrations import BASE_REVISION, HEAD_REVISION, VERSION_LOCATION
 from tests._catalog import describe_schema
 from tests.integration.test_alembic import ALEMBIC, alembic_environment, alembic_three_at_once
 from tests.integration.test_catalog import EXPECTED
@@ -66,20 +66,23 @@ def test_the_example_points_alembic_at_both_histories() -> None:
     assert f"version_locations = %(here)s/versions {VERSION_LOCATION}" in ini
     assert "path_separator = space" in ini
     first = (EXAMPLE / "versions" / "app0001_create_users.py").read_text()
-    assert f'down_revision = "{HEAD_REVISION}"' in first
+    assert f'down_revision = "{BASE_REVISION}"' in first
+    merge = (EXAMPLE / "versions" / "app0002_merge_worker_recovery.py").read_text()
+    assert f'down_revision = ("app0001", "{HEAD_REVISION}")' in merge
 
 
 def test_upgrade_head_installs_our_schema_and_the_app_tables(app: Path, empty_db_url: str) -> None:
     result = alembic(app, empty_db_url, "upgrade", "head")
     assert result.stderr.index("-> gw0019") < result.stderr.index("gw0019 -> app0001")
+    assert result.stderr.index("gw0019 -> gw0020") < result.stderr.index("-> app0002")
     with psycopg.connect(empty_db_url, autocommit=True) as conn:
         assert describe_schema(conn, "graphile_worker") == EXPECTED
-        assert conn.execute("select version_num from alembic_version").fetchall() == [("app0001",)]
+        assert conn.execute("select version_num from alembic_version").fetchall() == [("app0002",)]
         conn.execute("insert into users (email) values ('ada@example.com')")
         conn.execute("select graphile_worker.add_job('welcome', '{\"user_id\": 1}')")
 
     result = alembic(app, empty_db_url, "heads")
-    assert result.stdout.split() == ["app0001", "(graphile_worker)", "(head)"]
+    assert result.stdout.split() == ["app0002", "(graphile_worker)", "(head)"]
 
     alembic(app, empty_db_url, "downgrade", "base")
     with psycopg.connect(empty_db_url, autocommit=True) as conn:
@@ -146,5 +149,5 @@ def test_concurrent_upgrades_of_the_example(app: Path, empty_db_url: str) -> Non
     )
     assert sum("gw0019 -> app0001" in stderr for stderr in errors) == 1
     with psycopg.connect(empty_db_url, autocommit=True) as conn:
-        assert conn.execute("select version_num from alembic_version").fetchall() == [("app0001",)]
+        assert conn.execute("select version_num from alembic_version").fetchall() == [("app0002",)]
         assert describe_schema(conn, "graphile_worker") == EXPECTED

@@ -1,7 +1,10 @@
-"""The installed catalog is Graphile Worker's revision 19, object for object.
+"""The installed catalog is Graphile Worker's revision 19 plus the Rust port's revision 20,
+object for object.
 
-:data:`EXPECTED` is written out by hand from the specification (and Node's own schema dump);
-it is not derived from our DDL. ``SCHEMA.`` stands for the quoted schema name.
+:data:`EXPECTED_REVISION_19` (what Graphile Worker 0.17 installs) and :data:`EXPECTED` (that
+plus the worker-recovery objects of revision 20) are written out by hand from the
+specification (and Node's own schema dump); they are not derived from our DDL. ``SCHEMA.``
+stands for the quoted schema name.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import pytest
 from sqlalchemy import create_engine, pool
 
 from sqlalchemy_graphile import quote_identifier
-from sqlalchemy_graphile.migrations import install
+from sqlalchemy_graphile.migrations import install, uninstall_recovery
 from tests._catalog import describe_schema
 
 TZ = "timestamp with time zone"
@@ -44,7 +47,7 @@ def function(
 ) -> dict[str, Any]:
     """One function; every one of ours is volatile, not security definer, not leakproof,
     parallel unsafe, cost 100, with no settings and no privileges granted."""
-    returns_set = result.startswith("SETOF ")
+    returns_set = result.startswith(("SETOF ", "TABLE("))
     return {
         "name": name,
         "identity_arguments": identity_arguments,
@@ -115,7 +118,7 @@ JOBS_VIEW_DEFINITION = """\
      JOIN SCHEMA._private_tasks tasks ON tasks.id = jobs.task_id
      LEFT JOIN SCHEMA._private_job_queues job_queues ON job_queues.id = jobs.job_queue_id;"""
 
-EXPECTED: dict[str, Any] = {
+EXPECTED_REVISION_19: dict[str, Any] = {
     "relations": [
         ("_private_job_queues", "r"),
         ("_private_jobs", "r"),
@@ -386,16 +389,119 @@ EXPECTED: dict[str, Any] = {
 }
 
 
-def assert_matches_expected(description: dict[str, Any]) -> None:
+def _with_revision_20(revision_19: dict[str, Any]) -> dict[str, Any]:
+    """Revision 19 plus the Rust port's revision 20: the ``_private_workers`` registry (no
+    row-level security), its heartbeat index, six SQL functions and ledger row (20, false)."""
+    expected = {key: value for key, value in revision_19.items()}
+    expected["relations"] = sorted(
+        [
+            *revision_19["relations"],
+            ("_private_workers", "r"),
+            ("_private_workers_last_heartbeat_at_idx", "i"),
+            ("_private_workers_pkey", "i"),
+        ]
+    )
+    expected["tables"] = {
+        **revision_19["tables"],
+        "_private_workers": {
+            "columns": [
+                column("id", "text", True),
+                column("last_heartbeat_at", TZ, True),
+                column("started_at", TZ, True, "now()"),
+                column("metadata", "jsonb", False),
+            ],
+            "constraints": [("_private_workers_pkey", "p", "PRIMARY KEY (id)")],
+            "indexes": [
+                (
+                    "_private_workers_last_heartbeat_at_idx",
+                    "CREATE INDEX _private_workers_last_heartbeat_at_idx"
+                    " ON SCHEMA._private_workers USING btree (last_heartbeat_at)",
+                ),
+                (
+                    "_private_workers_pkey",
+                    "CREATE UNIQUE INDEX _private_workers_pkey"
+                    " ON SCHEMA._private_workers USING btree (id)",
+                ),
+            ],
+        },
+    }
+    expected["tables"] = dict(sorted(expected["tables"].items()))
+    expected["row_level_security"] = dict(
+        sorted({**revision_19["row_level_security"], "_private_workers": (False, False)}.items())
+    )
+    expected["types"] = sorted(
+        [
+            *revision_19["types"],
+            ("__private_workers", "b", "A", ""),
+            ("_private_workers", "c", "C", "r"),
+        ]
+    )
+    expected["functions"] = sorted(
+        [
+            *revision_19["functions"],
+            function(
+                "delete_stale_workers",
+                "worker_ids text[]",
+                "worker_ids text[]",
+                "void",
+                language="sql",
+            ),
+            function(
+                "list_orphan_locked_workers",
+                "stale_threshold interval",
+                "stale_threshold interval",
+                "TABLE(worker_id text)",
+                language="sql",
+            ),
+            function(
+                "list_stale_workers",
+                "stale_threshold interval",
+                "stale_threshold interval",
+                "TABLE(worker_id text)",
+                language="sql",
+            ),
+            function(
+                "recover_dead_worker_jobs",
+                "worker_ids text[], recovery_delay interval",
+                "worker_ids text[], recovery_delay interval DEFAULT '00:00:00'::interval",
+                "integer",
+                language="sql",
+            ),
+            function(
+                "worker_deregister",
+                "worker_id text",
+                "worker_id text",
+                "void",
+                language="sql",
+            ),
+            function(
+                "worker_heartbeat",
+                "worker_id text, metadata json",
+                "worker_id text, metadata json DEFAULT NULL::json",
+                "void",
+                language="sql",
+            ),
+        ],
+        key=lambda f: (f["name"], f["identity_arguments"]),
+    )
+    expected["ledger"] = [*revision_19["ledger"], (20, False)]
+    return expected
+
+
+#: What we install: revision 19 and the worker-recovery objects of revision 20.
+EXPECTED = _with_revision_20(EXPECTED_REVISION_19)
+
+
+def assert_matches(description: dict[str, Any], expected: dict[str, Any] = EXPECTED) -> None:
     """Compare section by section (for readable failures), then as a whole."""
-    assert description.keys() == EXPECTED.keys()
-    for section, expected in EXPECTED.items():
-        assert description[section] == expected, f"section {section!r} differs"
-    assert description == EXPECTED
+    assert description.keys() == expected.keys()
+    for section, wanted in expected.items():
+        assert description[section] == wanted, f"section {section!r} differs"
+    assert description == expected
 
 
-def test_default_schema_catalog_is_revision_19(db: psycopg.Connection) -> None:
-    assert_matches_expected(describe_schema(db, "graphile_worker"))
+def test_default_schema_catalog_is_revision_20(db: psycopg.Connection) -> None:
+    assert_matches(describe_schema(db, "graphile_worker"))
 
 
 def test_ledger_breaking_flags_match_graphile_worker(db: psycopg.Connection) -> None:
@@ -403,6 +509,25 @@ def test_ledger_breaking_flags_match_graphile_worker(db: psycopg.Connection) -> 
         "select id from graphile_worker.migrations where breaking order by id"
     ).fetchall()
     assert [row[0] for row in rows] == [1, 3, 11, 13, 14, 16, 19]
+    assert db.execute("select max(id) from graphile_worker.migrations").fetchone() == (20,)
+
+
+def test_removing_revision_20_leaves_exactly_revision_19(empty_db_url: str) -> None:
+    engine = create_engine(
+        empty_db_url.replace("postgresql://", "postgresql+psycopg://", 1), poolclass=pool.NullPool
+    )
+    try:
+        with engine.begin() as connection:
+            install(connection, "graphile_worker")
+            uninstall_recovery(connection, "graphile_worker")
+        with psycopg.connect(empty_db_url, autocommit=True) as conn:
+            assert_matches(describe_schema(conn, "graphile_worker"), EXPECTED_REVISION_19)
+        with engine.begin() as connection:
+            assert install(connection, "graphile_worker") is True  # adds 20 back
+    finally:
+        engine.dispose()
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        assert_matches(describe_schema(conn, "graphile_worker"))
 
 
 @pytest.mark.parametrize("schema", ["my_jobs", "Jobs$Q", "select"])
@@ -417,7 +542,7 @@ def test_other_schema_names_get_the_same_catalog(empty_db_url: str, schema: str)
         engine.dispose()
 
     with psycopg.connect(empty_db_url, autocommit=True) as conn:
-        assert_matches_expected(describe_schema(conn, schema))
+        assert_matches(describe_schema(conn, schema))
         schemas = {row[0] for row in conn.execute("select nspname from pg_namespace")}
         assert "graphile_worker" not in schemas
         assert schema in schemas
@@ -427,7 +552,7 @@ def test_other_schema_names_get_the_same_catalog(empty_db_url: str, schema: str)
             " where n.nspname = %s",
             (schema,),
         ).fetchall()
-        assert len(bodies) == 7
+        assert len(bodies) == 13
         assert all("graphile_worker" not in body for (body,) in bodies)
         # ... and they work there.
         quoted = quote_identifier(schema)

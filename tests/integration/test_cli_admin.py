@@ -55,17 +55,17 @@ def test_migrate_and_check(empty_db_url: str, capsys: pytest.CaptureFixture[str]
     cli = Cli(empty_db_url, capsys)
     assert "is not installed" in cli.text("check", status=EXIT_ERROR)
     assert cli.text("migrate").strip() == "Schema updated"
-    assert cli.json("migrate") == {"schema": "graphile_worker", "installed": False, "revision": 19}
+    assert cli.json("migrate") == {"schema": "graphile_worker", "installed": False, "revision": 20}
     assert "compatible" in cli.text("check")
     assert cli.json("-s", "other_jobs", "migrate")["installed"] is True
-    assert cli.json("check", "-s", "other_jobs")["revision"] == 19
+    assert cli.json("check", "-s", "other_jobs")["revision"] == 20
 
 
 def test_newer_breaking_migration_exits_57(cli: Cli, db: psycopg.Connection) -> None:
-    db.execute("insert into graphile_worker.migrations (id, breaking) values (20, true)")
+    db.execute("insert into graphile_worker.migrations (id, breaking) values (21, true)")
     for argv in (("check",), ("migrate",)):
         err = cli.text(*argv, status=EXIT_SCHEMA_TOO_NEW)
-        assert "breaking migration 20" in err
+        assert "breaking migration 21" in err
         assert "Traceback" not in err
 
 
@@ -232,7 +232,47 @@ def test_force_unlock_and_workers(cli: Cli, db: psycopg.Connection) -> None:
         {"queue_name": "q", "locked_by": None, "locked_at": None, "jobs": 1}
     ]
     db.execute("update graphile_worker._private_jobs set locked_at = null, locked_by = null")
-    assert cli.text("workers").strip() == "No worker holds a lock."
+    assert cli.text("workers").strip() == "No worker is registered or holds a lock."
+
+
+def test_workers_lists_registered_workers_with_heartbeat_age_and_jobs(
+    cli: Cli, db: psycopg.Connection
+) -> None:
+    first, second = _add(db, "t"), _add(db, "t", queue_name="q")
+    db.execute(
+        """select graphile_worker.worker_heartbeat('sgpool-alive',"""
+        """ '{"hostname": "web-1", "pid": 4242}')"""
+    )
+    db.execute("select graphile_worker.worker_heartbeat('sgpool-idle')")
+    db.execute(
+        "update graphile_worker._private_workers set last_heartbeat_at = now() - interval '90 s'"
+        " where id = 'sgpool-idle'"
+    )
+    _lock(db, first, "sgpool-alive")
+    _lock(db, second, "sgpool-alive")
+    db.execute(
+        "update graphile_worker._private_job_queues"
+        " set locked_at = now(), locked_by = 'sgpool-alive'"
+    )
+    third = _add(db, "t")
+    _lock(db, third, "pool-node")
+    listed = {w["worker_id"]: w for w in cli.json("workers")}
+    assert list(listed) == ["pool-node", "sgpool-alive", "sgpool-idle"]
+    alive = listed["sgpool-alive"]
+    assert (alive["registered"], alive["host"], alive["pid"]) == (True, "web-1", 4242)
+    assert (alive["locked_jobs"], alive["job_ids"], alive["locked_queues"]) == (
+        2,
+        [first, second],
+        1,
+    )
+    assert 0 <= alive["heartbeat_age"] < 60
+    assert 89 <= listed["sgpool-idle"]["heartbeat_age"] < 150
+    assert listed["sgpool-idle"]["job_ids"] == []
+    node = listed["pool-node"]
+    assert (node["registered"], node["heartbeat_age"], node["job_ids"]) == (False, None, [third])
+    text = cli.text("workers")
+    assert "not registered" in text
+    assert "web-1" in text
 
 
 def test_stats(cli: Cli, db: psycopg.Connection) -> None:
@@ -295,3 +335,35 @@ def test_commands_as_a_subprocess(db_url: str, db: psycopg.Connection) -> None:
     assert refused.returncode == 1
     assert refused.stderr.startswith("sqlalchemy-graphile: error: ")
     assert "Traceback" not in refused.stderr
+
+
+def test_sweep_stale_workers(cli: Cli, db: psycopg.Connection) -> None:
+    job_id = _add(db, "t", queue_name="q")
+    _lock(db, job_id, "sgpool-dead")
+    db.execute(
+        "update graphile_worker._private_job_queues"
+        " set locked_at = now(), locked_by = 'sgpool-dead'"
+    )
+    db.execute("select graphile_worker.worker_heartbeat('sgpool-dead')")
+    db.execute(
+        "update graphile_worker._private_workers set last_heartbeat_at = now() - interval '1 hour'"
+    )
+    dry = cli.json("sweep-stale-workers", "--dry-run", "--sweep-threshold", "60")
+    assert dry == {
+        "swept": True,
+        "dry_run": True,
+        "dead_workers": ["sgpool-dead"],
+        "orphans": [],
+        "jobs": {"sgpool-dead": [job_id]},
+        "queues_unlocked": 1,
+    }
+    text = cli.text("sweep-stale-workers", "--dry-run")
+    assert "Would recover 1 job(s) and 1 queue lock(s) from 1 worker(s)" in text
+    assert "sgpool-dead  stale heartbeat" in text
+    assert "Recovered 1 job(s)" in cli.text("sweep-stale-workers", "--recovery-delay", "5")
+    assert cli.text("sweep-stale-workers").strip() == "No dead workers"
+    row = db.execute(
+        "select locked_by, attempts, run_at > now() from graphile_worker._private_jobs"
+    ).fetchone()
+    assert row == (None, 0, True)
+    cli.text("sweep-stale-workers", "--sweep-threshold", "0", status=2)

@@ -152,11 +152,11 @@ def test_too_new_schema_exits_57(
     tasks_module: Callable[[str], Any],
 ) -> None:
     name = tasks_module("cli_run_tasks_d")
-    db.execute("insert into graphile_worker.migrations (id, breaking) values (20, true)")
+    db.execute("insert into graphile_worker.migrations (id, breaking) values (21, true)")
     for extra in ([], ["--no-migrate"]):
         status = main(["-c", db_url, "run", "--tasks", name, "--once", *extra])
         assert status == EXIT_SCHEMA_TOO_NEW
-        assert "breaking migration 20" in capsys.readouterr().err
+        assert "breaking migration 21" in capsys.readouterr().err
     assert main(["-c", db_url, "run", "--schema-only"]) == EXIT_SCHEMA_TOO_NEW
 
 
@@ -249,5 +249,5 @@ def test_only_the_start_that_installs_the_schema_logs_about_it(
         caplog.clear()
         return [line for line in lines if "schema" in line]
 
-    assert schema_lines() == ["installed schema 'graphile_worker' at revision 19"]
+    assert schema_lines() == ["installed schema 'graphile_worker' at revision 20"]
     assert schema_lines() == []

@@ -55,8 +55,9 @@ async def test_a_healthy_database_passes_every_check(db_url: str) -> None:
     ]
     assert all(f.status == "ok" and f.fix is None for f in diagnosis.findings)
     schema = diagnosis.finding("schema")
-    assert schema.details["revision"] == 19
+    assert schema.details["revision"] == 20
     assert schema.details["locking_add_jobs"] is False
+    assert schema.details["worker_recovery_table"] is True
 
 
 async def test_a_missing_schema_is_an_error_and_the_job_checks_are_skipped(
@@ -77,6 +78,15 @@ async def test_a_missing_schema_is_an_error_and_the_job_checks_are_skipped(
 async def test_the_schema_check_knows_node_and_rust_ledgers(
     db_url: str, db: psycopg.Connection
 ) -> None:
+    db.execute("drop table graphile_worker._private_workers")
+    missing = (await diagnose(db_url)).finding("schema")
+    assert (missing.status, missing.details["revision"]) == ("warning", 20)
+    db.execute("delete from graphile_worker.migrations where id = 20")
+    node = (await diagnose(db_url)).finding("schema")
+    assert (node.status, node.details["revision"]) == ("warning", 19)
+    assert "without the worker-recovery objects" in node.summary
+    assert node.fix is not None
+    assert "sqlalchemy-graphile migrate" in node.fix
     db.execute("insert into graphile_worker.migrations (id, breaking) values (20, false)")
     db.execute("create table graphile_worker._private_workers (id text primary key)")
     rust = (await diagnose(db_url)).finding("schema")

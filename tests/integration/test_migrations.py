@@ -20,6 +20,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, pool, text
 
 from sqlalchemy_graphile import (
     InvalidIdentifierError,
+    SchemaError,
     SchemaNotInstalledError,
     SchemaTooNewError,
     SchemaTooOldError,
@@ -32,8 +33,10 @@ from sqlalchemy_graphile.migrations import (
     install,
     read_ledger,
     uninstall,
+    uninstall_recovery,
 )
 from tests._catalog import describe_schema
+from tests._rust_revision_20 import rust_revision_20
 from tests._schema_names import HOSTILE_SCHEMA_NAMES
 from tests.integration.test_catalog import EXPECTED
 
@@ -199,7 +202,7 @@ def test_adopts_an_installed_schema_with_jobs(engine: Engine, db: psycopg.Connec
 
 def test_ledger_state_of_a_fresh_install(engine: Engine) -> None:
     with engine.connect() as connection:
-        assert read_ledger(connection, S) == LedgerState(True, True, 19, 19)
+        assert read_ledger(connection, S) == LedgerState(True, True, 20, 19)
         assert read_ledger(connection, "absent") == LedgerState(exists=False)
 
 
@@ -210,16 +213,63 @@ def test_missing_schema_is_reported(empty_engine: Engine) -> None:
         check_compatible(state, S)
 
 
-def test_rust_revision_20_is_accepted_with_a_warning(
+def function_bodies(conn: psycopg.Connection, schema: str = S) -> list[tuple[str, str]]:
+    rows = conn.execute(
+        "select p.oid::regprocedure::text, p.prosrc from pg_proc p"
+        " join pg_namespace n on n.oid = p.pronamespace where n.nspname = %s order by 1",
+        (schema,),
+    )
+    return [(row[0], row[1]) for row in rows]
+
+
+def test_a_schema_the_rust_port_brought_to_20_is_adopted_unchanged(
     engine: Engine, db: psycopg.Connection, caplog: pytest.LogCaptureFixture
 ) -> None:
+    with engine.begin() as connection:
+        uninstall_recovery(connection, S)
+    db.execute(rust_revision_20())
+    db.execute(f"select {S}.worker_heartbeat('graphile_worker_0123456789abcdef01')")
+    ledger, bodies = ledger_rows(db), function_bodies(db)
+    workers = db.execute(f"select * from {S}._private_workers").fetchall()
+    with caplog.at_level(logging.WARNING, logger="sqlalchemy_graphile.migrations"):
+        assert run_install(engine) is False
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert ledger_rows(db) == ledger
+    assert function_bodies(db) == bodies
+    assert db.execute(f"select * from {S}._private_workers").fetchall() == workers
+
+
+def test_revision_20_is_added_to_a_schema_at_19(engine: Engine, db: psycopg.Connection) -> None:
+    with engine.begin() as connection:
+        uninstall_recovery(connection, S)
+    add_some_jobs(db)
+    contents = table_contents(db)
+    assert run_install(engine) is True
+    assert describe_schema(db, S) == EXPECTED
+    assert table_contents(db) == contents
+    assert run_install(engine) is False
+
+
+def test_a_ledger_at_20_without_its_objects_is_refused(
+    engine: Engine, db: psycopg.Connection
+) -> None:
+    with engine.begin() as connection:
+        uninstall_recovery(connection, S)
     db.execute(f"insert into {S}.migrations (id, breaking) values (20, false)")
+    with pytest.raises(SchemaError, match=r"records revision 20 .* missing: .*_private_workers"):
+        run_install(engine)
+
+
+def test_newer_non_breaking_revision_only_warns(
+    engine: Engine, db: psycopg.Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    db.execute(f"insert into {S}.migrations (id, breaking) values (21, false)")
     ledger = ledger_rows(db)
     with caplog.at_level(logging.WARNING, logger="sqlalchemy_graphile.migrations"):
         assert run_install(engine) is False
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
-    assert "revision 20, newer than 19" in warnings[0].getMessage()
+    assert "revision 21, newer than 20" in warnings[0].getMessage()
     assert "not marked as breaking" in warnings[0].getMessage()
     assert ledger_rows(db) == ledger
 

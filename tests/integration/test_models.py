@@ -56,6 +56,7 @@ def test_the_comparison_sees_a_missing_schema(empty_db_url: str) -> None:
         "_private_job_queues",
         "_private_tasks",
         "_private_known_crontabs",
+        "_private_workers",
         "migrations",
     }
 

@@ -27,7 +27,7 @@ from sqlalchemy_graphile import ConfigurationError, Worker
 from sqlalchemy_graphile.prometheus import QueueCollector, WorkerMetrics
 
 from .._processes import reaped, terminate, wait_until
-from ._worker_support import Gated, Job2, Job3, Recorder, add, make_worker
+from ._worker_support import Gated, Job2, Job3, Recorder, add, eventually, make_worker
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -79,7 +79,16 @@ async def test_a_running_worker_serves_its_metrics_and_the_queue_s(
         assert port not in (None, 0)
         gated = add(db, "gated", "{}")
         await rec.wait_started()
-        samples = await scrape(port)
+
+        async def failure_counted() -> Any:
+            # job3's failure is counted once written, which may be after gated started.
+            samples = await scrape(port)
+            failing = {"task": "job3", "queue": ""}
+            return (
+                samples if value(samples, "graphile_worker_jobs_failed_total", **failing) else None
+            )
+
+        samples = await eventually(failure_counted)
         rec.gate.set()
     mail = {"task": "job2", "queue": "mail"}
     assert value(samples, "graphile_worker_jobs_started_total", **mail) == 1

@@ -18,6 +18,7 @@ from ._worker_support import (
     Job3,
     Recorder,
     add,
+    eventually,
     jobs,
     locks,
     logged,
@@ -49,12 +50,15 @@ async def test_shutdown_flushes_pending_completions(db_url: str, db: psycopg.Con
         db_url, Job3, rec=rec, concurrency=3, complete_job_batch_delay=600, events=events
     )
     async with worker:
-        await log.wait_for("job:complete", 6)
+        await eventually(lambda: len(rec.seen("job3")) == 6)
         left = jobs(db)
         assert len(left) == 6
         assert {j["locked_by"] for j in left} == {worker.pool_id}
+        # Outcome events wait for the batch to be written.
+        assert log.count("job:success") == log.count("job:complete") == 0
     assert jobs(db) == []
     assert locks(db) == 0
+    assert log.count("job:success") == log.count("job:complete") == 6
 
 
 async def test_failures_through_the_batcher(db_url: str, db: psycopg.Connection) -> None:

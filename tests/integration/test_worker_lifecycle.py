@@ -93,7 +93,13 @@ async def test_worker_survives_fetch_errors(
 ) -> None:
     events, log = logged()
     rec = Recorder()
-    async with make_worker(db_url, Job3, rec=rec, poll_interval=0.05, listen=False, events=events):
+    # No recovery sweep: its statement, prepared on first use, would hold a lock on the jobs
+    # table between its parse and its execution, and the blocking ALTER TABLE below keeps
+    # the event loop from finishing it.
+    worker = make_worker(
+        db_url, Job3, rec=rec, poll_interval=0.05, listen=False, events=events, sweep_interval=None
+    )
+    async with worker:
         await log.wait_for("worker:getJob:empty")
         # In a thread: the rename waits for the fetch in flight, which needs the event loop.
         await asyncio.to_thread(

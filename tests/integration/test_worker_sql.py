@@ -10,7 +10,7 @@ import asyncpg
 import psycopg
 import pytest
 
-from sqlalchemy_graphile.worker._sql import flag_list, id_list, statements_for
+from sqlalchemy_graphile.worker._sql import flag_list, id_list, recorded_ids, statements_for
 
 from ._worker_support import jobs, rows
 
@@ -119,8 +119,10 @@ async def test_bulk_completion_is_guarded_by_the_owner(
     db.execute(
         "update graphile_worker._private_jobs set locked_by = 'other' where id = %s", (plain[1],)
     )
-    assert await conn.fetchval(S.complete_jobs, id_list(plain), POOL) == 1
-    assert await conn.fetchval(S.complete_queued_jobs, id_list(queued), POOL) == 1
+    completed = await conn.fetchval(S.complete_jobs, id_list(plain), POOL)
+    assert recorded_ids(completed) == {plain[0]}  # the other one is fenced
+    completed = await conn.fetchval(S.complete_queued_jobs, id_list(queued), POOL)
+    assert recorded_ids(completed) == set(queued)
     assert [j["id"] for j in jobs(db)] == [plain[1]]
     assert db.execute("select locked_by from graphile_worker._private_job_queues").fetchall() == [
         (None,)
@@ -133,7 +135,7 @@ async def test_bulk_failure_with_replacement_payloads_and_permanent_flags(
     first = add(db, '[{"a":1},{"a":2}]')
     second = add(db, '{"b":1}', queue="q")
     await conn.fetch(S.fetch(10, with_flags=False, app_time=False), POOL, await task_ids(conn))
-    count = await conn.fetchval(
+    failed = await conn.fetchval(
         S.fail_jobs,
         POOL,
         id_list([first, second]),
@@ -141,7 +143,7 @@ async def test_bulk_failure_with_replacement_payloads_and_permanent_flags(
         ['[{"a":2}]', None],
         flag_list([False, True]),
     )
-    assert count == 2
+    assert recorded_ids(failed) == {first, second}
     by_id = {j["id"]: j for j in jobs(db)}
     assert by_id[first]["payload"] == [{"a": 2}]
     assert (by_id[first]["attempts"], by_id[first]["last_error"]) == (1, "Batch failures:\nx")

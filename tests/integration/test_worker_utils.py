@@ -149,7 +149,7 @@ async def test_a_non_default_schema_works_end_to_end(empty_db_url: str) -> None:
         job = await utils.add_job(Job3(a=1), JobSpec(queue_name="q", job_key="k"))
         assert (await utils.remove_job("k")) == job
     with psycopg.connect(empty_db_url) as connection:
-        assert connection.execute('select count(*) from "Jobs$Q".migrations').fetchone() == (19,)
+        assert connection.execute('select count(*) from "Jobs$Q".migrations').fetchone() == (20,)
 
 
 # --- addJob / addJobs --------------------------------------------------------------------------

@@ -30,7 +30,7 @@ def upgrade() -> None:
         for statement in install_statements(schema):
             op.execute(statement)
     else:
-        install(op.get_bind(), schema)
+        install(op.get_bind(), schema, recovery=False)
 
 
 def downgrade() -> None:
