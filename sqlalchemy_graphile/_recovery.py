@@ -220,6 +220,18 @@ select (select count(*) from notified) >= 0 and (select lock.acquired from lock)
 """
 
     @property
+    def next_stale(self) -> str:
+        """:threshold (interval), :worker_id: seconds (on the database clock) until the
+        registered worker other than ``worker_id`` with the oldest heartbeat goes stale
+        unless it beats again; negative if one is stale already, null if there is none."""
+        return (
+            "select extract(epoch from min(workers.last_heartbeat_at)"
+            " + cast(:threshold as interval) - now())::float8"
+            f" from {self._s}._private_workers as workers"
+            " where workers.id <> cast(:worker_id as text)"
+        )
+
+    @property
     def list_workers(self) -> str:
         """Every registered worker with its heartbeat age (seconds, on the database
         clock), the ids of the jobs it holds and the names of the queues it has locked."""

@@ -22,7 +22,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
@@ -47,6 +47,12 @@ logger = logging.getLogger("sqlalchemy_graphile.worker")
 
 #: The longest wait, in seconds, before a failed heartbeat is tried again.
 HEARTBEAT_RETRY_MAX = 5.0
+
+#: How long after another worker's heartbeat goes stale the sweep runs, in seconds.
+STALE_MARGIN = 0.25
+
+#: The parameters of :attr:`RecoveryStatements.next_stale`, in order.
+NEXT_STALE_PARAMS = ("threshold", "worker_id")
 
 #: When this process loaded the worker (the ``process_started_at`` of its heartbeats).
 PROCESS_STARTED_AT = datetime.now(UTC)
@@ -231,9 +237,32 @@ class RecoverySweeper:
             recovery = JobRecovery(job, self._pool_id, owners[job.id])
             await plugins.job_recovered(recovery)
 
+    async def _next_stale(self) -> float | None:
+        """Seconds until another registered worker would go stale without a heartbeat
+        (``None``: none registered, or the query failed; the interval applies)."""
+        statement = _numbered(recovery_statements(self._schema).next_stale, NEXT_STALE_PARAMS)
+        try:
+            seconds = await self._pool.fetchval(
+                statement, timedelta(seconds=self._settings.threshold), self._pool_id
+            )
+        except Exception as error:
+            logger.debug("worker %s: reading heartbeat ages failed: %s", self._pool_id, error)
+            return None
+        return None if seconds is None else float(seconds)
+
+    async def _delay(self, delay: float) -> float:
+        """``delay``, or less if another worker goes stale sooner: the sweep then runs just
+        after it does, so a dead worker's jobs wait the threshold and not up to an interval
+        more. A worker stale already is left to the interval (another sweeper holds the
+        lock, or its resilient jobs give it longer)."""
+        stale_in = await self._next_stale()
+        if stale_in is not None and stale_in > 0:
+            return min(delay, stale_in + STALE_MARGIN)
+        return delay
+
     async def _loop(self) -> None:
         delay = random.uniform(0, self._interval)
-        while not await wait_event(self._stopped, delay):
+        while not await wait_event(self._stopped, await self._delay(delay)):
             delay = self._interval
             try:
                 await self.sweep_now()

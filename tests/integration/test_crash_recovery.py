@@ -191,6 +191,33 @@ def lock_jobs(db: psycopg.Connection, owner: str, *job_ids: int) -> None:
     )
 
 
+async def test_the_sweep_runs_when_a_worker_goes_stale_not_a_whole_interval_later(
+    db_url: str, db: psycopg.Connection
+) -> None:
+    """With an interval far longer than the threshold, the sweep still runs just after the
+    other worker's heartbeat goes stale: recovery waits the threshold, not the interval."""
+    job_id = add(db, "hold", '{"name": "late"}')
+    register_dead_worker(db, age="1 second")  # stale 2 s after its last heartbeat
+    lock_jobs(db, DEAD, job_id)
+    events, log = logged()
+    rec = Recorder()
+    worker = make_worker(
+        db_url,
+        Hold,
+        rec=rec,
+        events=events,
+        heartbeat_interval=HEARTBEAT_INTERVAL,
+        sweep_threshold=2.0,
+        sweep_interval=3600.0,
+    )
+    async with worker:
+        recovered = await log.wait_for("worker:recovered", within=60)
+        await rec.started.wait()
+    assert isinstance(recovered, RecoveryEvent)
+    assert recovered.dead_workers == (DEAD,)
+    assert rec.seen("hold") == [("late", 1, "Job recovered after worker interruption")]
+
+
 async def test_concurrent_sweepers_recover_once(db_url: str, db: psycopg.Connection) -> None:
     job_ids = [add(db, "hold", queue_name="q"), add(db, "hold"), add(db, "hold")]
     register_dead_worker(db)
