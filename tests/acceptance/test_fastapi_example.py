@@ -46,7 +46,7 @@ def test_the_examples_own_test_suite_passes(request: pytest.FixtureRequest, tmp_
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "5 passed" in result.stdout, result.stdout
+    assert "6 passed" in result.stdout, result.stdout
 
 
 @contextmanager

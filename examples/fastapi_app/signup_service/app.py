@@ -2,6 +2,7 @@
 
 ``POST /signups`` writes the user and enqueues the welcome email in one transaction: both
 are committed together, or neither is. ``GET /signups/{id}`` says whether the email went.
+With ``DASHBOARD_PASSWORD`` set, ``/jobs/`` serves the job queue's dashboard.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from sqlalchemy_graphile import AsyncJobHelpers, JobSpec, Worker
+from sqlalchemy_graphile.dashboard import BasicAuth, dashboard_app
 
 from .database import SessionDependency, prepare
 from .models import User
@@ -61,14 +63,22 @@ async def signed_up(user_id: int, session: SessionDependency) -> SignedUp:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The app. Its lifespan opens the database and, with ``WORKER_IN_APP=1``, runs a worker
-    beside the web server until the server shuts down (uvicorn handles the signals)."""
+    beside the web server until the server shuts down (uvicorn handles the signals). With
+    ``DASHBOARD_PASSWORD``, the dashboard is mounted at ``/jobs`` on the same engine."""
     settings = settings or Settings.from_environment()
+    engine = create_async_engine(settings.database_url)  # connects on first use
+    dashboard = (
+        dashboard_app(engine, auth=BasicAuth("admin", settings.dashboard_password))
+        if settings.dashboard_password
+        else None
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_async_engine(settings.database_url)
         async with AsyncExitStack() as stack:
             stack.push_async_callback(engine.dispose)
+            if dashboard is not None:
+                stack.push_async_callback(dashboard.close)  # a mount gets no lifespan
             await prepare(engine)
             sessions = async_sessionmaker(engine, expire_on_commit=False)
             app.state.sessions = sessions
@@ -85,4 +95,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Sign-ups", lifespan=lifespan)
     app.include_router(router)
+    if dashboard is not None:
+        app.mount("/jobs", dashboard)
     return app

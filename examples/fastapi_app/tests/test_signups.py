@@ -90,3 +90,20 @@ async def test_the_worker_sends_the_email_and_marks_the_user(test_database: URL)
     async with AsyncSession(engine) as session:
         await assert_not_enqueued(session)
     await engine.dispose()
+
+
+async def test_the_dashboard_shows_the_queue_to_the_administrator(test_database: URL) -> None:
+    settings = Settings(database_url=test_database, worker_in_app=False, dashboard_password="pw")
+    app = create_app(settings)
+    async with (
+        app.router.lifespan_context(app),
+        AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as client,
+    ):
+        await client.post("/signups", json={"email": "ada@example.com"})
+
+        assert (await client.get("/jobs/")).status_code == 401
+        page = await client.get("/jobs/", auth=("admin", "pw"))
+        assert page.status_code == 200
+        listed = await client.get("/jobs/jobs", auth=("admin", "pw"))
+        assert listed.status_code == 200
+        assert "send_welcome_email" in listed.text
