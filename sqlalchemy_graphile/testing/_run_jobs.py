@@ -41,7 +41,7 @@ from ..log_format import job_fields
 from ..tasks import AnyTaskType, BatchTask, Task
 from ..worker._jobs import FetchedJob
 from ..worker._options import task_map
-from ..worker._runner import Outcome, TaskRunner
+from ..worker._runner import Outcome, TaskRunner, is_final, log_outcome
 from . import _run_sql, _sql
 from ._connections import AsyncTarget, SyncTarget, is_async, run_on
 
@@ -261,31 +261,10 @@ def _releaser(plan: _Plan, fetched: FetchedJob, outcome: Outcome) -> Callable[[C
 
 
 def _job_run(job: Job, outcome: Outcome, millis: float) -> RanJob:
+    log_outcome(logger, job, outcome, millis)
     if outcome.succeeded:
-        logger.info(
-            "completed job %s (%s) in %.1f ms, attempt %d of %d",
-            job.id,
-            job.task_identifier,
-            millis,
-            job.attempts,
-            job.max_attempts,
-            extra=job_fields(job),
-        )
         return RanJob(job, "completed")
-    final = outcome.permanent or job.attempts >= job.max_attempts
-    logger.error(
-        "job %s (%s) failed in %.1f ms, attempt %d of %d%s: %s",
-        job.id,
-        job.task_identifier,
-        millis,
-        job.attempts,
-        job.max_attempts,
-        "; no attempts left" if final else "; it will be retried",
-        outcome.message,
-        exc_info=outcome.error,
-        extra=job_fields(job),
-    )
-    status: RunStatus = "permanently_failed" if final else "failed"
+    status: RunStatus = "permanently_failed" if is_final(job, outcome) else "failed"
     return RanJob(job, status, outcome.error, outcome.message or "the job failed")
 
 

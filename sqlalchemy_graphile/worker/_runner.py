@@ -68,6 +68,40 @@ class Outcome:
 SUCCESS = Outcome()
 
 
+def is_final(job: Job, outcome: Outcome) -> bool:
+    """Whether a failed ``outcome`` leaves ``job`` (as locked for the run) no attempt."""
+    return outcome.permanent or job.attempts >= job.max_attempts
+
+
+def log_outcome(log: logging.Logger, job: Job, outcome: Outcome, millis: float) -> None:
+    """The line a recorded outcome gets on ``log``: info on success, an error with the
+    task's traceback on failure; each with the job's fields as ``extra``."""
+    if outcome.succeeded:
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "completed job %s (%s) in %.1f ms, attempt %d of %d",
+                job.id,
+                job.task_identifier,
+                millis,
+                job.attempts,
+                job.max_attempts,
+                extra=job_fields(job),
+            )
+        return
+    log.error(
+        "job %s (%s) failed in %.1f ms, attempt %d of %d%s: %s",
+        job.id,
+        job.task_identifier,
+        millis,
+        job.attempts,
+        job.max_attempts,
+        "; no attempts left" if is_final(job, outcome) else "; it will be retried",
+        outcome.message,
+        exc_info=outcome.error,
+        extra=job_fields(job),
+    )
+
+
 def failure(error: BaseException, **extra: Any) -> Outcome:
     """The failed outcome for ``error``."""
     return Outcome(error=error, message=describe_error(error), **extra)

@@ -22,7 +22,7 @@ from ._fetch import JobSource
 from ._jobs import FetchedJob
 from ._release import JobReleaser, Written
 from ._retry import FETCH_ERROR_BACKOFF
-from ._runner import Outcome, TaskRunner
+from ._runner import Outcome, TaskRunner, is_final, log_outcome
 
 logger = logging.getLogger("sqlalchemy_graphile.worker")
 
@@ -209,40 +209,14 @@ class Slot:
         if not written.result():
             self._emit_job("job:fenced", fetched, outcome)
             return
+        log_outcome(logger, job, outcome, millis)
         if outcome.succeeded:
-            if logger.isEnabledFor(logging.INFO):
-                logger.info(
-                    "completed job %s (%s) in %.1f ms, attempt %d of %d",
-                    job.id,
-                    job.task_identifier,
-                    millis,
-                    job.attempts,
-                    job.max_attempts,
-                    extra=job_fields(job),
-                )
             self._emit_job("job:success", fetched)
         else:
-            self._log_failure(fetched, outcome, millis)
             self._emit_job("job:error", fetched, outcome)
-            if outcome.permanent or job.attempts >= job.max_attempts:
+            if is_final(job, outcome):
                 self._emit_job("job:failed", fetched, outcome)
         self._emit_job("job:complete", fetched, outcome)
-
-    def _log_failure(self, fetched: FetchedJob, outcome: Outcome, millis: float) -> None:
-        job = fetched.job
-        final = outcome.permanent or job.attempts >= job.max_attempts
-        logger.error(
-            "job %s (%s) failed in %.1f ms, attempt %d of %d%s: %s",
-            job.id,
-            job.task_identifier,
-            millis,
-            job.attempts,
-            job.max_attempts,
-            "; no attempts left" if final else "; it will be retried",
-            outcome.message,
-            exc_info=outcome.error,
-            extra=job_fields(job),
-        )
 
     # -- events ----------------------------------------------------------------------
 
