@@ -4,20 +4,16 @@ psycopg2, with typed, raw, bulk and batch jobs."""
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import AsyncIterator, Coroutine
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 import psycopg
 import pytest
-from sqlalchemy import Connection, create_engine, pool
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, create_async_engine
+from sqlalchemy import create_engine
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
 
 from sqlalchemy_graphile import (
-    AsyncJobHelpers,
     BatchTask,
     ConfigurationError,
     InvalidJobSpecError,
@@ -38,14 +34,7 @@ from sqlalchemy_graphile.testing import (
     install_schema,
 )
 
-T = TypeVar("T")
-
-_SCHEMES = {
-    "asyncpg": "postgresql+asyncpg",
-    "psycopg_async": "postgresql+psycopg_async",
-    "psycopg": "postgresql+psycopg",
-    "psycopg2": "postgresql+psycopg2",
-}
+from ._outer_transaction import SCHEMES, Outer, outer_transaction, resolved
 
 
 class SendEmail(Task):
@@ -64,52 +53,10 @@ class Notify(BatchTask):
     async def run_batch(cls, items: list[Notify], ctx: WorkerContext) -> None: ...
 
 
-async def resolved(value: T | Coroutine[Any, Any, T]) -> T:
-    """The value, awaited if the helper returned a coroutine (async session)."""
-    if inspect.iscoroutine(value):
-        return await value  # type: ignore[no-any-return]
-    return value  # type: ignore[return-value]
-
-
-@dataclass
-class Outer:
-    """A test's connection with an outer transaction, and a session joined to it with
-    ``join_transaction_mode="create_savepoint"``; add jobs through :meth:`add`."""
-
-    session: Session | AsyncSession
-    connection: Connection | AsyncConnection
-
-    async def add(self, method: str, *args: Any) -> Any:
-        if isinstance(self.session, AsyncSession):
-            return await getattr(AsyncJobHelpers(self.session), method)(*args)
-        return getattr(JobHelpers(self.session), method)(*args)
-
-    async def commit(self) -> None:
-        """The code under test commits: with savepoint mode, only its savepoint ends."""
-        await resolved(self.session.commit())
-
-
-@pytest.fixture(params=list(_SCHEMES))
+@pytest.fixture(params=list(SCHEMES))
 async def outer(request: pytest.FixtureRequest, db_url: str) -> AsyncIterator[Outer]:
-    url = db_url.replace("postgresql://", _SCHEMES[request.param] + "://", 1)
-    if request.param in ("asyncpg", "psycopg_async"):
-        async_engine = create_async_engine(url, poolclass=pool.NullPool)
-        async with async_engine.connect() as async_connection:
-            transaction = await async_connection.begin()
-            async with AsyncSession(
-                bind=async_connection, join_transaction_mode="create_savepoint"
-            ) as async_session:
-                yield Outer(async_session, async_connection)
-            await transaction.rollback()
-        await async_engine.dispose()
-    else:
-        engine = create_engine(url, poolclass=pool.NullPool)
-        with engine.connect() as connection:
-            sync_transaction = connection.begin()
-            with Session(bind=connection, join_transaction_mode="create_savepoint") as session:
-                yield Outer(session, connection)
-            sync_transaction.rollback()
-        engine.dispose()
+    async with outer_transaction(request.param, db_url) as (session, connection):
+        yield Outer(session, connection)
 
 
 def _committed_jobs(db: psycopg.Connection) -> int:

@@ -5,17 +5,16 @@ psycopg2; nothing is committed."""
 from __future__ import annotations
 
 import asyncio
-import inspect
 import threading
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, ClassVar, TypeVar
 
 import psycopg
 import pytest
-from sqlalchemy import Connection, create_engine, pool, text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, create_async_engine
+from sqlalchemy import create_engine, text
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import Session
 
 from sqlalchemy_graphile import (
@@ -46,14 +45,9 @@ from sqlalchemy_graphile.testing import (
     run_jobs,
 )
 
-T = TypeVar("T")
+from ._outer_transaction import SCHEMES, Outer, outer_transaction, resolved
 
-_SCHEMES = {
-    "asyncpg": "postgresql+asyncpg",
-    "psycopg_async": "postgresql+psycopg_async",
-    "psycopg": "postgresql+psycopg",
-    "psycopg2": "postgresql+psycopg2",
-}
+T = TypeVar("T")
 
 
 @dataclass
@@ -118,28 +112,8 @@ class Resize(Task):
 TASKS: list[AnyTaskType] = [SendEmail, SignUp, Audit, Resize]
 
 
-async def resolved(value: T | Coroutine[Any, Any, T]) -> T:
-    """The value, awaited if the helper returned a coroutine (async session)."""
-    if inspect.iscoroutine(value):
-        return await value  # type: ignore[no-any-return]
-    return value  # type: ignore[return-value]
-
-
-@dataclass
-class Outer:
-    """A test's connection with an outer transaction and a session joined to it with
-    ``join_transaction_mode="create_savepoint"``."""
-
-    session: Session | AsyncSession
-    connection: Connection | AsyncConnection
-
-    async def add(self, method: str, *args: Any) -> Any:
-        if isinstance(self.session, AsyncSession):
-            return await getattr(AsyncJobHelpers(self.session), method)(*args)
-        return getattr(JobHelpers(self.session), method)(*args)
-
-    async def commit(self) -> None:
-        await resolved(self.session.commit())
+class RunOuter(Outer):
+    """:class:`Outer`, running jobs with :func:`run_jobs` in its transaction."""
 
     async def run(self, **options: Any) -> list[RanJob]:
         log = options.pop("log", None) or Log()
@@ -153,27 +127,10 @@ class Outer:
         return self.session.scalar(text(sql))
 
 
-@pytest.fixture(params=list(_SCHEMES))
-async def outer(request: pytest.FixtureRequest, db_url: str) -> AsyncIterator[Outer]:
-    url = db_url.replace("postgresql://", _SCHEMES[request.param] + "://", 1)
-    if request.param in ("asyncpg", "psycopg_async"):
-        async_engine = create_async_engine(url, poolclass=pool.NullPool)
-        async with async_engine.connect() as async_connection:
-            transaction = await async_connection.begin()
-            async with AsyncSession(
-                bind=async_connection, join_transaction_mode="create_savepoint"
-            ) as async_session:
-                yield Outer(async_session, async_connection)
-            await transaction.rollback()
-        await async_engine.dispose()
-    else:
-        engine = create_engine(url, poolclass=pool.NullPool)
-        with engine.connect() as connection:
-            sync_transaction = connection.begin()
-            with Session(bind=connection, join_transaction_mode="create_savepoint") as session:
-                yield Outer(session, connection)
-            sync_transaction.rollback()
-        engine.dispose()
+@pytest.fixture(params=list(SCHEMES))
+async def outer(request: pytest.FixtureRequest, db_url: str) -> AsyncIterator[RunOuter]:
+    async with outer_transaction(request.param, db_url) as (session, connection):
+        yield RunOuter(session, connection)
 
 
 def _committed_jobs(db: psycopg.Connection) -> int:
@@ -183,7 +140,7 @@ def _committed_jobs(db: psycopg.Connection) -> int:
 
 
 async def test_jobs_and_their_follow_ups_run_in_the_tests_transaction(
-    outer: Outer, db: psycopg.Connection
+    outer: RunOuter, db: psycopg.Connection
 ) -> None:
     await outer.add("add_job", SignUp(email="ada@example.com"))
     await outer.add("add_job", Resize(image=7), JobSpec(priority=5))
@@ -219,7 +176,9 @@ async def test_jobs_and_their_follow_ups_run_in_the_tests_transaction(
     assert await outer.run() == [], "nothing is left to run"
 
 
-async def test_a_failure_is_retried_with_backoff_until_no_attempts_are_left(outer: Outer) -> None:
+async def test_a_failure_is_retried_with_backoff_until_no_attempts_are_left(
+    outer: RunOuter,
+) -> None:
     spec = JobSpec(max_attempts=2, queue_name="mail", job_key="bounce")
     await outer.add("add_job", SendEmail(to="bounce@example.com"), spec)
 
@@ -258,7 +217,7 @@ async def test_a_failure_is_retried_with_backoff_until_no_attempts_are_left(oute
     ), "the queue was unlocked after each failure"
 
 
-async def test_a_batch_keeps_only_its_failed_items(outer: Outer) -> None:
+async def test_a_batch_keeps_only_its_failed_items(outer: RunOuter) -> None:
     items = [Audit(event="a"), Audit(event="bad b"), Audit(event="c"), Audit(event="bad d")]
     await outer.add("add_batch_job", items)
 
@@ -272,7 +231,7 @@ async def test_a_batch_keeps_only_its_failed_items(outer: Outer) -> None:
     assert [item.payload.event for item in left] == ["bad b", "bad d"]
 
 
-async def test_scheduled_jobs_wait_unless_asked_for(outer: Outer) -> None:
+async def test_scheduled_jobs_wait_unless_asked_for(outer: RunOuter) -> None:
     later = await outer.scalar("select now() + interval '1 hour'")
     await outer.add("add_job", SendEmail(to="later@example.com"), JobSpec(run_at=later))
     await outer.add("add_job", SendEmail(to="now@example.com"))
@@ -284,14 +243,14 @@ async def test_scheduled_jobs_wait_unless_asked_for(outer: Outer) -> None:
     ]
 
 
-async def test_limit_stops_after_that_many_runs(outer: Outer) -> None:
+async def test_limit_stops_after_that_many_runs(outer: RunOuter) -> None:
     await outer.add("add_jobs", [(SendEmail(to=f"u{i}@example.com"), None) for i in range(3)])
 
     assert len(await outer.run(limit=2)) == 2
     assert [run.job.payload["to"] for run in await outer.run(limit=2)] == ["u2@example.com"]
 
 
-async def test_raise_on_failure_raises_after_recording_the_failure(outer: Outer) -> None:
+async def test_raise_on_failure_raises_after_recording_the_failure(outer: RunOuter) -> None:
     await outer.add("add_job", SendEmail(to="ok@example.com"))
     await outer.add("add_job", SendEmail(to="bounce@example.com"))
     await outer.add("add_job", SendEmail(to="never@example.com"))
@@ -309,7 +268,7 @@ async def test_raise_on_failure_raises_after_recording_the_failure(outer: Outer)
     ]
 
 
-async def test_only_the_given_tasks_and_unforbidden_flags_run(outer: Outer) -> None:
+async def test_only_the_given_tasks_and_unforbidden_flags_run(outer: RunOuter) -> None:
     await outer.add("add_raw_jobs", [RawJobSpec("someone_else", {"n": 1})])
     await outer.add("add_job", SendEmail(to="gpu@example.com"), JobSpec(flags=("gpu",)))
     await outer.add("add_job", SendEmail(to="cpu@example.com"))
@@ -465,7 +424,7 @@ class _Hooks(WorkerPlugin):
 
 
 async def test_plugins_hooks_run_around_each_job_and_on_the_jobs_tasks_add(
-    outer: Outer,
+    outer: RunOuter,
 ) -> None:
     await outer.add("add_job", SignUp(email="ada@example.com"))
     await outer.commit()
@@ -487,6 +446,6 @@ async def test_plugins_hooks_run_around_each_job_and_on_the_jobs_tasks_add(
     ]
 
 
-async def test_plugins_must_be_worker_plugins(outer: Outer) -> None:
+async def test_plugins_must_be_worker_plugins(outer: RunOuter) -> None:
     with pytest.raises(ConfigurationError, match=r"run_jobs\(\) plugins must be WorkerPlugin"):
         await outer.run(plugins=[object()])
