@@ -233,7 +233,7 @@ def test_alembic_includes_our_revisions_from_the_installed_package(
             check=False,
         )
         assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.strip() == "app0001 (head)"
+    assert result.stdout.strip() == "app0002 (head) (mergepoint)"
     with psycopg.connect(empty_db_url) as db:
-        assert _count(db, "select max(id) from graphile_worker.migrations") == 19
+        assert _count(db, "select max(id) from graphile_worker.migrations") == 20
         assert _count(db, "select count(*) from users") == 0
