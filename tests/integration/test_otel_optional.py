@@ -5,34 +5,13 @@ without the extra that module is a clear error. Checked in fresh interpreters.""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import psycopg
 
-from .._imports import ROOT
+from .._imports import run_json, without_package
 from ._worker_support import add
 
-_BLOCK = """
-import sys
-
-class _Missing:
-    def find_spec(self, name, path=None, target=None):
-        if name.partition(".")[0] == "opentelemetry":
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-        return None
-
-sys.meta_path.insert(0, _Missing())
-"""
-
-
-def _run(code: str) -> dict[str, object]:
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=90
-    )
-    assert done.returncode == 0, done.stderr
-    result: dict[str, object] = json.loads(done.stdout.splitlines()[-1])
-    return result
+_BLOCK = without_package("opentelemetry")
 
 
 def test_adding_and_running_jobs_never_imports_opentelemetry(
@@ -67,7 +46,7 @@ asyncio.run(main())
 loaded = sorted(m for m in sys.modules if m.partition(".")[0] == "opentelemetry")
 print(json.dumps({{"ran": ran, "loaded": loaded}}))
 """
-    assert _run(code) == {"ran": [{}, {}], "loaded": []}
+    assert run_json(code) == {"ran": [{}, {}], "loaded": []}
 
 
 def test_without_the_extra_the_module_is_a_clear_error() -> None:
@@ -84,4 +63,4 @@ except ImportError as error:
 print(json.dumps(result))
 """
     )
-    assert "pip install 'sqlalchemy-graphile[otel]'" in str(_run(code)["module"])
+    assert "pip install 'sqlalchemy-graphile[otel]'" in str(run_json(code)["module"])

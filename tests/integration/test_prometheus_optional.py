@@ -4,11 +4,7 @@ interpreters."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
-from .._imports import ROOT
+from .._imports import run_json, without_package
 
 _TASK = """
 import asyncio, json, sys
@@ -22,26 +18,7 @@ class Hello(Task):
         pass
 """
 
-_BLOCK = """
-import sys
-
-class _Missing:
-    def find_spec(self, name, path=None, target=None):
-        if name.partition(".")[0] == "prometheus_client":
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-        return None
-
-sys.meta_path.insert(0, _Missing())
-"""
-
-
-def _run(code: str) -> dict[str, object]:
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=90
-    )
-    assert done.returncode == 0, done.stderr
-    result: dict[str, object] = json.loads(done.stdout.splitlines()[-1])
-    return result
+_BLOCK = without_package("prometheus_client")
 
 
 def test_a_worker_without_metrics_never_imports_prometheus_client(db_url: str, db: object) -> None:
@@ -52,7 +29,7 @@ asyncio.run(Worker({db_url!r}, tasks=[Hello], handle_signals=False).run_once())
 print(json.dumps({{"loaded": sorted(m for m in sys.modules if "prometheus" in m)}}))
 """
     )
-    assert _run(code) == {"loaded": []}
+    assert run_json(code) == {"loaded": []}
 
 
 def test_without_the_extra_the_package_works_and_metrics_are_a_clear_error() -> None:
@@ -74,6 +51,6 @@ print(json.dumps(result))
 """
     )
     hint = "pip install 'sqlalchemy-graphile[prometheus]'"
-    result = _run(code)
+    result = run_json(code)
     assert hint in str(result["worker"])
     assert hint in str(result["module"])
