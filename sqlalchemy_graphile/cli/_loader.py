@@ -56,14 +56,8 @@ def load_plugins(references: Sequence[str]) -> list[WorkerPlugin]:
         module_name, _, attribute = reference.partition(":")
         if not module_name or not attribute:
             raise ConfigurationError(f"--plugin {reference!r} is not of the form MODULE:ATTR")
-        value: Any = _import(module_name, reference, "--plugin")
-        for part in attribute.split("."):
-            try:
-                value = getattr(value, part)
-            except AttributeError:
-                raise ConfigurationError(
-                    f"--plugin {reference!r}: module {module_name!r} has no attribute {attribute!r}"
-                ) from None
+        module = _import(module_name, reference, "--plugin")
+        value = _attribute(module, attribute, reference, "--plugin")
         if callable(value) and not isinstance(value, WorkerPlugin):
             value = value()
         found = [value] if isinstance(value, WorkerPlugin) else value
@@ -91,20 +85,27 @@ def _load_one(reference: str) -> list[AnyTaskType]:
                 f"module {module_name!r} defines no Task or BatchTask with an IDENTIFIER"
             )
         return tasks
-    value: Any = module
-    for part in attribute.split("."):
-        try:
-            value = getattr(value, part)
-        except AttributeError:
-            raise ConfigurationError(
-                f"--tasks {reference!r}: module {module_name!r} has no attribute {attribute!r}"
-            ) from None
+    value = _attribute(module, attribute, reference, "--tasks")
     if callable(value) and not isinstance(value, type):
         value = value()
     tasks = _as_task_list(value, reference)
     if not tasks:
         raise ConfigurationError(f"--tasks {reference!r} gave no task classes")
     return tasks
+
+
+def _attribute(module: ModuleType, attribute: str, reference: str, flag: str) -> Any:
+    """``module``'s ``attribute`` (a dotted path); :class:`ConfigurationError` naming
+    ``flag`` and ``reference`` if any part of it is missing."""
+    value: Any = module
+    for part in attribute.split("."):
+        try:
+            value = getattr(value, part)
+        except AttributeError:
+            raise ConfigurationError(
+                f"{flag} {reference!r}: module {module.__name__!r} has no attribute {attribute!r}"
+            ) from None
+    return value
 
 
 def _import(module_name: str, reference: str, flag: str = "--tasks") -> ModuleType:
