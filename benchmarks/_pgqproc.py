@@ -18,15 +18,15 @@ Results go to stdout as one JSON line; logs go to stderr at WARNING level.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib
-import json
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Any
 
 import asyncpg
+
+from ._child import run_child
 
 pgqueuer = importlib.import_module("pgqueuer")
 QueueExecutionMode = importlib.import_module("pgqueuer.types").QueueExecutionMode
@@ -109,21 +109,9 @@ def _coroutine(args: argparse.Namespace) -> Coroutine[Any, Any, dict[str, Any]]:
     return once(args.url, args.limit, args.batch_size)
 
 
-def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    if name == "uvloop":
-        import uvloop
-
-        return uvloop.new_event_loop
-    return None
-
-
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
-    with asyncio.Runner(loop_factory=_loop_factory(args.loop)) as runner:
-        result = runner.run(_coroutine(args))
-    if result:
-        print(json.dumps(result), flush=True)
+    run_child(args.loop, _coroutine(args))
 
 
 if __name__ == "__main__":

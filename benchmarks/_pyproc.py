@@ -27,14 +27,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy_graphile import Worker
 
+from ._child import run_child
 from ._modes import MODES, PYTHON_OPTIONS
 from ._plugins import PLUGIN_SETS, ChildPlugins
 from .tasks import Latency, LatencyProbe, LogIf999
@@ -222,21 +221,9 @@ def _coroutine(args: argparse.Namespace) -> Coroutine[Any, Any, dict[str, Any]]:
     return serve(args.url, args.concurrency, args.mode, args.metrics)
 
 
-def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    if name == "uvloop":
-        import uvloop
-
-        return uvloop.new_event_loop
-    return None
-
-
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
-    with asyncio.Runner(loop_factory=_loop_factory(args.loop)) as runner:
-        result = runner.run(_coroutine(args))
-    if result:
-        print(json.dumps(result), flush=True)
+    run_child(args.loop, _coroutine(args))
 
 
 if __name__ == "__main__":
