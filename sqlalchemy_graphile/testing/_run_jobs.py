@@ -31,7 +31,7 @@ from sqlalchemy import Connection
 
 from .._identifiers import resolve_schema
 from .._operations import JobOperations, Operation
-from .._plugins import Plugins, check_plugins
+from .._plugins import Plugins
 from ..context import extension_map
 from ..errors import ConfigurationError, GraphileWorkerError, SchemaNotInstalledError
 from ..hooks import WorkerPlugin
@@ -194,14 +194,15 @@ def _check(
         run_scheduled=run_scheduled,  # type: ignore[arg-type]
         raise_on_failure=raise_on_failure,  # type: ignore[arg-type]
         forbidden_flags=flags,
-        plugins=Plugins(_checked_plugins(plugins)),
+        plugins=_plugins(plugins),
         pool_id=f"sgtest-{secrets.token_hex(9)}",
     )
 
 
-def _checked_plugins(plugins: object) -> tuple[WorkerPlugin, ...]:
+def _plugins(plugins: object) -> Plugins:
+    """``plugins`` checked (by :class:`Plugins`), with errors naming ``run_jobs()``."""
     try:
-        return check_plugins(plugins)
+        return Plugins(plugins)  # type: ignore[arg-type]
     except ConfigurationError as error:
         raise ConfigurationError(f"run_jobs() {error}") from None
 
