@@ -9,8 +9,8 @@ a warning) and tried again soon; it never stops the worker or its jobs.
 every ``sweep_interval`` seconds (the first time after a random part of it, so that workers
 started together do not sweep together), each in a transaction of its own on one of the
 pool's connections, and reports what it recovered (``worker:recovered``, one
-``job:recovered`` per job, and the plugins' ``on_job_recovery`` hooks with each job as
-recovery left it).
+``job:recovered`` per job, and the plugins' ``on_job_recovery`` hooks with each job as it
+is read after the sweep committed).
 
 Both need the revision-20 registry; :func:`recovery_available` tells whether the schema has
 it.
