@@ -1,251 +1,93 @@
-"""The SQL behind adding and administering jobs, run on a synchronous SQLAlchemy ``Connection``.
+"""The add and admin logic, written once for both drivers.
 
-Statements are built from the constants below and the schema name, validated and quoted by
-:func:`~sqlalchemy_graphile._identifiers.quote_identifier`; every value travels as a bound
-parameter. Parameters are wrapped in ``CAST(:name AS type)`` and given explicit SQLAlchemy
-types so that asyncpg, psycopg 3 and psycopg2 all bind them the same way.
+The statements come from the query catalog (``catalog_for(schema).jobs``). Adding jobs may
+take more than one statement: a job whose key was taken by a job locked in the middle of the
+call is added again, and tasks or queues the statement created are named by a lookup. That
+logic is written without I/O, as a :data:`Routine`: a generator that yields each statement
+with its values and is sent the rows it returned. :func:`run_routine` runs a routine on a
+synchronous SQLAlchemy ``Connection`` (:class:`JobHelpers`, and through ``run_sync``
+:class:`AsyncJobHelpers` and :class:`WorkerUtils`); the worker's job store runs the same
+routines on an asyncpg connection (:mod:`~sqlalchemy_graphile._store._asyncpg`).
 
-Each function joins the transaction open on the connection (SQLAlchemy begins one on first
-use) and never commits. The async callers run them through ``run_sync``, so this is the one
-implementation of the add and admin logic.
+The functions taking a ``Connection`` join the transaction open on it (SQLAlchemy begins one
+on first use) and never commit. This module imports neither SQLAlchemy nor a driver, so the
+worker can use it.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import BigInteger, Boolean, Connection, DateTime, Integer, Row, Text, bindparam
-from sqlalchemy.sql.elements import TextClause
-from sqlalchemy.sql.expression import text
-from sqlalchemy.types import ARRAY
-
-from ._identifiers import quote_identifier
+from ._catalog import catalog_for
+from ._catalog._columns import (
+    ID,
+    KEY,
+    QUEUE_ID,
+    QUEUE_NAME,
+    REVISION,
+    TASK_ID,
+    TASK_IDENTIFIER,
+    Row,
+    job_from_row,
+)
+from ._catalog._jobs import CLEANUP_TASKS, JobStatements
+from ._catalog._statement import Statement
 from ._job_input import DEFAULT_SPEC, NewJob
 from ._job_pairing import pair_rows
 from .errors import GraphileWorkerError
 from .job import Job
 from .job_spec import JobKeyMode, JobSpec
 
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+__all__ = ["CLEANUP_TASKS", "MAX_ADD_ATTEMPTS", "Routine", "adding_job", "adding_jobs"]
+
+T = TypeVar("T")
+
 #: How many times one add is re-run, in the same transaction, when its key was taken by a
 #: job that got locked in the middle of the call (the database then returns no row).
 MAX_ADD_ATTEMPTS = 50
 
-#: The cleanup tasks, in the order they always run.
-CLEANUP_TASKS = ("DELETE_PERMAFAILED_JOBS", "GC_TASK_IDENTIFIERS", "GC_JOB_QUEUES")
+#: A statement to run, with its values.
+Query = tuple[Statement, Mapping[str, Any]]
 
-# Every statement that returns jobs selects these columns from a row set aliased `jobs`,
-# resolving the task identifier and queue name with the two joins below.
-_JOB_COLUMNS = """
-  jobs.id, jobs.job_queue_id, jobs.task_id, cast(jobs.payload as text) as payload_json,
-  jobs.priority, jobs.run_at, jobs.attempts, jobs.max_attempts, jobs.last_error,
-  jobs.created_at, jobs.updated_at, jobs.key, jobs.locked_at, jobs.locked_by,
-  jobs.revision, cast(jobs.flags as text) as flags_json,
-  tasks.identifier as task_identifier, job_queues.queue_name
-"""
-_NAME_JOINS = """
-  left join {s}._private_tasks as tasks on tasks.id = jobs.task_id
-  left join {s}._private_job_queues as job_queues on job_queues.id = jobs.job_queue_id
-"""
-
-_ADD_JOB = (
-    "select"
-    + _JOB_COLUMNS
-    + """
-from {s}.add_job(
-  identifier => cast(:identifier as text),
-  payload => cast(:payload as json),
-  queue_name => cast(:queue_name as text),
-  run_at => cast(:run_at as timestamptz),
-  max_attempts => cast(:max_attempts as integer),
-  job_key => cast(:job_key as text),
-  priority => cast(:priority as integer),
-  flags => cast(:flags as text[]),
-  job_key_mode => cast(:job_key_mode as text)
-) as jobs
-"""
-    + _NAME_JOINS
-)
-
-# The specs travel as one JSON array, turned into job_spec values in input order. The rows
-# come back in an order only our own function body promises, so they are paired with the
-# jobs by content (see _job_pairing).
-_ADD_JOBS = (
-    "select"
-    + _JOB_COLUMNS
-    + """
-from {s}.add_jobs(
-  array(
-    select cast(row(spec.identifier, spec.payload, spec.queue_name, spec.run_at,
-                    spec.max_attempts, spec.job_key, spec.priority, spec.flags) as {s}.job_spec)
-      from json_populate_recordset(cast(null as {s}.job_spec), cast(:specs as json))
-           with ordinality as spec (identifier, payload, queue_name, run_at, max_attempts,
-                                    job_key, priority, flags, position)
-     order by spec.position
-  ),
-  cast(:preserve_run_at as boolean)
-) as jobs
-"""
-    + _NAME_JOINS
-)
-
-_REMOVE_JOB = (
-    "select" + _JOB_COLUMNS + "from {s}.remove_job(cast(:job_key as text)) as jobs" + _NAME_JOINS
-)
-
-_COMPLETE_JOBS = (
-    "select"
-    + _JOB_COLUMNS
-    + "from {s}.complete_jobs(cast(:job_ids as bigint[])) as jobs"
-    + _NAME_JOINS
-    + "order by jobs.id"
-)
-
-_PERMANENTLY_FAIL_JOBS = (
-    "select"
-    + _JOB_COLUMNS
-    + """
-from {s}.permanently_fail_jobs(cast(:job_ids as bigint[]), cast(:error_message as text)) as jobs
-"""
-    + _NAME_JOINS
-    + "order by jobs.id"
-)
-
-_RESCHEDULE_JOBS = (
-    "select"
-    + _JOB_COLUMNS
-    + """
-from {s}.reschedule_jobs(
-  cast(:job_ids as bigint[]),
-  run_at => cast(:run_at as timestamptz),
-  priority => cast(:priority as integer),
-  attempts => cast(:attempts as integer),
-  max_attempts => cast(:max_attempts as integer)
-) as jobs
-"""
-    + _NAME_JOINS
-    + "order by jobs.id"
-)
-
-_FORCE_UNLOCK_WORKERS = "select {s}.force_unlock_workers(cast(:worker_ids as text[]))"
-
-_CLEANUP = {
-    "DELETE_PERMAFAILED_JOBS": """
-delete from {s}._private_jobs as jobs
- where jobs.attempts = jobs.max_attempts
-   and jobs.locked_at is null
-""",
-    "GC_TASK_IDENTIFIERS": """
-delete from {s}._private_tasks as tasks
- where not exists (select 1 from {s}._private_jobs as jobs where jobs.task_id = tasks.id)
-   and tasks.identifier <> all(cast(:keep as text[]))
-""",
-    "GC_JOB_QUEUES": """
-delete from {s}._private_job_queues as job_queues
- where job_queues.locked_at is null
-   and not exists (
-     select 1 from {s}._private_jobs as jobs where jobs.job_queue_id = job_queues.id
-   )
-""",
-}
-
-_TASK_NAMES = (
-    "select id, identifier from {s}._private_tasks where id = any(cast(:ids as integer[]))"
-)
-_QUEUE_NAMES = (
-    "select id, queue_name from {s}._private_job_queues where id = any(cast(:ids as integer[]))"
-)
-
-# A bound parameter in a template: `:name` not preceded by another colon or a word character.
-_PARAMETER = re.compile(r"(?<![:\w]):(\w+)")
-_TZ = DateTime(timezone=True)
-_TYPES: Mapping[str, Any] = {
-    "identifier": Text(),
-    "payload": Text(),
-    "queue_name": Text(),
-    "run_at": _TZ,
-    "max_attempts": Integer(),
-    "job_key": Text(),
-    "priority": Integer(),
-    "flags": ARRAY(Text()),
-    "job_key_mode": Text(),
-    "specs": Text(),
-    "preserve_run_at": Boolean(),
-    "job_ids": ARRAY(BigInteger()),
-    "error_message": Text(),
-    "attempts": Integer(),
-    "worker_ids": ARRAY(Text()),
-    "keep": ARRAY(Text()),
-    "ids": ARRAY(Integer()),
-}
+#: Database logic without I/O: a generator that yields each :data:`Query`, is sent the rows
+#: the query returned, and returns its result. Run it with :func:`run_routine` (SQLAlchemy)
+#: or the asyncpg store's runner; both run every query on one connection, in one
+#: transaction.
+Routine = Generator[Query, Sequence[Row], T]
 
 
-@functools.lru_cache(maxsize=256)
-def _statement(template: str, schema: str) -> TextClause:
-    statement = text(template.format(s=quote_identifier(schema)))
-    names = dict.fromkeys(_PARAMETER.findall(template))
-    return statement.bindparams(*(bindparam(name, type_=_TYPES[name]) for name in names))
+def run_routine(connection: Connection, routine: Routine[T]) -> T:
+    """Run ``routine`` on a synchronous SQLAlchemy ``connection``, in the transaction open
+    on it; raises what the routine or the driver raises."""
+    rows: Sequence[Row] | None = None
+    while True:
+        try:
+            statement, values = routine.send(rows)  # type: ignore[arg-type]  # None starts it
+        except StopIteration as finished:
+            result: T = finished.value
+            return result
+        rows = connection.execute(statement.clause, values).all()
+
+
+def _statements(schema: str) -> JobStatements:
+    return catalog_for(schema).jobs
 
 
 # --- rows to Job ---------------------------------------------------------------------------
 
 
-def _job(row: Sequence[Any], identifier: str, queue_name: str | None) -> Job:
-    # Positional: the columns of _JOB_COLUMNS, in order (faster than by name).
-    (
-        job_id,
-        _queue_id,
-        _task_id,
-        payload_json,
-        priority,
-        run_at,
-        attempts,
-        max_attempts,
-        last_error,
-        created_at,
-        updated_at,
-        key,
-        locked_at,
-        locked_by,
-        revision,
-        flags_json,
-        _identifier,
-        _queue_name,
-    ) = row
-    return Job(
-        id=job_id,
-        task_identifier=identifier,
-        queue_name=queue_name,
-        payload_json=payload_json,
-        priority=priority,
-        run_at=run_at,
-        attempts=attempts,
-        max_attempts=max_attempts,
-        last_error=last_error,
-        created_at=created_at,
-        updated_at=updated_at,
-        key=key,
-        locked_at=locked_at,
-        locked_by=locked_by,
-        revision=revision,
-        flags=None if flags_json is None else json.loads(flags_json),
-    )
-
-
-# Positions in _JOB_COLUMNS.
-_QUEUE_ID, _TASK_ID, _IDENTIFIER, _QUEUE_NAME = 1, 2, 16, 17
-
-
 def _to_jobs(
-    connection: Connection,
-    schema: str,
-    rows: Sequence[Row[Any]],
+    statements: JobStatements,
+    rows: Sequence[Row],
     known: Sequence[tuple[str | None, str | None] | None] | None = None,
-) -> list[Job]:
+) -> Routine[list[Job]]:
     """Build :class:`Job` objects, with names from the joins, else from ``known``.
 
     A task or queue row created during the statement (by the SQL function itself, or by a
@@ -253,35 +95,34 @@ def _to_jobs(
     joins. ``known[i]`` gives the names row ``i`` is certain to carry (the ones it was added
     with); names still missing after that are read by one more statement, which sees them.
     """
-    values = [tuple(row) for row in rows]
     identifiers: list[str | None] = []
     queue_names: list[str | None] = []
-    for row, certain in zip(values, known or [None] * len(values), strict=True):
-        identifier, queue_name = row[_IDENTIFIER], row[_QUEUE_NAME]
+    for row, certain in zip(rows, known or [None] * len(rows), strict=True):
+        identifier, queue_name = row[TASK_IDENTIFIER], row[QUEUE_NAME]
         if certain is not None:
             if identifier is None:
                 identifier = certain[0]
-            if queue_name is None and row[_QUEUE_ID] is not None:
+            if queue_name is None and row[QUEUE_ID] is not None:
                 queue_name = certain[1]
         identifiers.append(identifier)
         queue_names.append(queue_name)
     missing_tasks = [
-        row[_TASK_ID] for row, name in zip(values, identifiers, strict=True) if name is None
+        row[TASK_ID] for row, name in zip(rows, identifiers, strict=True) if name is None
     ]
     missing_queues = [
-        row[_QUEUE_ID]
-        for row, name in zip(values, queue_names, strict=True)
-        if name is None and row[_QUEUE_ID] is not None
+        row[QUEUE_ID]
+        for row, name in zip(rows, queue_names, strict=True)
+        if name is None and row[QUEUE_ID] is not None
     ]
-    tasks = _lookup(connection, schema, _TASK_NAMES, missing_tasks)
-    queues = _lookup(connection, schema, _QUEUE_NAMES, missing_queues)
+    tasks = yield from _lookup(statements.task_names, missing_tasks)
+    queues = yield from _lookup(statements.queue_names, missing_queues)
     jobs = []
-    for row, identifier, queue_name in zip(values, identifiers, queue_names, strict=True):
+    for row, identifier, queue_name in zip(rows, identifiers, queue_names, strict=True):
         if identifier is None:
-            identifier = _name(tasks, row[_TASK_ID], row[0], "task")
-        if queue_name is None and row[_QUEUE_ID] is not None:
-            queue_name = _name(queues, row[_QUEUE_ID], row[0], "queue")
-        jobs.append(_job(row, identifier, queue_name))
+            identifier = _name(tasks, row[TASK_ID], row[ID], "task")
+        if queue_name is None and row[QUEUE_ID] is not None:
+            queue_name = _name(queues, row[QUEUE_ID], row[ID], "queue")
+        jobs.append(job_from_row(row, identifier, queue_name))
     return jobs
 
 
@@ -294,11 +135,11 @@ def _name(names: dict[int, str], name_id: int, job_id: int, what: str) -> str:
     return names[name_id]
 
 
-def _lookup(connection: Connection, schema: str, template: str, ids: list[int]) -> dict[int, str]:
+def _lookup(statement: Statement, ids: list[int]) -> Routine[dict[int, str]]:
     if not ids:
         return {}
-    result = connection.execute(_statement(template, schema), {"ids": sorted(set(ids))})
-    return {row[0]: row[1] for row in result}
+    rows = yield statement, {"ids": sorted(set(ids))}
+    return {row[0]: row[1] for row in rows}
 
 
 # --- adding jobs ---------------------------------------------------------------------------
@@ -320,6 +161,12 @@ def _add_job_params(job: NewJob) -> dict[str, Any]:
 
 
 def add_job(connection: Connection, schema: str, job: NewJob) -> Job:
+    """Add one job on a SQLAlchemy ``connection``; return the inserted or updated row
+    (:func:`adding_job`)."""
+    return run_routine(connection, adding_job(_statements(schema), job))
+
+
+def adding_job(statements: JobStatements, job: NewJob) -> Routine[Job]:
     """Add one job; return the inserted or updated row.
 
     In the ``REPLACE`` and ``PRESERVE_RUN_AT`` modes (and without a key) this is
@@ -333,15 +180,15 @@ def add_job(connection: Connection, schema: str, job: NewJob) -> Job:
     """
     mode = job.spec.job_key_mode
     if mode is not JobKeyMode.UNSAFE_DEDUPE:
-        return add_jobs(connection, schema, [job], mode is JobKeyMode.PRESERVE_RUN_AT)[0]
-    statement = _statement(_ADD_JOB, schema)
+        preserve_run_at = mode is JobKeyMode.PRESERVE_RUN_AT
+        return (yield from adding_jobs(statements, [job], preserve_run_at))[0]
     params = _add_job_params(job)
     for _ in range(MAX_ADD_ATTEMPTS):
-        row = connection.execute(statement, params).one()
-        if row.id is not None:
+        (row,) = yield statements.add_job, params
+        if row[ID] is not None:
             # This may be an older job of another task; revision 0 means ours.
-            known = (job.identifier, job.spec.queue_name) if row.revision == 0 else None
-            return _to_jobs(connection, schema, [row], [known])[0]
+            known = (job.identifier, job.spec.queue_name) if row[REVISION] == 0 else None
+            return (yield from _to_jobs(statements, [row], [known]))[0]
     raise _contention(job.spec.job_key)
 
 
@@ -378,26 +225,32 @@ def _spec_head(identifier: str, spec: JobSpec, flags: list[str] | None) -> str:
 def add_jobs(
     connection: Connection, schema: str, jobs: Sequence[NewJob], preserve_run_at: bool
 ) -> list[Job]:
+    """Add several jobs on a SQLAlchemy ``connection``; return the job for ``jobs[i]`` at
+    index ``i`` (:func:`adding_jobs`)."""
+    return run_routine(connection, adding_jobs(_statements(schema), jobs, preserve_run_at))
+
+
+def adding_jobs(
+    statements: JobStatements, jobs: Sequence[NewJob], preserve_run_at: bool
+) -> Routine[list[Job]]:
     """Add several jobs with one ``add_jobs`` call; return the job for ``jobs[i]`` at index ``i``.
 
     The rows are paired with the jobs by content, not by the order the SQL function returned
     them in (see :mod:`~sqlalchemy_graphile._job_pairing`). Jobs whose key was taken by a job
     locked in the middle of the call come back without a row; they alone are added again, in
-    the same transaction (see :func:`add_job`).
+    the same transaction (see :func:`adding_job`).
     """
     results: list[Job | None] = [None] * len(jobs)
     pending = list(range(len(jobs)))
-    statement = _statement(_ADD_JOBS, schema)
+    statement = statements.add_jobs
     for _ in range(MAX_ADD_ATTEMPTS):
         if not pending:
             break
         batch = [jobs[i] for i in pending]
         specs = "[" + ",".join(_spec_json(job) for job in batch) + "]"
-        rows = connection.execute(
-            statement, {"specs": specs, "preserve_run_at": preserve_run_at}
-        ).all()
+        rows = yield statement, {"specs": specs, "preserve_run_at": preserve_run_at}
         known = _names_of_new_rows(batch, rows)
-        paired = pair_rows(batch, _to_jobs(connection, schema, rows, known))
+        paired = pair_rows(batch, (yield from _to_jobs(statements, rows, known)))
         for i, job in zip(pending, paired, strict=True):
             results[i] = job
         pending = [i for i, job in zip(pending, paired, strict=True) if job is None]
@@ -407,7 +260,7 @@ def add_jobs(
 
 
 def _names_of_new_rows(
-    jobs: Sequence[NewJob], rows: Sequence[Row[Any]]
+    jobs: Sequence[NewJob], rows: Sequence[Row]
 ) -> list[tuple[str | None, str | None]]:
     """The task identifier and queue name of each row, where they are certain without a query.
 
@@ -421,20 +274,20 @@ def _names_of_new_rows(
     tasks: dict[int, str] = {}
     queues: dict[int, str] = {}
     for row in rows:
-        job = by_key.get(row.key)
-        identifier = job.identifier if job else row[_IDENTIFIER]
-        queue_name = job.spec.queue_name if job else row[_QUEUE_NAME]
+        job = by_key.get(row[KEY])
+        identifier = job.identifier if job else row[TASK_IDENTIFIER]
+        queue_name = job.spec.queue_name if job else row[QUEUE_NAME]
         if identifier is not None:
-            tasks[row[_TASK_ID]] = identifier
-        if queue_name is not None and row[_QUEUE_ID] is not None:
-            queues[row[_QUEUE_ID]] = queue_name
-    _name_by_elimination(tasks, {row[_TASK_ID] for row in rows}, {job.identifier for job in jobs})
+            tasks[row[TASK_ID]] = identifier
+        if queue_name is not None and row[QUEUE_ID] is not None:
+            queues[row[QUEUE_ID]] = queue_name
+    _name_by_elimination(tasks, {row[TASK_ID] for row in rows}, {job.identifier for job in jobs})
     _name_by_elimination(
         queues,
-        {row[_QUEUE_ID] for row in rows if row[_QUEUE_ID] is not None},
+        {row[QUEUE_ID] for row in rows if row[QUEUE_ID] is not None},
         {job.spec.queue_name for job in jobs if job.spec.queue_name is not None},
     )
-    return [(tasks.get(row[_TASK_ID]), queues.get(row[_QUEUE_ID])) for row in rows]
+    return [(tasks.get(row[TASK_ID]), queues.get(row[QUEUE_ID])) for row in rows]
 
 
 def _name_by_elimination(names: dict[int, str], ids: set[int], sent: set[str]) -> None:
@@ -460,27 +313,29 @@ def remove_job(connection: Connection, schema: str, job_key: str) -> Job | None:
     A job nobody runs is deleted; a locked job loses its key and will not be retried. Returns
     that job, or ``None`` when no job has the key.
     """
-    row = connection.execute(_statement(_REMOVE_JOB, schema), {"job_key": job_key}).one()
-    if row.id is None:
+    statements = _statements(schema)
+    row = connection.execute(statements.remove_job.clause, {"job_key": job_key}).one()
+    if row[ID] is None:
         return None
-    return _to_jobs(connection, schema, [row])[0]
+    return run_routine(connection, _to_jobs(statements, [row]))[0]
 
 
 def complete_jobs(connection: Connection, schema: str, job_ids: list[int]) -> list[Job]:
     """Delete the listed jobs that are not locked; return the deleted rows (by id)."""
-    rows = connection.execute(_statement(_COMPLETE_JOBS, schema), {"job_ids": job_ids}).all()
-    return _to_jobs(connection, schema, rows)
+    statements = _statements(schema)
+    rows = connection.execute(statements.complete_jobs.clause, {"job_ids": job_ids}).all()
+    return run_routine(connection, _to_jobs(statements, rows))
 
 
 def permanently_fail_jobs(
     connection: Connection, schema: str, job_ids: list[int], reason: str | None
 ) -> list[Job]:
     """Mark the listed unlocked jobs as permanently failed; return the updated rows."""
+    statements = _statements(schema)
     rows = connection.execute(
-        _statement(_PERMANENTLY_FAIL_JOBS, schema),
-        {"job_ids": job_ids, "error_message": reason},
+        statements.permanently_fail_jobs.clause, {"job_ids": job_ids, "error_message": reason}
     ).all()
-    return _to_jobs(connection, schema, rows)
+    return run_routine(connection, _to_jobs(statements, rows))
 
 
 def reschedule_jobs(
@@ -494,8 +349,9 @@ def reschedule_jobs(
     max_attempts: int | None,
 ) -> list[Job]:
     """Overwrite the given fields of the listed unlocked jobs; return the updated rows."""
+    statements = _statements(schema)
     rows = connection.execute(
-        _statement(_RESCHEDULE_JOBS, schema),
+        statements.reschedule_jobs.clause,
         {
             "job_ids": job_ids,
             "run_at": run_at,
@@ -504,22 +360,24 @@ def reschedule_jobs(
             "max_attempts": max_attempts,
         },
     ).all()
-    return _to_jobs(connection, schema, rows)
+    return run_routine(connection, _to_jobs(statements, rows))
 
 
 def force_unlock_workers(connection: Connection, schema: str, worker_ids: list[str]) -> None:
     """Unlock every job and queue locked by one of ``worker_ids``."""
-    connection.execute(_statement(_FORCE_UNLOCK_WORKERS, schema), {"worker_ids": worker_ids})
+    statement = _statements(schema).force_unlock_workers
+    connection.execute(statement.clause, {"worker_ids": worker_ids})
 
 
 def cleanup(
     connection: Connection, schema: str, tasks: frozenset[str], keep: list[str]
 ) -> dict[str, int]:
     """Run the named cleanup tasks in :data:`CLEANUP_TASKS` order; return rows deleted by each."""
+    statements = _statements(schema).cleanup
     counts = {}
     for name in CLEANUP_TASKS:
         if name in tasks:
             params = {"keep": keep} if name == "GC_TASK_IDENTIFIERS" else {}
-            result = connection.execute(_statement(_CLEANUP[name], schema), params)
+            result = connection.execute(statements[name].clause, params)
             counts[name] = result.rowcount
     return counts

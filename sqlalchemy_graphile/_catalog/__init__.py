@@ -16,6 +16,7 @@ from __future__ import annotations
 from functools import cache, cached_property
 
 from .._identifiers import SchemaName, schema_name
+from ._jobs import JobStatements
 from ._statement import Statement
 from ._worker import WorkerStatements
 
@@ -27,6 +28,12 @@ class Catalog:
 
     def __init__(self, schema: SchemaName) -> None:
         self.schema = schema
+
+    @cached_property
+    def jobs(self) -> JobStatements:
+        """Adding and administering jobs: the schema's add, remove, complete, fail,
+        reschedule and unlock functions, the cleanup tasks, task and queue names."""
+        return JobStatements(self.schema)
 
     @cached_property
     def worker(self) -> WorkerStatements:
