@@ -7,7 +7,8 @@ synchronous SQLAlchemy ``Connection``. The sync helpers call it on ``session.con
 the async ones hand it to ``run_sync``, so the logic exists once. A statement that fails
 because the schema is not installed raises :class:`SchemaNotInstalledError`. The
 ``before_job_schedule`` hooks of the registered plugins run on every add, after the
-arguments are validated and before the operation is returned.
+arguments are validated and before the operation is returned
+(:class:`~sqlalchemy_graphile._scheduling.JobScheduling`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from sqlalchemy.exc import DBAPIError
 from . import _job_input, _sql_jobs
 from ._identifiers import resolve_schema
 from ._plugins import Plugins
+from ._scheduling import BulkAdd, JobScheduling
 from ._schema_missing import schema_not_installed
 from .errors import ConfigurationError
 from .job import Job
@@ -37,27 +39,26 @@ class JobOperations:
     """Validated operations on the job queue in one schema (validated at construction),
     adding jobs through the ``before_job_schedule`` hooks of ``plugins``."""
 
-    __slots__ = ("_plugins", "schema")
+    __slots__ = ("_scheduling", "schema")
 
     def __init__(self, schema: str | None = None, plugins: Plugins | None = None) -> None:
         self.schema = resolve_schema(schema)
-        # Only set when a hook exists: without one, an add pays a single test.
-        self._plugins = plugins if plugins is not None and plugins.schedules else None
+        self._scheduling = JobScheduling(plugins)
 
     def add_job(self, task: Task, spec: JobSpec | None) -> Operation[Job]:
-        return self._single(_job_input.from_task(task, spec))
+        return self._single(self._scheduling.add_job(task, spec))
 
     def add_jobs(self, jobs: Sequence[tuple[Task, JobSpec | None]]) -> Operation[list[Job]]:
-        return self._bulk(_job_input.from_tasks(jobs))
+        return self._bulk(self._scheduling.add_jobs(jobs))
 
     def add_raw_job(self, identifier: str, payload: Any, spec: JobSpec | None) -> Operation[Job]:
-        return self._single(_job_input.from_raw(identifier, payload, spec))
+        return self._single(self._scheduling.add_raw_job(identifier, payload, spec))
 
     def add_raw_jobs(self, jobs: Sequence[RawJobSpec]) -> Operation[list[Job]]:
-        return self._bulk(_job_input.from_raw_specs(jobs))
+        return self._bulk(self._scheduling.add_raw_jobs(jobs))
 
     def add_batch_job(self, items: Sequence[BatchTask], spec: JobSpec | None) -> Operation[Job]:
-        return self._single(_job_input.from_batch(items, spec), batch=True)
+        return self._single(self._scheduling.add_batch_job(items, spec))
 
     def _on_schema(self, work: Operation[T]) -> Operation[T]:
         """``work``, with a failure caused by a missing schema raised as
@@ -75,15 +76,11 @@ class JobOperations:
 
         return run
 
-    def _single(self, job: _job_input.NewJob, *, batch: bool = False) -> Operation[Job]:
-        if self._plugins is not None:
-            job = self._plugins.schedule(job, batch=batch)
+    def _single(self, job: _job_input.NewJob) -> Operation[Job]:
         return self._on_schema(lambda connection: _sql_jobs.add_job(connection, self.schema, job))
 
-    def _bulk(self, jobs: list[_job_input.NewJob]) -> Operation[list[Job]]:
-        if self._plugins is not None:
-            jobs = self._plugins.schedule_all(jobs)
-        preserve_run_at = _job_input.bulk_preserve_run_at(jobs)
+    def _bulk(self, bulk: BulkAdd) -> Operation[list[Job]]:
+        jobs, preserve_run_at = bulk.jobs, bulk.preserve_run_at
         if not jobs:
             return lambda connection: []
         return self._on_schema(

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -27,8 +27,11 @@ from asyncpg.pool import PoolConnectionProxy
 from .._catalog import Catalog, Statement
 from .._catalog._worker import flag_list, id_list, recorded_ids
 from .._job_input import NewJob
+from .._sql_jobs import Routine, adding_job, adding_jobs
 from ..job import Job
 from ._types import Failure, FetchedJob, TaskIds, fetched_job
+
+T = TypeVar("T")
 
 # One round trip: a simple query may hold several statements.
 _BEGIN_WITHOUT_JIT = "begin; set local jit = off"
@@ -184,10 +187,40 @@ class AsyncpgJobStore:
     # -- adding -------------------------------------------------------------------------
 
     async def add_job(self, job: NewJob) -> Job:
-        raise NotImplementedError
+        return await self._in_transaction(adding_job(self._catalog.jobs, job))
 
     async def add_jobs(self, jobs: Sequence[NewJob], *, preserve_run_at: bool = False) -> list[Job]:
-        raise NotImplementedError
+        if not jobs:
+            return []
+        return await self._in_transaction(adding_jobs(self._catalog.jobs, jobs, preserve_run_at))
+
+    async def _in_transaction(self, routine: Routine[T]) -> T:
+        """Run ``routine`` on one connection of the pool, in one transaction committed
+        before this returns (rolled back when the routine or a statement raises): its
+        retries and its lookups of new task and queue names see the rows it added."""
+        async with self._pool.acquire() as connection:
+            await connection.execute("begin")
+            try:
+                result = await run_routine(connection, routine)
+                await connection.execute("commit")
+            except BaseException as error:
+                await _end_transaction(connection, error)
+                raise
+            return result
+
+
+async def run_routine(connection: PoolConnectionProxy, routine: Routine[T]) -> T:
+    """Run ``routine`` (see :mod:`sqlalchemy_graphile._sql_jobs`) on an asyncpg
+    ``connection``, in the transaction open on it; raises what the routine or asyncpg
+    raises."""
+    rows: list[asyncpg.Record] | None = None
+    while True:
+        try:
+            statement, values = routine.send(rows)  # type: ignore[arg-type]  # None starts it
+        except StopIteration as finished:
+            result: T = finished.value
+            return result
+        rows = await connection.fetch(statement.numbered, *statement.arguments(values))
 
 
 async def _end_transaction(connection: PoolConnectionProxy, error: BaseException) -> None:

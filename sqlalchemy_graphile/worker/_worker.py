@@ -7,23 +7,24 @@ import logging
 import secrets
 import textwrap
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Self
 
 import asyncpg
 
+from .._catalog import catalog_for
 from .._plugins import Plugins
 from .._poolers import Pooler
 from .._recovery import DEFAULT_RESILIENT_FLAGS, heartbeat_metadata
+from .._store._adder import StoreAdder
+from .._store._asyncpg import AsyncpgJobStore
 from ..cron._items import CronItem
 from ..cron._scheduler import CronScheduler
 from ..errors import ConfigurationError, WorkerStateError
 from ..events import PoolEvent, SignalEvent, WorkerEvents
 from ..hooks import WorkerPlugin
-from ..job import Job
-from ..job_spec import JobSpec, RawJobSpec
-from ..tasks import AnyTaskType, BatchTask, Task
+from ..tasks import AnyTaskType
 from . import _signals
 from ._connect import Database, connection_failure, resolve_database
 from ._log_output import show_logs_unless_configured
@@ -244,10 +245,12 @@ class Worker:
 
     @property
     def utils(self) -> WorkerUtils:
-        """A :class:`WorkerUtils` on the worker's database and schema. Its engine (made from
-        the URL, unless you gave one) is disposed when ``run()`` / ``run_once()`` return."""
+        """A :class:`WorkerUtils` on the worker's database and schema, with the worker's
+        plugins, for your own use: the worker itself never makes it (its tasks add jobs on
+        its own pool). Its engine (made from the URL, unless you gave one) is disposed when
+        ``run()`` / ``run_once()`` return."""
         if self._utils is None:
-            # Imported on first use: a worker whose tasks add no jobs never needs it.
+            # Imported on first use: SQLAlchemy is loaded only if this is asked for.
             from ..utils import WorkerUtils
 
             self._engine = self._database.make_engine(self._options.pooler)
@@ -397,7 +400,11 @@ class Worker:
             db=db,
             statements=statements_for(options.schema),
             events=self._events,
-            adder=_UtilsAdder(self),
+            adder=StoreAdder(
+                AsyncpgJobStore(db, catalog_for(options.schema), self._pool_id),
+                options.schema,
+                self._plugins,
+            ),
             connect_listener=lambda: asyncpg.connect(**listen_kwargs),
             observer=self._metrics,
             plugins=self._plugins if self._plugins.runs else None,
@@ -488,30 +495,6 @@ class Worker:
 
 
 Worker.__doc__ = f"{Worker.__doc__}\n{textwrap.indent(describe_options(), '    ')}\n"
-
-
-class _UtilsAdder:
-    """The :class:`JobAdder` of the worker's tasks: :attr:`Worker.utils`, made on first use."""
-
-    def __init__(self, worker: Worker) -> None:
-        self._worker = worker
-
-    async def add_job(self, task: Task, spec: JobSpec | None = None) -> Job:
-        return await self._worker.utils.add_job(task, spec)
-
-    async def add_jobs(self, jobs: Sequence[tuple[Task, JobSpec | None]]) -> list[Job]:
-        return await self._worker.utils.add_jobs(jobs)
-
-    async def add_raw_job(
-        self, identifier: str, payload: Any = None, spec: JobSpec | None = None
-    ) -> Job:
-        return await self._worker.utils.add_raw_job(identifier, payload, spec)
-
-    async def add_raw_jobs(self, jobs: Sequence[RawJobSpec]) -> list[Job]:
-        return await self._worker.utils.add_raw_jobs(jobs)
-
-    async def add_batch_job(self, items: Sequence[BatchTask], spec: JobSpec | None = None) -> Job:
-        return await self._worker.utils.add_batch_job(items, spec)
 
 
 async def _recovery_available(db: asyncpg.Pool, options: WorkerOptions) -> bool:

@@ -1,5 +1,6 @@
 """Worker processes given a URL string run jobs without ever importing SQLAlchemy or
-Alembic: the command line's ``run --once --no-migrate`` and the benchmark's worker child.
+Alembic: the command line's ``run --once --no-migrate``, the benchmark's worker child, and a
+worker whose task adds a follow-up job.
 
 Each runs in a fresh interpreter (this test process has imported both) and reports the
 modules it loaded once its run is over. The start-up check's ledger reader (asyncpg) and
@@ -52,6 +53,56 @@ def test_benchmark_worker_child(db_url: str, db: psycopg.Connection) -> None:
     code = f"""
 from benchmarks._pyproc import main
 main(["once", {db_url!r}, "4", "batched"])
+"""
+    assert loaded_after(code) == []
+    assert remaining(db) == 0
+
+
+def test_a_follow_up_job_is_added_on_the_workers_own_connections(
+    db_url: str, db: psycopg.Connection
+) -> None:
+    """A task adds a job with ``ctx.add_job`` and the worker runs it, without SQLAlchemy
+    and without opening connections beyond its pool (one connection here) and LISTEN."""
+    name = "sg-follow-up"
+    code = f"""
+import asyncio
+from typing import ClassVar
+
+import asyncpg
+
+from sqlalchemy_graphile import Task, Worker, WorkerContext
+
+class FollowUp(Task):
+    IDENTIFIER: ClassVar[str] = "follow_up"
+
+    async def run(self, ctx: WorkerContext) -> None:
+        ctx.get_ext(asyncio.Event).set()
+
+class First(Task):
+    IDENTIFIER: ClassVar[str] = "first"
+
+    async def run(self, ctx: WorkerContext) -> None:
+        job = await ctx.add_job(FollowUp())
+        assert (job.task_identifier, job.attempts) == ("follow_up", 0), job
+
+async def main() -> None:
+    ran = asyncio.Event()
+    url = {db_url!r} + "?application_name={name}"
+    async with Worker(url, tasks=[First, FollowUp], extensions=[ran], max_pool_size=1,
+                      handle_signals=False):
+        observer = await asyncpg.connect({db_url!r})
+        try:
+            await observer.execute("select graphile_worker.add_job('first')")
+            await ran.wait()
+            names = await observer.fetch(
+                "select application_name from pg_stat_activity"
+                " where datname = current_database() and application_name like '{name}%'"
+            )
+        finally:
+            await observer.close()
+    assert sorted(row[0] for row in names) == ["{name}", "{name}-listen"], names
+
+asyncio.run(main())
 """
     assert loaded_after(code) == []
     assert remaining(db) == 0
