@@ -104,22 +104,9 @@ class AsyncpgJobStore:
         if batch_size == 1:
             rows = await self._pool.fetch(statement.numbered, *arguments)
         else:
-            rows = await self._fetch_without_jit(statement.numbered, arguments)
+            rows = await fetch_without_jit(self._pool, statement.numbered, *arguments)
         names = tasks.identifier_by_id
         return [fetched_job(row, names[row[2]], row[16]) for row in rows]
-
-    async def _fetch_without_jit(
-        self, query: str, arguments: tuple[Any, ...]
-    ) -> list[asyncpg.Record]:
-        async with self._pool.acquire() as connection:
-            await connection.execute(_BEGIN_WITHOUT_JIT)
-            try:
-                rows: list[asyncpg.Record] = await connection.fetch(query, *arguments)
-                await connection.execute("commit")
-            except BaseException as error:
-                await _end_transaction(connection, error)
-                raise
-            return rows
 
     # -- outcomes -----------------------------------------------------------------------
 
@@ -188,6 +175,21 @@ class AsyncpgJobStore:
 
     async def add_jobs(self, jobs: Sequence[NewJob], *, preserve_run_at: bool = False) -> list[Job]:
         raise NotImplementedError
+
+
+async def fetch_without_jit(pool: asyncpg.Pool, query: str, *args: Any) -> list[asyncpg.Record]:
+    """The rows of ``query``, run in a transaction of its own (committed on return) with
+    ``jit`` off, on a connection of ``pool``. Database errors propagate; the transaction is
+    rolled back first (or the connection closed when that is not possible)."""
+    async with pool.acquire() as connection:
+        await connection.execute(_BEGIN_WITHOUT_JIT)
+        try:
+            rows: list[asyncpg.Record] = await connection.fetch(query, *args)
+            await connection.execute("commit")
+        except BaseException as error:
+            await _end_transaction(connection, error)
+            raise
+        return rows
 
 
 async def _end_transaction(connection: PoolConnectionProxy, error: BaseException) -> None:
