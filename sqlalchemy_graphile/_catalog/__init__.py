@@ -17,6 +17,7 @@ from functools import cache, cached_property
 
 from .._identifiers import SchemaName, schema_name
 from ._jobs import JobStatements
+from ._reads import ReadStatements
 from ._statement import Statement
 from ._worker import WorkerStatements
 
@@ -39,6 +40,11 @@ class Catalog:
     def worker(self) -> WorkerStatements:
         """The lock protocol: fetch, complete, fail, give back, stale locks."""
         return WorkerStatements(self.schema)
+
+    @cached_property
+    def reads(self) -> ReadStatements:
+        """Read-only statements of the testing helpers."""
+        return ReadStatements(self.schema)
 
 
 @cache

@@ -39,7 +39,6 @@ from ._options import (
 from ._pool import FORCEFUL_STEP_TIMEOUT, WorkerPool
 from ._recovery import PROCESS_STARTED_AT, Heartbeat, RecoverySweeper, recovery_available
 from ._schema_check import check_schema
-from ._sql import statements_for
 from ._unhandled import UnhandledJobsCheck
 
 if TYPE_CHECKING:
@@ -393,18 +392,14 @@ class Worker:
         listen_kwargs = self._listen_database.asyncpg_kwargs(
             application_name=database.listen_application_name, prepared_statements=False
         )
+        store = AsyncpgJobStore(db, catalog_for(options.schema), self._pool_id)
         pool = WorkerPool(
             options=options,
-            pool_id=self._pool_id,
             continuous=continuous,
-            db=db,
-            statements=statements_for(options.schema),
+            store=store,
+            notifier=db,
             events=self._events,
-            adder=StoreAdder(
-                AsyncpgJobStore(db, catalog_for(options.schema), self._pool_id),
-                options.schema,
-                self._plugins,
-            ),
+            adder=StoreAdder(store, options.schema, self._plugins),
             connect_listener=lambda: asyncpg.connect(**listen_kwargs),
             observer=self._metrics,
             plugins=self._plugins if self._plugins.runs else None,
