@@ -36,6 +36,7 @@ from ._catalog._columns import (
 )
 from ._catalog._jobs import CLEANUP_TASKS, JobStatements
 from ._catalog._statement import Statement
+from ._catalog._worker import id_list
 from ._job_input import DEFAULT_SPEC, NewJob
 from ._job_pairing import pair_rows
 from .errors import GraphileWorkerError
@@ -138,7 +139,7 @@ def _name(names: dict[int, str], name_id: int, job_id: int, what: str) -> str:
 def _lookup(statement: Statement, ids: list[int]) -> Routine[dict[int, str]]:
     if not ids:
         return {}
-    rows = yield statement, {"ids": sorted(set(ids))}
+    rows = yield statement, {"ids": id_list(sorted(set(ids)))}
     return {row[0]: row[1] for row in rows}
 
 

@@ -183,20 +183,24 @@ class JobStatements:
 
     # -- naming -------------------------------------------------------------------------
 
+    # The ids travel as one comma-separated text (:func:`~._worker.id_list`), as in the
+    # worker's statements: an int[] parameter would cost asyncpg a type lookup on every new
+    # connection.
+
     @cached_property
     def task_names(self) -> Statement:
-        """``ids`` -> (id, identifier) rows of those tasks."""
+        """``ids`` (:func:`~._worker.id_list`) -> (id, identifier) rows of those tasks."""
         return Statement(
             f"select id, identifier from {self._s}._private_tasks"
-            " where id = any(cast(:ids as integer[]))",
-            {"ids": "integer[]"},
+            " where id = any(cast(string_to_array(cast(:ids as text), ',') as integer[]))",
+            {"ids": "text"},
         )
 
     @cached_property
     def queue_names(self) -> Statement:
-        """``ids`` -> (id, queue_name) rows of those queues."""
+        """``ids`` (:func:`~._worker.id_list`) -> (id, queue_name) rows of those queues."""
         return Statement(
             f"select id, queue_name from {self._s}._private_job_queues"
-            " where id = any(cast(:ids as integer[]))",
-            {"ids": "integer[]"},
+            " where id = any(cast(string_to_array(cast(:ids as text), ',') as integer[]))",
+            {"ids": "text"},
         )

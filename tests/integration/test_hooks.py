@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any, ClassVar, Self
 
+import asyncpg
 import psycopg
 import pytest
 from sqlalchemy import create_engine, pool
@@ -32,6 +33,10 @@ from sqlalchemy_graphile import (
     WorkerPlugin,
     WorkerUtils,
 )
+from sqlalchemy_graphile._catalog import catalog_for
+from sqlalchemy_graphile._plugins import Plugins
+from sqlalchemy_graphile._store._adder import StoreAdder
+from sqlalchemy_graphile._store._asyncpg import AsyncpgJobStore
 from sqlalchemy_graphile.cli import EXIT_ERROR, EXIT_OK, main
 
 from ._hook_plugins import CURRENT_RUN, Around, Broken, Stamp
@@ -94,13 +99,19 @@ async def _adders(kind: str, db_url: str, plugins: Iterable[WorkerPlugin]) -> As
 
         yield {name: async_call(name) for name in _METHODS}
         await async_engine.dispose()
-    else:
+    elif kind == "WorkerUtils":
         async with WorkerUtils(db_url, plugins=plugins) as utils:
             yield {name: getattr(utils, name) for name in _METHODS}
+    else:  # what a worker's tasks add through (ctx.add_job and friends)
+        db_pool = await asyncpg.create_pool(db_url, min_size=1, max_size=1)
+        store = AsyncpgJobStore(db_pool, catalog_for("graphile_worker"), "sgpool-test")
+        adder = StoreAdder(store, "graphile_worker", Plugins(plugins))
+        yield {name: getattr(adder, name) for name in _METHODS}
+        await db_pool.close()
 
 
 _METHODS = ("add_job", "add_jobs", "add_raw_job", "add_raw_jobs", "add_batch_job")
-_KINDS = ("JobHelpers", "AsyncJobHelpers", "WorkerUtils")
+_KINDS = ("JobHelpers", "AsyncJobHelpers", "WorkerUtils", "WorkerContext")
 
 
 def _stored(db: psycopg.Connection) -> list[tuple[str, Any, int]]:
