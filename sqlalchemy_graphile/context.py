@@ -18,7 +18,9 @@ T = TypeVar("T")
 
 
 class JobAdder(Protocol):
-    """The add methods a context forwards to (implemented by :class:`WorkerUtils`)."""
+    """The add methods a context forwards to: a worker's adder on its own pool, or
+    ``run_jobs``' adder in the test's transaction (both with :class:`WorkerUtils`'
+    signatures and errors)."""
 
     async def add_job(self, task: Task, spec: JobSpec | None = None) -> Job: ...
 
@@ -56,8 +58,9 @@ class WorkerContext:
     * ``abort_signal``: an :class:`asyncio.Event` set when a graceful shutdown has waited
       ``graceful_shutdown_abort_timeout`` seconds; long tasks should watch it;
     * :meth:`get_ext`: the worker's extension object of a type (process-local resources);
-    * :meth:`add_job` and friends: add follow-up jobs, through :class:`WorkerUtils`. They
-      are committed at once, independent of the running job.
+    * :meth:`add_job` and friends: add follow-up jobs on the worker's own connections, each
+      call in a transaction of its own, committed at once, independent of the running job
+      (under ``run_jobs``, in the test's transaction instead).
     """
 
     __slots__ = ("_adder", "_extensions", "abort_signal", "job", "logger", "worker_id")

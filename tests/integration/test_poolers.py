@@ -219,7 +219,7 @@ async def test_adds_from_inside_tasks_through_the_pooler(
     events, log = logged()
     rec = Recorder()
     # In session mode each client connection holds one of PgBouncer's 10 server connections:
-    # 4 for the worker's pool and up to 4 for the engine of ctx.add_job.
+    # 4 for the worker's pool, which ctx.add_job shares.
     worker = make_worker(
         pooled_url,
         Spawn,
@@ -238,7 +238,7 @@ async def test_adds_from_inside_tasks_through_the_pooler(
     assert jobs(db) == []
 
 
-async def test_a_worker_given_the_documented_asyncpg_engine_adds_jobs_through_it(
+async def test_a_worker_given_the_documented_asyncpg_engine_runs_and_adds_through_the_pooler(
     db_url: str, db: psycopg.Connection
 ) -> None:
     for parent in range(20):

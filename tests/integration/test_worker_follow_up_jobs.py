@@ -1,7 +1,8 @@
 """A task adds follow-up jobs through its context inside a running ``Worker``, and they run.
 
-The context's add methods go through the worker's ``WorkerUtils``: on an asyncpg engine the
-worker makes from its URL, or on the async engine the caller gave (asyncpg or psycopg 3).
+The context's add methods go through the worker's own asyncpg pool, whether the worker was
+given a URL or a caller's async engine (asyncpg or psycopg 3), whose URL and options the
+pool takes.
 """
 
 from __future__ import annotations
