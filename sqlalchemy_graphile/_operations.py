@@ -20,6 +20,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
 from . import _job_input, _sql_jobs
+from ._catalog._jobs import CLEANUP_TASKS
 from ._identifiers import resolve_schema
 from ._plugins import Plugins
 from ._scheduling import BulkAdd, JobScheduling
@@ -151,11 +152,11 @@ class JobOperations:
 
 
 def _cleanup_names(tasks: Iterable[str]) -> frozenset[str]:
-    allowed = ", ".join(_sql_jobs.CLEANUP_TASKS)
+    allowed = ", ".join(CLEANUP_TASKS)
     if isinstance(tasks, str | bytes) or not isinstance(tasks, Iterable):
         raise ConfigurationError(f"cleanup tasks must be a list of names from: {allowed}")
     names = list(tasks)
-    unknown = [name for name in names if name not in _sql_jobs.CLEANUP_TASKS]
+    unknown = [name for name in names if name not in CLEANUP_TASKS]
     if unknown:
         raise ConfigurationError(
             f"unknown cleanup task(s) {', '.join(map(repr, unknown))}; allowed: {allowed}"

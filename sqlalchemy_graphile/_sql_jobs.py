@@ -46,8 +46,6 @@ from .job_spec import JobKeyMode, JobSpec
 if TYPE_CHECKING:
     from sqlalchemy import Connection
 
-__all__ = ["CLEANUP_TASKS", "MAX_ADD_ATTEMPTS", "Routine", "adding_job", "adding_jobs"]
-
 T = TypeVar("T")
 
 #: How many times one add is re-run, in the same transaction, when its key was taken by a

@@ -18,6 +18,7 @@ from sqlalchemy import URL, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from . import migrations
+from ._catalog._jobs import CLEANUP_TASKS
 from ._operations import JobOperations, Operation
 from ._plugins import Plugins
 from ._poolers import Pooler, asyncpg_engine_connect_args, check_pooler
@@ -30,7 +31,6 @@ from ._recovery import (
     list_registered_workers,
     sweep_stale_workers,
 )
-from ._sql_jobs import CLEANUP_TASKS
 from ._urls import async_url, database_url_from_env
 from .errors import ConfigurationError
 from .events import WorkerEvents
