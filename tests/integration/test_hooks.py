@@ -259,6 +259,19 @@ async def test_jobs_added_by_a_task_pass_the_workers_plugins(
     assert _stored(db) == [("raw", {"text": "added by the task", "stamp": "hooked"}, 7)]
 
 
+async def test_worker_utils_adds_through_the_workers_plugins(
+    db_url: str, db: psycopg.Connection
+) -> None:
+    """``Worker.utils`` is for the application (the worker itself never makes it)."""
+    rec = Recorder()
+    worker = make_worker(db_url, Note, rec=rec, plugins=[Stamp()])
+    job = await worker.utils.add_job(Note(text="by utils"))
+    assert (job.payload["stamp"], job.priority) == ("hooked", 7)
+    await worker.run_once()  # disposes the utils' engine on the way out
+    assert [seen[0]["text"] for seen in rec.seen("note")] == ["by utils"]
+    assert jobs(db) == []
+
+
 def test_plugins_must_be_plugin_instances(db_url: str) -> None:
     with pytest.raises(ConfigurationError, match="WorkerPlugin"):
         Worker(db_url, tasks=[Note], plugins=[object()])  # type: ignore[list-item]
