@@ -16,10 +16,10 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 
+from .._store import FetchedJob
 from ..events import JobEvent, SlotEvent, WorkerEvents
 from ..log_format import job_fields
 from ._fetch import JobSource
-from ._jobs import FetchedJob
 from ._release import JobReleaser, Written
 from ._retry import FETCH_ERROR_BACKOFF
 from ._runner import Outcome, TaskRunner, is_final, log_outcome
