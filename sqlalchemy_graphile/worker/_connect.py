@@ -121,7 +121,8 @@ class Database:
         """Keyword arguments for ``asyncpg.connect`` / ``asyncpg.create_pool``: the URL as
         ``dsn`` and ``application_name``. The only startup parameters are
         ``application_name`` and the settings the URL gives: poolers refuse the ones they do
-        not know (the batch fetch turns ``jit`` off per transaction instead, see ``_jit``)."""
+        not know (the batch fetch turns ``jit`` off per transaction instead, see
+        ``_store/_asyncpg.py``)."""
         kwargs: dict[str, Any] = {
             "dsn": self.url.dsn,
             "server_settings": {"application_name": application_name},
