@@ -119,7 +119,16 @@ def read_url(url: str) -> ConnectionURL:
             f"the URL {shown_url(url)!r} has more than one '@': write an '@' in the user name "
             "or password as %40"
         )
-    auth, _, hostlist = parts.netloc.rpartition("@")
+    auth, at, hostlist = parts.netloc.rpartition("@")
+    netloc = parts.netloc
+    if hostlist.startswith(":"):
+        # A port without a host, as SQLAlchemy writes a URL whose host is in the query:
+        # libpq reads it as that port of the default host, asyncpg as a host named "".
+        port = unquote(hostlist[1:])
+        if not port.isdigit():
+            raise ConfigurationError(f"the URL's port {port!r} is not a number")
+        options.setdefault("port", port)
+        hostlist, netloc = "", f"{auth}{at}"
     servers = _servers(hostlist, encoded=True) if hostlist else ()
     ports = [p for p in options.get("port", "").split(",") if p]
     query_ports: tuple[str, ...] = ()
@@ -134,7 +143,7 @@ def read_url(url: str) -> ConnectionURL:
         )
     query = f"?{urlencode(options)}" if options else ""
     return ConnectionURL(
-        dsn=f"postgresql://{parts.netloc}{parts.path}{query}",
+        dsn=f"postgresql://{netloc}{parts.path}{query}",
         options=options,
         sqlalchemy_options=sqlalchemy_options,
         servers=servers,

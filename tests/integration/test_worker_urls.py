@@ -16,7 +16,7 @@ from typing import ClassVar, Literal
 import psycopg
 import pytest
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from sqlalchemy_graphile import DatabaseConnectionError, Task, Worker, WorkerContext
@@ -110,6 +110,16 @@ async def test_a_unix_socket_directory(db: psycopg.Connection, db_url: str) -> N
         pytest.skip(f"the server has no socket in {directory}")
     given = f"postgresql://{url.username}@/{url.database}?host={directory}&application_name=sock"
     assert "sock" in await run_one_job(given, db, db_url)
+    # SQLAlchemy writes such a URL's port before the path: postgresql://user@:5432/db?host=...
+    as_sqlalchemy = URL.create(
+        "postgresql",
+        username=url.username,
+        port=url.port,
+        database=url.database,
+        query={"host": directory, "application_name": "sock2"},
+    )
+    assert "@:" in as_sqlalchemy.render_as_string(hide_password=False)
+    assert "sock2" in await run_one_job(as_sqlalchemy, db, db_url)
 
 
 def _has_socket(path: str) -> bool:

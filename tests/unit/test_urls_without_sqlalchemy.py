@@ -71,6 +71,13 @@ def test_the_driver_suffix_and_alias_are_dropped(scheme: str) -> None:
             "postgresql://app@db/app?options=-c+jit%3Doff",
             "db:5432/app",
         ),
+        # SQLAlchemy writes the port of a host given in the query before the path.
+        (
+            "postgresql+psycopg://app@:5433/app?host=/tmp",
+            "postgresql://app@/app?host=%2Ftmp&port=5433",
+            "/tmp:5433/app",
+        ),
+        ("postgresql://:5433/app", "postgresql:///app?port=5433", "localhost:5433/app"),
         ("postgresql:///app", "postgresql:///app", "localhost:5432/app"),
     ],
 )
