@@ -5,9 +5,10 @@ A worker hands asyncpg the URL itself (``dsn=``), so asyncpg reads it as libpq r
 connection URI: several hosts, ``?host=/run/postgresql``, ``sslmode``,
 ``target_session_attrs``, ... :func:`read_url` only drops what SQLAlchemy adds to a URL (the
 ``+driver`` of the scheme, the query options its dialects read, hosts given as repeated
-``host`` options), refuses what asyncpg would fail on, and keeps what messages need (where
-it connects, the URL without its password). SQLAlchemy is imported by the functions that
-return or take a SQLAlchemy ``URL``, not by this module.
+``host`` options, the port it writes before the path of a URL whose host is in the query),
+refuses what asyncpg would fail on, and keeps what messages need (where it connects, the
+URL without its password). SQLAlchemy is imported by the functions that return or take a
+SQLAlchemy ``URL``, not by this module.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ DATABASE_URL_ENV_VAR = "DATABASE_URL"
 
 _BACKENDS = ("postgresql", "postgres")
 # Query options that SQLAlchemy's asyncpg dialect reads itself; asyncpg never sees them.
-SQLALCHEMY_OPTIONS = frozenset(
+_SQLALCHEMY_OPTIONS = frozenset(
     {"prepared_statement_cache_size", "prepared_statement_name_func", "async_creator_fn"}
 )
 # Query options that may name several servers; SQLAlchemy writes one option per server.
@@ -110,7 +111,7 @@ def read_url(url: str) -> ConnectionURL:
     options: dict[str, str] = {}
     sqlalchemy_options: dict[str, str] = {}
     for key, value in pairs:
-        into = sqlalchemy_options if key in SQLALCHEMY_OPTIONS else options
+        into = sqlalchemy_options if key in _SQLALCHEMY_OPTIONS else options
         if key in into and key not in _HOST_OPTIONS:
             raise ConfigurationError(f"the URL gives the query option {key!r} more than once")
         into[key] = f"{into[key]},{value}" if key in into else value
