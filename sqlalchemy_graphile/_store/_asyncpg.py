@@ -37,13 +37,24 @@ _BEGIN_WITHOUT_JIT = "begin; set local jit = off"
 class AsyncpgJobStore:
     """A :class:`~sqlalchemy_graphile._store.JobStore` on ``pool``, locking as ``pool_id``.
 
-    Database errors propagate as asyncpg raises them.
+    With ``asynchronous_release_commit`` outcomes are committed with ``synchronous_commit =
+    off`` (see :class:`~sqlalchemy_graphile._catalog._worker.WorkerStatements`). Database
+    errors propagate as asyncpg raises them.
     """
 
-    def __init__(self, pool: asyncpg.Pool, catalog: Catalog, pool_id: str) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        catalog: Catalog,
+        pool_id: str,
+        *,
+        asynchronous_release_commit: bool = False,
+    ) -> None:
         self._pool = pool
         self._catalog = catalog
-        self._statements = catalog.worker
+        self._statements = (
+            catalog.worker_asynchronous_commit if asynchronous_release_commit else catalog.worker
+        )
         self._pool_id = pool_id
 
     @property
@@ -141,6 +152,38 @@ class AsyncpgJobStore:
                 pool_id=self._pool_id,
             )
         return recorded_ids(text)
+
+    async def release_and_fetch(
+        self,
+        release: FetchedJob | Failure,
+        tasks: TaskIds,
+        *,
+        forbidden_flags: Sequence[str] | None = None,
+        now: datetime | None = None,
+    ) -> tuple[bool, FetchedJob | None]:
+        with_flags = bool(forbidden_flags)
+        failed = isinstance(release, Failure)
+        statement = self._statements.release_and_fetch(
+            failed=failed, with_flags=with_flags, app_time=now is not None
+        )
+        values: dict[str, Any] = {
+            "pool_id": self._pool_id,
+            "task_ids": tasks.ids,
+            "job_id": release.id,
+        }
+        if isinstance(release, Failure):
+            values["message"] = release.message
+            values["payload"] = release.replacement_payload
+            values["permanent"] = release.permanent
+        if with_flags:
+            values["forbidden_flags"] = list(forbidden_flags or ())
+        if now is not None:
+            values["now"] = now
+        row = await self._pool.fetchrow(statement.numbered, *statement.arguments(values))
+        recorded = row is not None and row[17] is not None
+        if row is None or row[0] is None:
+            return recorded, None
+        return recorded, fetched_job(row, tasks.identifier_by_id[row[2]], row[16])
 
     async def fail_held(self, job_ids: Sequence[int], message: str) -> list[int]:
         rows = await self._rows(

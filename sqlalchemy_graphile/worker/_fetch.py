@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
-from .._store import FetchedJob, JobStore
+from .._store import FetchedJob, JobStore, TaskIds
 from ._observer import LatencyObserver
 from ._retry import with_retries
 from ._task_ids import TaskIdentifiers
@@ -98,6 +98,21 @@ class DirectJobSource:
         if observer is not None:
             observer.fetched(time.perf_counter() - started, len(jobs))
         return jobs[0] if jobs else None
+
+    async def next_fetch(self) -> tuple[TaskIds, datetime | None] | None:
+        """What a fetch made together with a release needs (the task ids and the time), or
+        ``None`` when this source hands out no more jobs."""
+        if self._released:
+            return None
+        tasks = await self._task_ids.resolve()
+        if not tasks.ids:
+            return None
+        return tasks, self._clock() if self._use_local_time else None
+
+    def took(self, job: FetchedJob) -> None:
+        """``job`` was fetched together with a release, not by :meth:`get_job`."""
+        if job.queue_id is not None:
+            self._queued_running += 1
 
     def pulse(self, count: int) -> int:
         return count

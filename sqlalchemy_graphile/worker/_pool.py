@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import asyncpg
 
 from .._plugins import Plugins
-from .._store import JobStore
+from .._store import Failure, FetchedJob, JobStore
 from ..context import JobAdder
 from ..events import PoolErrorEvent, PoolEvent, SlotEvent, WorkerEvents
 from ._fetch import DirectJobSource, JobSource
@@ -33,10 +33,16 @@ from ._listener import Listener
 from ._local_queue import LocalQueue
 from ._observer import LatencyObserver
 from ._options import WorkerOptions, resolve_forbidden_flags
-from ._release import BatchedReleaser, DirectReleaser, JobReleaser, fail_jobs_with_message
+from ._release import (
+    BatchedReleaser,
+    DirectReleaser,
+    JobReleaser,
+    Written,
+    fail_jobs_with_message,
+)
 from ._reset_locked import ResetLockedSweeper
 from ._runner import TaskRunner, describe_error
-from ._slot import FetchHealth, Slot
+from ._slot import Chain, FetchHealth, Slot
 from ._task_ids import TaskIdentifiers
 
 logger = logging.getLogger("sqlalchemy_graphile.worker")
@@ -122,6 +128,11 @@ class WorkerPool:
                 queues_released=self._source.queues_released,
                 observer=observer,
             )
+        # Direct fetches and direct releases: each release fetches the slot's next job in
+        # the same statement (one commit per job).
+        self._chain: Chain | None = None
+        if isinstance(self._source, DirectJobSource) and isinstance(self._releaser, DirectReleaser):
+            self._chain = _chain(self._releaser, self._source)
         self._runner = TaskRunner(
             options.tasks,
             extensions=options.extensions,
@@ -200,6 +211,7 @@ class WorkerPool:
                 events=self._events,
                 forbidden_flags=self._forbidden_flags,
                 health=self._health,
+                chain=self._chain,
             )
             self._events.emit(
                 SlotEvent(name="worker:create", pool_id=self.id, worker_id=slot.slot_id)
@@ -454,3 +466,12 @@ class WorkerPool:
 
 def _combine(errors: list[Exception], message: str) -> Exception:
     return errors[0] if len(errors) == 1 else ExceptionGroup(message, errors)
+
+
+def _chain(releaser: DirectReleaser, source: DirectJobSource) -> Chain:
+    def chain(
+        job: FetchedJob, failure: Failure | None, flags: Sequence[str] | None
+    ) -> Awaitable[tuple[Written, FetchedJob | None]]:
+        return releaser.release_and_fetch(job, failure, source, flags)
+
+    return chain

@@ -26,6 +26,7 @@ from typing import Generic, Protocol, TypeVar
 from .._store import Failure, FetchedJob, JobStore
 from ..errors import WorkerStateError
 from ..log_format import job_fields
+from ._fetch import DirectJobSource
 from ._observer import LatencyObserver
 from ._retry import WRITE_ERROR_BACKOFF, is_connection_error, with_retries
 
@@ -99,6 +100,48 @@ class DirectReleaser:
     ) -> Written:
         failure = Failure(job, message, replacement_payload, permanent)
         return await self._write(job, "failure", lambda: self._store.fail((failure,)))
+
+    async def release_and_fetch(
+        self,
+        job: FetchedJob,
+        failure: Failure | None,
+        source: DirectJobSource,
+        forbidden_flags: Sequence[str] | None,
+    ) -> tuple[Written, FetchedJob | None]:
+        """Complete ``job`` (or record ``failure``) and fetch the slot's next job from
+        ``source`` in one statement: one commit per job instead of two. Falls back to a
+        release alone when the source hands out no more jobs. Outages are waited out as
+        for any write; the next job is ``None`` when none was runnable (the caller then
+        fetches as usual: the released job's queue is never fetched from here)."""
+        fetch = await source.next_fetch()
+        if fetch is None:
+            if failure is None:
+                return await self.complete(job), None
+            return await self.fail(
+                job, failure.message, failure.replacement_payload, permanent=failure.permanent
+            ), None
+        tasks, now = fetch
+        release = job if failure is None else failure
+        what = "completion" if failure is None else "failure"
+        observer = self._observer
+        started = time.perf_counter() if observer is not None else 0.0
+        recorded, next_job = await write_waiting_out_outages(
+            lambda: self._store.release_and_fetch(
+                release, tasks, forbidden_flags=forbidden_flags, now=now
+            ),
+            f"the {what} of job {job.id}",
+        )
+        if observer is not None:
+            elapsed = time.perf_counter() - started
+            observer.released(elapsed, 1)
+            observer.fetched(elapsed, 0 if next_job is None else 1)
+        if not recorded:
+            log_fenced([job], what)
+        if job.queue_id is not None:
+            self._queues_released(1)
+        if next_job is not None:
+            source.took(next_job)
+        return _written(recorded), next_job
 
     async def _write(
         self, job: FetchedJob, what: str, write: Callable[[], Awaitable[set[int]]]

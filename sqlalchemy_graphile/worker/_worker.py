@@ -130,6 +130,7 @@ class Worker:
         local_queue_refetch_delay: RefetchDelay | float | None = None,
         complete_job_batch_delay: float | None = None,
         fail_job_batch_delay: float | None = None,
+        asynchronous_release_commit: bool = False,
         metrics: WorkerMetrics | None = None,
         metrics_port: int | None = None,
         queue_metrics: bool = True,
@@ -397,7 +398,12 @@ class Worker:
         pool = WorkerPool(
             options=options,
             continuous=continuous,
-            store=AsyncpgJobStore(db, catalog_for(options.schema), self._pool_id),
+            store=AsyncpgJobStore(
+                db,
+                catalog_for(options.schema),
+                self._pool_id,
+                asynchronous_release_commit=options.asynchronous_release_commit,
+            ),
             notifier=db,
             events=self._events,
             adder=_UtilsAdder(self),

@@ -223,3 +223,117 @@ def test_statements_quote_the_schema_and_number_the_parameters() -> None:
     assert statement.names == ("now", "task_ids", "forbidden_flags", "pool_id")
     assert "cast($1 as timestamptz)" in statement.numbered
     assert ":now" in statement.sql
+
+
+async def test_release_and_fetch_completes_and_locks_the_next_job_in_one_statement(
+    db: psycopg.Connection, store: AsyncpgJobStore
+) -> None:
+    first, second = add(db, '{"n":1}'), add(db, '{"n":2}')
+    tasks = await task_ids(store)
+    (fetched,) = await store.fetch(tasks, 1)
+    assert fetched.id == first
+    recorded, following = await store.release_and_fetch(fetched, tasks)
+    assert recorded is True
+    assert following is not None
+    assert following.id == second
+    assert (following.job.attempts, following.job.locked_by) == (1, POOL)
+    assert following.job.task_identifier == "t"
+    assert following.job.payload == {"n": 2}
+    assert [(j["id"], j["locked_by"]) for j in jobs(db)] == [(second, POOL)]
+    recorded, following = await store.release_and_fetch(following, tasks)
+    assert (recorded, following) == (True, None)
+    assert jobs(db) == []
+
+
+async def test_release_and_fetch_records_a_failure_and_skips_the_released_queue(
+    db: psycopg.Connection, store: AsyncpgJobStore
+) -> None:
+    queued = [add(db, queue="q"), add(db, queue="q")]
+    tasks = await task_ids(store)
+    (fetched,) = await store.fetch(tasks, 1)
+    assert fetched.id == queued[0]
+    failure = Failure(fetched, "boom", '{"retry":true}', permanent=False)
+    recorded, following = await store.release_and_fetch(failure, tasks)
+    # The queue was unlocked by this very statement, whose snapshot still saw it locked.
+    assert (recorded, following) == (True, None)
+    by_id = {j["id"]: j for j in jobs(db)}
+    assert by_id[queued[0]]["last_error"] == "boom"
+    assert by_id[queued[0]]["payload"] == {"retry": True}
+    assert by_id[queued[0]]["locked_by"] is None
+    assert by_id[queued[0]]["run_at"] > datetime.now(UTC)  # backoff
+    assert rows(db, "select locked_by from graphile_worker._private_job_queues") == [(None,)]
+    (after,) = await store.fetch(tasks, 1)  # a later statement sees the queue free
+    assert after.id == queued[1]
+
+
+async def test_release_and_fetch_is_fenced_by_the_owner_but_still_fetches(
+    db: psycopg.Connection, pool: asyncpg.Pool, store: AsyncpgJobStore
+) -> None:
+    first, second = add(db), add(db)
+    tasks = await task_ids(store)
+    (fetched,) = await store.fetch(tasks, 1)
+    db.execute(
+        "update graphile_worker._private_jobs set locked_by = 'other' where id = %s", (first,)
+    )
+    recorded, following = await store.release_and_fetch(fetched, tasks)
+    assert recorded is False  # another owner holds it now: nothing written for it
+    assert following is not None
+    assert following.id == second
+    assert {j["id"]: j["locked_by"] for j in jobs(db)} == {first: "other", second: POOL}
+
+
+async def test_release_and_fetch_honours_forbidden_flags_and_application_time(
+    db: psycopg.Connection, store: AsyncpgJobStore
+) -> None:
+    plain = add(db)
+    db.execute("select graphile_worker.add_job('t', '{}', flags := array['slow'])")
+    tasks = await task_ids(store)
+    (fetched,) = await store.fetch(tasks, 1, forbidden_flags=["slow"])
+    assert fetched.id == plain
+    recorded, following = await store.release_and_fetch(
+        fetched, tasks, forbidden_flags=["slow"], now=datetime.now(UTC) + timedelta(seconds=1)
+    )
+    assert (recorded, following) == (True, None)
+    assert len(jobs(db)) == 1
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+async def test_asynchronous_release_commit_turns_synchronous_commit_off_for_outcomes_only(
+    db: psycopg.Connection, pool: asyncpg.Pool, asynchronous: bool
+) -> None:
+    for _ in range(3):
+        add(db)
+    catalog = catalog_for("graphile_worker")
+    statements = catalog.worker_asynchronous_commit if asynchronous else catalog.worker
+    store = AsyncpgJobStore(pool, catalog, POOL, asynchronous_release_commit=asynchronous)
+    first, second, third = await fetch(store, 3)
+    expected = "off" if asynchronous else "on"
+    async with pool.acquire() as connection:
+        # Inside one explicit transaction the local setting is visible after each statement.
+        for statement, values in (
+            (statements.complete_jobs, {"job_ids": str(first.id), "pool_id": POOL}),
+            (
+                statements.fail_job,
+                {
+                    "job_id": second.id,
+                    "pool_id": POOL,
+                    "message": "x",
+                    "payload": None,
+                    "permanent": False,
+                },
+            ),
+            (
+                statements.release_and_fetch(failed=False, with_flags=False, app_time=False),
+                {"job_id": third.id, "pool_id": POOL, "task_ids": (await task_ids(store)).ids},
+            ),
+        ):
+            async with connection.transaction():
+                await connection.fetch(statement.numbered, *statement.arguments(values))
+                assert await connection.fetchval("show synchronous_commit") == expected
+            assert await connection.fetchval("show synchronous_commit") == "on"
+        async with connection.transaction():  # fetching stays durable
+            statement = statements.fetch(1, with_flags=False, app_time=False)
+            values = {"pool_id": POOL, "task_ids": (await task_ids(store)).ids}
+            await connection.fetch(statement.numbered, *statement.arguments(values))
+            assert await connection.fetchval("show synchronous_commit") == "on"
+    assert [j["id"] for j in jobs(db)] == [second.id]
