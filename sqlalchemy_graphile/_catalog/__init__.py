@@ -42,6 +42,11 @@ class Catalog:
         return WorkerStatements(self.schema)
 
     @cached_property
+    def worker_asynchronous_commit(self) -> WorkerStatements:
+        """As :attr:`worker`, with outcomes committed without waiting for the WAL flush."""
+        return WorkerStatements(self.schema, asynchronous_commit=True)
+
+    @cached_property
     def reads(self) -> ReadStatements:
         """Read-only statements of the testing helpers."""
         return ReadStatements(self.schema)

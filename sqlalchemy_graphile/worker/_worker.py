@@ -82,12 +82,15 @@ class Worker:
             ...
 
     ``database`` is a URL (``str`` or :class:`sqlalchemy.engine.URL`; a plain
-    ``postgresql://`` URL works) or an :class:`AsyncEngine` whose URL and ``connect_args``
-    are reused (the engine itself is never disposed by the worker); ``None`` means
-    ``$DATABASE_URL``. The worker runs jobs on its own asyncpg pool and a dedicated LISTEN
-    connection (to ``listen_url`` when given); add ``?application_name=...`` to name them
-    (default ``sg-worker`` and ``sg-worker-listen``). Behind a pooler in transaction mode,
-    give ``pooler="transaction"`` (see docs/poolers.md).
+    ``postgresql://`` URL works, and a ``+driver`` is dropped) or an :class:`AsyncEngine`
+    whose URL is reused (not its ``connect_args``; the engine itself serves
+    :attr:`utils` and is never disposed by the worker); ``None`` means ``$DATABASE_URL``.
+    asyncpg reads the URL as libpq reads a connection URI (several hosts, ``sslmode``, ...;
+    see docs/running-workers.md). The worker runs jobs on its own asyncpg pool and a
+    dedicated LISTEN connection (to ``listen_url`` when given); add
+    ``?application_name=...`` to name them (default ``sg-worker`` and ``sg-worker-listen``).
+    Behind a pooler in transaction mode, give ``pooler="transaction"`` (see
+    docs/poolers.md).
 
     Bad options raise :class:`ConfigurationError` naming each (:class:`InvalidTaskError`,
     :class:`InvalidIdentifierError`, :class:`CrontabError` for a bad task class, schema name
@@ -126,6 +129,7 @@ class Worker:
         local_queue_refetch_delay: RefetchDelay | float | None = None,
         complete_job_batch_delay: float | None = None,
         fail_job_batch_delay: float | None = None,
+        asynchronous_release_commit: bool = False,
         metrics: WorkerMetrics | None = None,
         metrics_port: int | None = None,
         queue_metrics: bool = True,
@@ -392,7 +396,12 @@ class Worker:
         listen_kwargs = self._listen_database.asyncpg_kwargs(
             application_name=database.listen_application_name, prepared_statements=False
         )
-        store = AsyncpgJobStore(db, catalog_for(options.schema), self._pool_id)
+        store = AsyncpgJobStore(
+            db,
+            catalog_for(options.schema),
+            self._pool_id,
+            asynchronous_release_commit=options.asynchronous_release_commit,
+        )
         pool = WorkerPool(
             options=options,
             continuous=continuous,
