@@ -9,22 +9,30 @@ because the schema is not installed raises :class:`SchemaNotInstalledError`. The
 ``before_job_schedule`` hooks of the registered plugins run on every add, after the
 arguments are validated and before the operation is returned
 (:class:`~sqlalchemy_graphile._scheduling.JobScheduling`).
+
+The add methods return a :class:`JobAdd`: an :data:`Operation` that also hands out its
+add logic as a :data:`~sqlalchemy_graphile._sql_jobs.Routine`, so that :class:`WorkerUtils`
+can run the very same add on the asyncpg connection under an asyncpg engine
+(:mod:`~sqlalchemy_graphile._asyncpg_adds`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, Generic, NoReturn, TypeVar
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
 from . import _job_input, _sql_jobs
-from ._catalog._jobs import CLEANUP_TASKS
+from ._catalog import catalog_for
+from ._catalog._jobs import CLEANUP_TASKS, JobStatements
 from ._identifiers import resolve_schema
 from ._plugins import Plugins
 from ._scheduling import BulkAdd, JobScheduling
 from ._schema_missing import schema_not_installed
+from ._sql_jobs import Routine, adding_job, adding_jobs
 from .errors import ConfigurationError
 from .job import Job
 from .job_spec import JobSpec, RawJobSpec
@@ -34,6 +42,46 @@ T = TypeVar("T")
 
 #: Work to run on a synchronous connection, inside the transaction open on it.
 Operation = Callable[[Connection], T]
+
+
+@dataclass(frozen=True, slots=True)
+class JobAdd(Generic[T]):
+    """An add, validated and through the plugins' hooks, ready to run on either driver.
+
+    Called with a synchronous SQLAlchemy ``Connection`` it is an :data:`Operation` (it
+    joins the transaction open on the connection); :meth:`routine` gives the same add as a
+    :data:`~sqlalchemy_graphile._sql_jobs.Routine` for an asyncpg connection. Either way a
+    missing schema raises :class:`SchemaNotInstalledError` (see :func:`raise_database_error`).
+    """
+
+    schema: str
+    start: Callable[[JobStatements], Routine[T]]
+    """The add logic, given the statements of :attr:`schema`."""
+    needs_transaction: bool
+    """Whether the add may write with more than one statement: a bulk add of several jobs
+    where a keyed one may have to be added again after the others were written. Such an
+    add needs a transaction to be atomic; any other add writes with its first statement
+    alone (what follows it, if anything, reads names or repeats an add that wrote nothing)."""
+
+    def routine(self) -> Routine[T]:
+        """A fresh run of the add logic."""
+        return self.start(catalog_for(self.schema).jobs)
+
+    def __call__(self, connection: Connection) -> T:
+        try:
+            return _sql_jobs.run_routine(connection, self.routine())
+        except DBAPIError as error:
+            raise_database_error(error, self.schema)
+
+
+def raise_database_error(error: DBAPIError, schema: str) -> NoReturn:
+    """Raise :class:`SchemaNotInstalledError` when ``error`` says an object of the job queue
+    in ``schema`` does not exist, else ``error`` itself. Changes nothing: a transaction the
+    error aborted stays as the driver left it."""
+    missing = schema_not_installed(error, schema)
+    if missing is None:
+        raise error
+    raise missing from None
 
 
 class JobOperations:
@@ -46,19 +94,19 @@ class JobOperations:
         self.schema = resolve_schema(schema)
         self._scheduling = JobScheduling(plugins)
 
-    def add_job(self, task: Task, spec: JobSpec | None) -> Operation[Job]:
+    def add_job(self, task: Task, spec: JobSpec | None) -> JobAdd[Job]:
         return self._single(self._scheduling.add_job(task, spec))
 
-    def add_jobs(self, jobs: Sequence[tuple[Task, JobSpec | None]]) -> Operation[list[Job]]:
+    def add_jobs(self, jobs: Sequence[tuple[Task, JobSpec | None]]) -> JobAdd[list[Job]]:
         return self._bulk(self._scheduling.add_jobs(jobs))
 
-    def add_raw_job(self, identifier: str, payload: Any, spec: JobSpec | None) -> Operation[Job]:
+    def add_raw_job(self, identifier: str, payload: Any, spec: JobSpec | None) -> JobAdd[Job]:
         return self._single(self._scheduling.add_raw_job(identifier, payload, spec))
 
-    def add_raw_jobs(self, jobs: Sequence[RawJobSpec]) -> Operation[list[Job]]:
+    def add_raw_jobs(self, jobs: Sequence[RawJobSpec]) -> JobAdd[list[Job]]:
         return self._bulk(self._scheduling.add_raw_jobs(jobs))
 
-    def add_batch_job(self, items: Sequence[BatchTask], spec: JobSpec | None) -> Operation[Job]:
+    def add_batch_job(self, items: Sequence[BatchTask], spec: JobSpec | None) -> JobAdd[Job]:
         return self._single(self._scheduling.add_batch_job(items, spec))
 
     def _on_schema(self, work: Operation[T]) -> Operation[T]:
@@ -70,22 +118,20 @@ class JobOperations:
             try:
                 return work(connection)
             except DBAPIError as error:
-                missing = schema_not_installed(error, schema)
-                if missing is None:
-                    raise
-                raise missing from None
+                raise_database_error(error, schema)
 
         return run
 
-    def _single(self, job: _job_input.NewJob) -> Operation[Job]:
-        return self._on_schema(lambda connection: _sql_jobs.add_job(connection, self.schema, job))
+    def _single(self, job: _job_input.NewJob) -> JobAdd[Job]:
+        return JobAdd(self.schema, lambda statements: adding_job(statements, job), False)
 
-    def _bulk(self, bulk: BulkAdd) -> Operation[list[Job]]:
+    def _bulk(self, bulk: BulkAdd) -> JobAdd[list[Job]]:
         jobs, preserve_run_at = bulk.jobs, bulk.preserve_run_at
-        if not jobs:
-            return lambda connection: []
-        return self._on_schema(
-            lambda connection: _sql_jobs.add_jobs(connection, self.schema, jobs, preserve_run_at)
+        keyed = any(job.spec.job_key is not None for job in jobs)
+        return JobAdd(
+            self.schema,
+            lambda statements: adding_jobs(statements, jobs, preserve_run_at),
+            keyed and len(jobs) > 1,
         )
 
     def remove_job(self, job_key: str) -> Operation[Job | None]:

@@ -18,8 +18,9 @@ from sqlalchemy import URL, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from . import migrations
+from ._asyncpg_adds import add_on_engine, runs_on_asyncpg
 from ._catalog._jobs import CLEANUP_TASKS
-from ._operations import JobOperations, Operation
+from ._operations import JobAdd, JobOperations, Operation
 from ._plugins import Plugins
 from ._poolers import Pooler, asyncpg_engine_connect_args, check_pooler
 from ._recovery import (
@@ -132,14 +133,21 @@ class WorkerUtils:
         async with self._engine.begin() as connection:
             return await connection.run_sync(operation)
 
-    async def _add(self, operation: Operation[T]) -> T:
-        """Run an add with each statement committing on its own: one round trip for a
-        single add instead of three (``BEGIN``, the statement, ``COMMIT``). Each statement
-        of an add leaves the queue consistent by itself, so nothing needs a wider
-        transaction."""
+    async def _add(self, add: JobAdd[T]) -> T:
+        """Run an add, committed as a whole when this returns. On an asyncpg engine it runs
+        on the asyncpg connection under one of the engine's connections
+        (:mod:`~sqlalchemy_graphile._asyncpg_adds`); on any other, through SQLAlchemy. An add
+        that writes with its first statement alone runs without a transaction, that
+        statement committing on its own: one round trip for a single add instead of three
+        (``BEGIN``, the statement, ``COMMIT``); a bulk add of keyed jobs, which may write
+        again, runs in a transaction."""
+        if runs_on_asyncpg(self._engine):
+            return await add_on_engine(self._engine, add)
+        if add.needs_transaction:
+            return await self._run(add)
         async with self._engine.connect() as connection:
             autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
-            return await autocommit.run_sync(operation)
+            return await autocommit.run_sync(add)
 
     # --- schema --------------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ from asyncpg.pool import PoolConnectionProxy
 from .._catalog import Catalog, Statement
 from .._catalog._worker import flag_list, id_list, recorded_ids
 from .._job_input import NewJob
-from .._sql_jobs import Routine, adding_job, adding_jobs
+from .._sql_jobs import Query, Routine, adding_job, adding_jobs
 from ..job import Job
 from ._types import Failure, FetchedJob, TaskIds, fetched_job
 
@@ -234,23 +234,38 @@ class AsyncpgJobStore:
                 result = await run_routine(connection, routine)
                 await connection.execute("commit")
             except BaseException as error:
-                await _end_transaction(connection, error)
+                await end_transaction(connection, error)
                 raise
             return result
 
 
-async def run_routine(connection: PoolConnectionProxy, routine: Routine[T]) -> T:
+#: An asyncpg connection: of a pool (the worker's), or one a SQLAlchemy engine holds.
+AnyConnection = asyncpg.Connection | PoolConnectionProxy
+
+
+async def run_routine(connection: AnyConnection, routine: Routine[T]) -> T:
     """Run ``routine`` (see :mod:`sqlalchemy_graphile._sql_jobs`) on an asyncpg
-    ``connection``, in the transaction open on it; raises what the routine or asyncpg
-    raises."""
-    rows: list[asyncpg.Record] | None = None
+    ``connection``, in the transaction open on it (or statement by statement, each
+    committing on its own, when none is); raises what the routine or asyncpg raises."""
+    try:
+        query = next(routine)
+    except StopIteration as finished:
+        result: T = finished.value
+        return result
+    return await run_started_routine(connection, routine, query)
+
+
+async def run_started_routine(connection: AnyConnection, routine: Routine[T], query: Query) -> T:
+    """Run the rest of ``routine``, whose first ``query`` it already yielded, as
+    :func:`run_routine` does."""
     while True:
+        statement, values = query
+        rows = await connection.fetch(statement.numbered, *statement.arguments(values))
         try:
-            statement, values = routine.send(rows)  # type: ignore[arg-type]  # None starts it
+            query = routine.send(rows)
         except StopIteration as finished:
             result: T = finished.value
             return result
-        rows = await connection.fetch(statement.numbered, *statement.arguments(values))
 
 
 async def fetch_without_jit(pool: asyncpg.Pool, query: str, *args: Any) -> list[asyncpg.Record]:
@@ -263,12 +278,12 @@ async def fetch_without_jit(pool: asyncpg.Pool, query: str, *args: Any) -> list[
             rows: list[asyncpg.Record] = await connection.fetch(query, *args)
             await connection.execute("commit")
         except BaseException as error:
-            await _end_transaction(connection, error)
+            await end_transaction(connection, error)
             raise
         return rows
 
 
-async def _end_transaction(connection: PoolConnectionProxy, error: BaseException) -> None:
+async def end_transaction(connection: AnyConnection, error: BaseException) -> None:
     """Leave no transaction open on a connection going back to the pool: roll it back, or
     close the connection when the statement was cancelled (the connection may still be
     busy with it) or the rollback fails."""
