@@ -6,8 +6,10 @@ call is added again, and tasks or queues the statement created are named by a lo
 logic is written without I/O, as a :data:`Routine`: a generator that yields each statement
 with its values and is sent the rows it returned. :func:`run_routine` runs a routine on a
 synchronous SQLAlchemy ``Connection`` (:class:`JobHelpers`, and through ``run_sync``
-:class:`AsyncJobHelpers` and :class:`WorkerUtils`); the worker's job store runs the same
-routines on an asyncpg connection (:mod:`~sqlalchemy_graphile._store._asyncpg`).
+:class:`AsyncJobHelpers` and :class:`WorkerUtils` on a psycopg engine); the worker's job
+store runs the same routines on an asyncpg connection
+(:mod:`~sqlalchemy_graphile._store._asyncpg`), and so does :class:`WorkerUtils` on an
+asyncpg engine (:mod:`~sqlalchemy_graphile._asyncpg_adds`).
 
 The functions taking a ``Connection`` join the transaction open on it (SQLAlchemy begins one
 on first use) and never commit. This module imports neither SQLAlchemy nor a driver, so the
