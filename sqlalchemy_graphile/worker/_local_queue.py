@@ -42,13 +42,14 @@ from typing import Any
 
 import asyncpg
 
+from .._backoff import Backoff
 from ..events import LocalQueueEvent, LocalQueueMode, WorkerEvents
 from ._fetch import DirectJobSource
 from ._jit import fetch_without_jit
 from ._jobs import FetchedJob, fetched_job
 from ._observer import LatencyObserver
 from ._options import RefetchDelay
-from ._retry import FETCH_ERROR_BACKOFF, Backoff, transient_backoff, with_retries
+from ._retry import FETCH_ERROR_BACKOFF, transient_backoff, with_retries
 from ._sql import Statements, id_list
 from ._task_ids import TaskIdentifiers
 

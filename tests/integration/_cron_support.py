@@ -13,6 +13,8 @@ import asyncpg
 import psycopg
 
 from sqlalchemy_graphile import CronEvent, CronItem, WorkerEvents, parse_crontab
+from sqlalchemy_graphile._catalog import catalog_for
+from sqlalchemy_graphile._store._asyncpg_cron import AsyncpgCronStore
 from sqlalchemy_graphile.cron._scheduler import CronScheduler
 
 from ._worker_support import EventLog
@@ -116,8 +118,7 @@ async def running_cron(
     events.on_any(log)
     pool = await asyncpg.create_pool(db_url, min_size=1, max_size=2)
     scheduler = CronScheduler(
-        pool=pool,
-        schema="graphile_worker",
+        store=AsyncpgCronStore(pool, catalog_for("graphile_worker")),
         items=items,
         events=events,
         pool_id=pool_id,
