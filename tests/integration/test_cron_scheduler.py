@@ -15,13 +15,13 @@ from sqlalchemy_graphile import CronItem, CronItemOptions, JobKeyMode, WorkerEve
 from sqlalchemy_graphile._catalog import catalog_for
 from sqlalchemy_graphile._store._asyncpg_cron import AsyncpgCronStore
 from sqlalchemy_graphile.cron._scheduler import CronScheduler
+from tests._fakes.cron import FakeClock
 
 from ._cron_support import (
     HOUR,
     MINUTE,
     REFERENCE,
     SECOND,
-    FakeClock,
     cron_jobs,
     known,
     running_cron,
