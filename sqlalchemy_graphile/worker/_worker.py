@@ -17,6 +17,7 @@ from .._catalog import catalog_for
 from .._plugins import Plugins
 from .._poolers import Pooler
 from .._recovery import DEFAULT_RESILIENT_FLAGS, heartbeat_metadata
+from .._store._asyncpg import AsyncpgJobStore
 from .._store._asyncpg_cron import AsyncpgCronStore
 from .._store._asyncpg_recovery import AsyncpgRecoveryStore
 from .._store._recovery import RecoveryStore
@@ -42,7 +43,6 @@ from ._options import (
 from ._pool import FORCEFUL_STEP_TIMEOUT, WorkerPool
 from ._recovery import PROCESS_STARTED_AT, Heartbeat, RecoverySweeper
 from ._schema_check import check_schema
-from ._sql import statements_for
 from ._unhandled import UnhandledJobsCheck
 
 if TYPE_CHECKING:
@@ -398,10 +398,9 @@ class Worker:
         )
         pool = WorkerPool(
             options=options,
-            pool_id=self._pool_id,
             continuous=continuous,
-            db=db,
-            statements=statements_for(options.schema),
+            store=AsyncpgJobStore(db, catalog, self._pool_id),
+            notifier=db,
             events=self._events,
             adder=_UtilsAdder(self),
             connect_listener=lambda: asyncpg.connect(**listen_kwargs),
