@@ -23,8 +23,6 @@ _STATE_FILTERS = {
     "failed": "j.locked_at is null and j.attempts >= j.max_attempts",
 }
 
-_SECONDS = {"seconds": "float8"}
-
 
 class HealthStatements:
     """The health statements for one schema."""
@@ -123,7 +121,7 @@ class HealthStatements:
             f" and not exists (select 1 from {s}._private_job_queues q"
             " where q.id = j.job_queue_id and q.locked_at is not null)"
             " group by t.identifier order by t.identifier",
-            _SECONDS,
+            {"seconds": "float8"},
         )
 
     # -- the doctor's checks ----------------------------------------------------------------
