@@ -19,6 +19,7 @@ from .._identifiers import SchemaName, schema_name
 from ._cron import CronStatements
 from ._health import HealthStatements
 from ._ledger import LedgerStatements
+from ._reads import ReadStatements
 from ._recovery import RecoveryStatements
 from ._statement import Statement
 from ._worker import WorkerStatements
@@ -36,6 +37,16 @@ class Catalog:
     def worker(self) -> WorkerStatements:
         """The lock protocol: fetch, complete, fail, give back, stale locks."""
         return WorkerStatements(self.schema)
+
+    @cached_property
+    def worker_asynchronous_commit(self) -> WorkerStatements:
+        """As :attr:`worker`, with outcomes committed without waiting for the WAL flush."""
+        return WorkerStatements(self.schema, asynchronous_commit=True)
+
+    @cached_property
+    def reads(self) -> ReadStatements:
+        """Read-only statements of the testing helpers."""
+        return ReadStatements(self.schema)
 
     @cached_property
     def cron(self) -> CronStatements:
