@@ -16,6 +16,7 @@ from __future__ import annotations
 from functools import cache, cached_property
 
 from .._identifiers import SchemaName, schema_name
+from ._run_jobs import RunJobsStatements
 from ._statement import Statement
 from ._worker import WorkerStatements
 
@@ -32,6 +33,11 @@ class Catalog:
     def worker(self) -> WorkerStatements:
         """The lock protocol: fetch, complete, fail, give back, stale locks."""
         return WorkerStatements(self.schema)
+
+    @cached_property
+    def run_jobs(self) -> RunJobsStatements:
+        """What ``run_jobs`` reads besides the lock protocol."""
+        return RunJobsStatements(self.schema)
 
 
 @cache
