@@ -27,6 +27,9 @@ from ._statement import Statement
 #: The fixed lock timeout of the schema: older locks are cleared by the sweep.
 LOCK_TIMEOUT = "interval '4 hours'"
 
+#: The order jobs are fetched in.
+_ORDER = " order by jobs.priority asc, jobs.run_at asc"
+
 
 def id_list(ids: Iterable[int]) -> str:
     """Job or task ids as the statements take them: ``"1,2,3"``."""
@@ -116,6 +119,14 @@ class WorkerStatements:
         Raises :class:`ValueError` for a batch size that is not a positive int.
         """
         return _fetch(self.schema, batch_size, with_flags, app_time)
+
+    def release_and_fetch(self, *, failed: bool, with_flags: bool, app_time: bool) -> Statement:
+        """Release ``job_id`` (complete it, or with ``failed`` record its failure as
+        :attr:`fail_job` does) and unlock its queue where ``pool_id`` holds them, and fetch
+        the next job as :meth:`fetch` with a batch of one does, in one statement: one
+        commit per job. Returns one row: the next job's columns (all null when none was
+        runnable), then the ids released (:func:`recorded_ids`; null when fenced)."""
+        return _release_and_fetch(self.schema, failed, with_flags, app_time)
 
     # -- completing ---------------------------------------------------------------------
 
@@ -295,26 +306,10 @@ def _fetch(schema: SchemaName, batch_size: int, with_flags: bool, app_time: bool
         raise ValueError(f"batch size must be a positive int, not {batch_size!r}")
     s = schema.quoted
     now = "cast(:now as timestamptz)" if app_time else "now()"
-    flags = (
-        " and (jobs.flags ?| cast(:forbidden_flags as text[])) is not true" if with_flags else ""
-    )
-    runnable = (
-        f"jobs.is_available = true and jobs.run_at <= {now}"
-        f" and jobs.task_id = any({_split(':task_ids', 'int')}){flags}"
-    )
-    order = " order by jobs.priority asc, jobs.run_at asc"
+    runnable = _runnable(s, now, with_flags)
+    order = _ORDER
     if batch_size == 1:
-        # Graphile Worker's shape: one runnable job, unqueued or in an available queue.
-        chosen = (
-            "with j as ("
-            " select jobs.id, jobs.job_queue_id"
-            f" from {s}._private_jobs as jobs"
-            f" where {runnable}"
-            " and (jobs.job_queue_id is null or jobs.job_queue_id in ("
-            f" select job_queues.id from {s}._private_job_queues as job_queues"
-            " where job_queues.is_available = true for update skip locked))"
-            f"{order} limit 1 for update skip locked),"
-        )
+        chosen = f"with {_choose_one(s, runnable)}"
     else:
         # A batch: unqueued jobs, plus the first runnable job of each available named
         # queue, so that a queue never has two jobs running at once; then the best
@@ -340,22 +335,100 @@ def _fetch(schema: SchemaName, batch_size: int, with_flags: bool, app_time: bool
             " from (select * from unqueued union all select * from heads) as jobs"
             f"{order} limit {batch_size}),"
         )
+    return Statement(
+        f"{chosen} {_lock_queues(s, now)} {_lock_jobs(s, now)}",
+        _fetch_types(with_flags=with_flags, app_time=app_time),
+    )
+
+
+def _fetch_types(*, with_flags: bool, app_time: bool) -> dict[str, str]:
     types = {"pool_id": "text", "task_ids": "text"}
     if with_flags:
         types["forbidden_flags"] = "text[]"
     if app_time:
         types["now"] = "timestamptz"
-    return Statement(
-        f"{chosen}"
-        f" q as (update {s}._private_job_queues as job_queues"
+    return types
+
+
+def _runnable(s: str, now: str, with_flags: bool) -> str:
+    """The condition of a runnable job of ``:task_ids`` (without ``:forbidden_flags``)."""
+    flags = (
+        " and (jobs.flags ?| cast(:forbidden_flags as text[])) is not true" if with_flags else ""
+    )
+    return (
+        f"jobs.is_available = true and jobs.run_at <= {now}"
+        f" and jobs.task_id = any({_split(':task_ids', 'int')}){flags}"
+    )
+
+
+def _choose_one(s: str, runnable: str) -> str:
+    """CTE ``j``: the best runnable job, unqueued or in an available named queue (Graphile
+    Worker's shape), locked."""
+    return (
+        "j as ("
+        " select jobs.id, jobs.job_queue_id"
+        f" from {s}._private_jobs as jobs"
+        f" where {runnable}"
+        " and (jobs.job_queue_id is null or jobs.job_queue_id in ("
+        f" select job_queues.id from {s}._private_job_queues as job_queues"
+        " where job_queues.is_available = true for update skip locked))"
+        f"{_ORDER} limit 1 for update skip locked),"
+    )
+
+
+def _lock_queues(s: str, now: str) -> str:
+    """CTE ``q``: the named queues of the jobs in CTE ``j``, locked."""
+    return (
+        f"q as (update {s}._private_job_queues as job_queues"
         f" set locked_by = cast(:pool_id as text), locked_at = {now}"
         " from j where job_queues.id = j.job_queue_id"
         " returning job_queues.id, job_queues.queue_name)"
-        f" update {s}._private_jobs as jobs"
+    )
+
+
+def _lock_jobs(s: str, now: str) -> str:
+    """The update that locks the jobs in CTE ``j``, counts their attempt and returns them
+    (:data:`JOB_COLUMNS`, then ``queue_name`` from CTE ``q``)."""
+    return (
+        f"update {s}._private_jobs as jobs"
         f" set attempts = jobs.attempts + 1, locked_by = cast(:pool_id as text),"
         f" locked_at = {now}"
         " from j left join q on q.id = j.job_queue_id"
         " where jobs.id = j.id"
-        f" returning {JOB_COLUMNS}, q.queue_name",
+        f" returning {JOB_COLUMNS}, q.queue_name"
+    )
+
+
+@lru_cache(maxsize=256)
+def _release_and_fetch(
+    schema: SchemaName, failed: bool, with_flags: bool, app_time: bool
+) -> Statement:
+    s = schema.quoted
+    now = "cast(:now as timestamptz)" if app_time else "now()"
+    owned = "jobs.id = cast(:job_id as bigint) and jobs.locked_by = cast(:pool_id as text)"
+    types = _fetch_types(with_flags=with_flags, app_time=app_time) | {"job_id": "bigint"}
+    if failed:
+        fail_set = _fail_set(
+            message="cast(:message as text)",
+            payload="cast(:payload as json)",
+            permanent="cast(:permanent as boolean)",
+        )
+        release = f"update {s}._private_jobs as jobs set {fail_set} where {owned}"
+        types |= {"message": "text", "payload": "text", "permanent": "boolean"}
+    else:
+        release = f"delete from {s}._private_jobs as jobs where {owned}"
+    # Every part sees the snapshot the statement started with: the released job and its
+    # queue still look locked to the fetch, so it takes neither (the queue's next job is
+    # fetched by a later statement, as after a release of its own).
+    return Statement(
+        f"with r as ({release} returning jobs.id, jobs.job_queue_id),"
+        f" rq as (update {s}._private_job_queues as job_queues"
+        " set locked_by = null, locked_at = null from r"
+        " where job_queues.id = r.job_queue_id"
+        " and job_queues.locked_by = cast(:pool_id as text)),"
+        f" {_choose_one(s, _runnable(s, now, with_flags))}"
+        f" {_lock_queues(s, now)}, n as ({_lock_jobs(s, now)}),"
+        " recorded as (select string_agg(r.id::text, ',') as ids from r)"
+        " select n.*, recorded.ids from recorded left join n on true",
         types,
     )

@@ -63,6 +63,20 @@ class JobStore(Protocol):
         permanent), payload replaced when given, jobs and queues unlocked, where this owner
         still holds them; return the ids recorded."""
 
+    async def release_and_fetch(
+        self,
+        release: FetchedJob | Failure,
+        tasks: TaskIds,
+        *,
+        forbidden_flags: Sequence[str] | None = None,
+        now: datetime | None = None,
+    ) -> tuple[bool, FetchedJob | None]:
+        """Complete ``release`` (a :class:`FetchedJob`) or record it (a :class:`Failure`),
+        as :meth:`complete` / :meth:`fail` do, and fetch the next job as :meth:`fetch`
+        with a batch of one does, in one transaction. Returns whether the release was
+        recorded (``False``: fenced) and the next job, if any. The released job's queue is
+        not fetched from in the same call."""
+
     async def fail_held(self, job_ids: Sequence[int], message: str) -> list[int]:
         """Fail the jobs a stopping worker still holds with one ``message`` (attempt
         counted, normal backoff, queues unlocked); return the ids updated."""

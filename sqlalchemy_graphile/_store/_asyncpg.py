@@ -104,22 +104,9 @@ class AsyncpgJobStore:
         if batch_size == 1:
             rows = await self._pool.fetch(statement.numbered, *arguments)
         else:
-            rows = await self._fetch_without_jit(statement.numbered, arguments)
+            rows = await fetch_without_jit(self._pool, statement.numbered, *arguments)
         names = tasks.identifier_by_id
         return [fetched_job(row, names[row[2]], row[16]) for row in rows]
-
-    async def _fetch_without_jit(
-        self, query: str, arguments: tuple[Any, ...]
-    ) -> list[asyncpg.Record]:
-        async with self._pool.acquire() as connection:
-            await connection.execute(_BEGIN_WITHOUT_JIT)
-            try:
-                rows: list[asyncpg.Record] = await connection.fetch(query, *arguments)
-                await connection.execute("commit")
-            except BaseException as error:
-                await _end_transaction(connection, error)
-                raise
-            return rows
 
     # -- outcomes -----------------------------------------------------------------------
 
@@ -155,6 +142,38 @@ class AsyncpgJobStore:
             )
         return recorded_ids(text)
 
+    async def release_and_fetch(
+        self,
+        release: FetchedJob | Failure,
+        tasks: TaskIds,
+        *,
+        forbidden_flags: Sequence[str] | None = None,
+        now: datetime | None = None,
+    ) -> tuple[bool, FetchedJob | None]:
+        with_flags = bool(forbidden_flags)
+        failed = isinstance(release, Failure)
+        statement = self._statements.release_and_fetch(
+            failed=failed, with_flags=with_flags, app_time=now is not None
+        )
+        values: dict[str, Any] = {
+            "pool_id": self._pool_id,
+            "task_ids": tasks.ids,
+            "job_id": release.id,
+        }
+        if isinstance(release, Failure):
+            values["message"] = release.message
+            values["payload"] = release.replacement_payload
+            values["permanent"] = release.permanent
+        if with_flags:
+            values["forbidden_flags"] = list(forbidden_flags or ())
+        if now is not None:
+            values["now"] = now
+        row = await self._pool.fetchrow(statement.numbered, *statement.arguments(values))
+        recorded = row is not None and row[17] is not None
+        if row is None or row[0] is None:
+            return recorded, None
+        return recorded, fetched_job(row, tasks.identifier_by_id[row[2]], row[16])
+
     async def fail_held(self, job_ids: Sequence[int], message: str) -> list[int]:
         rows = await self._rows(
             self._statements.fail_jobs_with_message,
@@ -188,6 +207,21 @@ class AsyncpgJobStore:
 
     async def add_jobs(self, jobs: Sequence[NewJob], *, preserve_run_at: bool = False) -> list[Job]:
         raise NotImplementedError
+
+
+async def fetch_without_jit(pool: asyncpg.Pool, query: str, *args: Any) -> list[asyncpg.Record]:
+    """The rows of ``query``, run in a transaction of its own (committed on return) with
+    ``jit`` off, on a connection of ``pool``. Database errors propagate; the transaction is
+    rolled back first (or the connection closed when that is not possible)."""
+    async with pool.acquire() as connection:
+        await connection.execute(_BEGIN_WITHOUT_JIT)
+        try:
+            rows: list[asyncpg.Record] = await connection.fetch(query, *args)
+            await connection.execute("commit")
+        except BaseException as error:
+            await _end_transaction(connection, error)
+            raise
+        return rows
 
 
 async def _end_transaction(connection: PoolConnectionProxy, error: BaseException) -> None:

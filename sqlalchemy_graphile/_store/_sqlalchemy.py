@@ -149,6 +149,38 @@ class SqlAlchemyJobStore:
             )
         return recorded_ids(text)
 
+    async def release_and_fetch(
+        self,
+        release: FetchedJob | Failure,
+        tasks: TaskIds,
+        *,
+        forbidden_flags: Sequence[str] | None = None,
+        now: datetime | None = None,
+    ) -> tuple[bool, FetchedJob | None]:
+        with_flags = bool(forbidden_flags)
+        statement = self._statements.release_and_fetch(
+            failed=isinstance(release, Failure), with_flags=with_flags, app_time=now is not None
+        )
+        values: dict[str, Any] = {
+            "pool_id": self._pool_id,
+            "task_ids": tasks.ids,
+            "job_id": release.id,
+        }
+        if isinstance(release, Failure):
+            values["message"] = release.message
+            values["payload"] = release.replacement_payload
+            values["permanent"] = release.permanent
+        if with_flags:
+            values["forbidden_flags"] = list(forbidden_flags or ())
+        if now is not None:
+            values["now"] = now
+        rows = await self._rows(statement, **values)
+        row = rows[0] if rows else None
+        recorded = row is not None and row[17] is not None
+        if row is None or row[0] is None:
+            return recorded, None
+        return recorded, fetched_job(row, tasks.identifier_by_id[row[2]], row[16])
+
     async def fail_held(self, job_ids: Sequence[int], message: str) -> list[int]:
         rows = await self._rows(
             self._statements.fail_jobs_with_message,

@@ -44,3 +44,7 @@ class Failure:
     message: str
     replacement_payload: str | None = None
     permanent: bool = False
+
+    @property
+    def id(self) -> int:
+        return self.job.id

@@ -41,7 +41,6 @@ from ..job import Job
 from ..job_spec import JobSpec, RawJobSpec
 from ..log_format import job_fields
 from ..tasks import AnyTaskType, BatchTask, Task
-from ..worker import _jobs
 from ..worker._options import task_map
 from ..worker._runner import Outcome, TaskRunner, is_final, log_outcome
 from . import _sql
@@ -269,7 +268,7 @@ async def _run(session: SyncTarget | AsyncTarget, plan: _Plan) -> list[RanJob]:
             if fetched is None:
                 break
             started = time.perf_counter()
-            outcome = await runner.run(_jobs.FetchedJob(fetched.job, fetched.queue_id))
+            outcome = await runner.run(fetched)
             millis = (time.perf_counter() - started) * 1000
             if not await _release(store, fetched, outcome):
                 logger.warning(

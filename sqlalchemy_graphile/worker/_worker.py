@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING, Any, Self
 
 import asyncpg
 
+from .._catalog import catalog_for
 from .._plugins import Plugins
 from .._poolers import Pooler
 from .._recovery import DEFAULT_RESILIENT_FLAGS, heartbeat_metadata
+from .._store._asyncpg import AsyncpgJobStore
 from ..cron._items import CronItem
 from ..cron._scheduler import CronScheduler
 from ..errors import ConfigurationError, WorkerStateError
@@ -38,7 +40,6 @@ from ._options import (
 from ._pool import FORCEFUL_STEP_TIMEOUT, WorkerPool
 from ._recovery import PROCESS_STARTED_AT, Heartbeat, RecoverySweeper, recovery_available
 from ._schema_check import check_schema
-from ._sql import statements_for
 from ._unhandled import UnhandledJobsCheck
 
 if TYPE_CHECKING:
@@ -392,10 +393,9 @@ class Worker:
         )
         pool = WorkerPool(
             options=options,
-            pool_id=self._pool_id,
             continuous=continuous,
-            db=db,
-            statements=statements_for(options.schema),
+            store=AsyncpgJobStore(db, catalog_for(options.schema), self._pool_id),
+            notifier=db,
             events=self._events,
             adder=_UtilsAdder(self),
             connect_listener=lambda: asyncpg.connect(**listen_kwargs),

@@ -14,6 +14,8 @@ two stores on one database play two workers. The store follows the
   complete, fail, give back and ``fail_held`` touch only jobs that pool id still holds;
 * a failure's retry runs at ``greatest(now, run_at) + exp(least(attempts, 10))`` seconds; a
   permanent one sets ``attempts`` to ``max_attempts``;
+* :meth:`FakeJobStore.release_and_fetch` chooses the next job as the tables were before
+  the release, as its one statement does: the released job's queue is not fetched from;
 * locks older than four hours are cleared by :meth:`FakeJobStore.reset_stale_locks`.
 
 ``now`` is :attr:`FakeDatabase.clock` (a :class:`FakeClock` unless another is injected),
@@ -311,8 +313,14 @@ class FakeJobStore:
     ) -> list[FetchedJob]:
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"batch size must be a positive int, not {batch_size!r}")
+        now = self.database.clock() if now is None else now
+        return self._lock(self._choose(tasks, batch_size, forbidden_flags, now), now)
+
+    def _choose(
+        self, tasks: TaskIds, batch_size: int, forbidden_flags: Sequence[str] | None, now: datetime
+    ) -> list[_Row]:
+        """The best runnable jobs, at most ``batch_size``, never two of one named queue."""
         database = self.database
-        now = database.clock() if now is None else now
         task_ids = recorded_ids(tasks.ids)
         forbidden = set(forbidden_flags or ())
         runnable = sorted(
@@ -337,13 +345,18 @@ class FakeJobStore:
                     continue
                 queues.add(row.queue_id)
             chosen.append(row)
-        for row in chosen:
+        return chosen
+
+    def _lock(self, rows: list[_Row], now: datetime) -> list[FetchedJob]:
+        """Lock ``rows`` and their queues for this pool, counting the attempt."""
+        database = self.database
+        for row in rows:
             row.attempts += 1
             row.locked_by, row.locked_at = self._pool_id, now
             if row.queue_id is not None:
                 queue = database.queues[row.queue_id]
                 queue.locked_by, queue.locked_at = self._pool_id, now
-        return [database.fetched(row) for row in chosen]
+        return [database.fetched(row) for row in rows]
 
     # -- outcomes -----------------------------------------------------------------------
 
@@ -369,17 +382,45 @@ class FakeJobStore:
             row = database.rows.get(failure.job.id)
             if row is None or row.locked_by != self._pool_id or row.id in recorded:
                 continue
-            row.last_error = failure.message
-            row.run_at = backoff(now, row.run_at, row.attempts)
-            row.locked_at = row.locked_by = None
-            if failure.replacement_payload is not None:
-                row.payload_json = failure.replacement_payload
-            if failure.permanent:
-                row.attempts = row.max_attempts
+            self._record_failure(row, failure, now)
             if unlock:
                 database.unlock_queue(row, self._pool_id)
             recorded.add(row.id)
         return recorded
+
+    @staticmethod
+    def _record_failure(row: _Row, failure: Failure, now: datetime) -> None:
+        row.last_error = failure.message
+        row.run_at = backoff(now, row.run_at, row.attempts)
+        row.locked_at = row.locked_by = None
+        if failure.replacement_payload is not None:
+            row.payload_json = failure.replacement_payload
+        if failure.permanent:
+            row.attempts = row.max_attempts
+
+    async def release_and_fetch(
+        self,
+        release: FetchedJob | Failure,
+        tasks: TaskIds,
+        *,
+        forbidden_flags: Sequence[str] | None = None,
+        now: datetime | None = None,
+    ) -> tuple[bool, FetchedJob | None]:
+        database = self.database
+        now = database.clock() if now is None else now
+        # The next job is chosen as the tables were before the release, as the one statement
+        # sees them: the released job and its queue still look locked.
+        chosen = self._choose(tasks, 1, forbidden_flags, now)
+        row = database.rows.get(release.id)
+        recorded = row is not None and row.locked_by == self._pool_id
+        if row is not None and recorded:
+            if isinstance(release, Failure):
+                self._record_failure(row, release, database.clock())
+            else:
+                del database.rows[row.id]
+            database.unlock_queue(row, self._pool_id)
+        fetched = self._lock(chosen, now)
+        return recorded, fetched[0] if fetched else None
 
     async def fail_held(self, job_ids: Sequence[int], message: str) -> list[int]:
         database = self.database

@@ -505,6 +505,121 @@ async def test_a_failure_unlocks_the_queue(stores: Harness) -> None:
     assert ids(await stores.other.fetch(tasks, 1)) == [second.id]
 
 
+# -- releasing and fetching in one call --------------------------------------------------
+
+
+async def test_release_and_fetch_completes_and_fetches_the_next_job(stores: Harness) -> None:
+    start = await stores.now()
+    first = await stores.add(run_at=start - timedelta(minutes=2))
+    second = await stores.add(run_at=start - timedelta(minutes=1))
+    tasks = await stores.tasks()
+    fetched = await stores.store.fetch(tasks, 1)
+
+    recorded, next_job = await stores.store.release_and_fetch(fetched[0], tasks)
+
+    assert recorded
+    assert next_job is not None
+    assert (next_job.id, next_job.job.attempts, next_job.job.locked_by) == (
+        second.id,
+        1,
+        "pool-a",
+    )
+    assert await stores.job(first.id) is None
+    assert await stores.store.release_and_fetch(next_job, tasks) == (True, None)
+    assert await stores.store.jobs([first.id, second.id]) == []
+
+
+async def test_release_and_fetch_records_a_failure(stores: Harness) -> None:
+    start = await stores.now()
+    due = start + timedelta(hours=1)
+    failing = await stores.add(run_at=due, max_attempts=3)
+    waiting = await stores.add(run_at=due + timedelta(seconds=1))
+    tasks = await stores.tasks()
+    fetched = await stores.store.fetch(tasks, 1, now=due)
+    replacement = json.dumps({"replaced": True})
+
+    recorded, next_job = await stores.store.release_and_fetch(
+        Failure(fetched[0], "boom", replacement), tasks, now=due + timedelta(seconds=1)
+    )
+
+    assert recorded
+    assert next_job is not None
+    assert next_job.id == waiting.id
+    failed = await stores.job(failing.id)
+    assert failed is not None
+    assert (failed.attempts, failed.last_error, failed.locked_by) == (1, "boom", None)
+    assert failed.payload == {"replaced": True}
+    assert close_to(failed.run_at, due + seconds(1))
+
+    again = await stores.store.fetch(tasks, 1, now=failed.run_at)
+    permanent = Failure(again[0], "no", permanent=True)
+    assert await stores.store.release_and_fetch(permanent, tasks) == (True, None)
+    dead = await stores.job(failing.id)
+    assert dead is not None
+    assert (dead.attempts, dead.last_error) == (3, "no")
+
+
+async def test_release_and_fetch_leaves_the_released_queue_to_the_next_fetch(
+    stores: Harness,
+) -> None:
+    start = await stores.now()
+    head = await stores.add(queue_name="q", run_at=start - timedelta(minutes=2))
+    follower = await stores.add(queue_name="q", run_at=start - timedelta(minutes=1))
+    tasks = await stores.tasks()
+    fetched = await stores.store.fetch(tasks, 1)
+    assert ids(fetched) == [head.id]
+
+    assert await stores.store.release_and_fetch(fetched[0], tasks) == (True, None)
+
+    # The queue was unlocked by the release: the next fetch takes its next job.
+    assert ids(await stores.other.fetch(tasks, 1)) == [follower.id]
+
+
+async def test_release_and_fetch_respects_flags_time_and_tasks(stores: Harness) -> None:
+    start = await stores.now()
+    released = await stores.add()
+    await stores.add(flags=("no",))
+    await stores.add("other")
+    later = await stores.add(run_at=start + timedelta(hours=1))
+    tasks = await stores.tasks()
+    fetched = await stores.store.fetch(tasks, 1, forbidden_flags=["no"])
+    assert ids(fetched) == [released.id]
+
+    nothing = await stores.store.release_and_fetch(fetched[0], tasks, forbidden_flags=["no"])
+    assert nothing == (True, None)
+    flagged = await stores.store.fetch(tasks, 1)
+    recorded, next_job = await stores.store.release_and_fetch(
+        flagged[0], tasks, now=start + timedelta(hours=1)
+    )
+
+    assert recorded
+    assert next_job is not None
+    assert next_job.id == later.id
+    assert next_job.job.locked_at == start + timedelta(hours=1)
+
+
+async def test_release_and_fetch_by_another_owner_is_fenced_but_still_fetches(
+    stores: Harness,
+) -> None:
+    start = await stores.now()
+    held = await stores.add(run_at=start - timedelta(minutes=1))
+    free = await stores.add(run_at=start)
+    tasks = await stores.tasks()
+    fetched = await stores.store.fetch(tasks, 1)
+    assert ids(fetched) == [held.id]
+
+    recorded, next_job = await stores.other.release_and_fetch(
+        Failure(fetched[0], "not mine"), tasks
+    )
+
+    assert not recorded
+    assert next_job is not None
+    assert (next_job.id, next_job.job.locked_by) == (free.id, "pool-b")
+    stored = await stores.job(held.id)
+    assert stored is not None
+    assert (stored.locked_by, stored.last_error) == ("pool-a", None)
+
+
 # -- fail_held ----------------------------------------------------------------------------
 
 
