@@ -29,6 +29,7 @@ sent. Two jobs with one key in one :meth:`FakeJobStore.add_jobs` call raise
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from collections.abc import Callable, Sequence
@@ -37,10 +38,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy_graphile._catalog._worker import id_list, recorded_ids
-from sqlalchemy_graphile._job_input import NewJob
+from sqlalchemy_graphile._job_input import NewJob, from_raw
 from sqlalchemy_graphile._store import Failure, FetchedJob, TaskIds
 from sqlalchemy_graphile.job import Job
-from sqlalchemy_graphile.job_spec import JobKeyMode
+from sqlalchemy_graphile.job_spec import JobKeyMode, JobSpec
 
 #: How old a lock gets before :meth:`FakeJobStore.reset_stale_locks` clears it.
 LOCK_TIMEOUT = timedelta(hours=4)
@@ -187,6 +188,17 @@ class FakeDatabase:
 
     # -- adding -------------------------------------------------------------------------
 
+    def add(self, identifier: str = "task", payload: Any = None, **spec: Any) -> Job:
+        """Add one job at once (``spec``: :class:`JobSpec` fields), as ``add_job`` would,
+        without going through a store."""
+        job = from_raw(identifier, payload, JobSpec(**spec))
+        return self.job(self.add_jobs([job], preserve_run_at=False)[0])
+
+    def read(self, job_id: int) -> Job | None:
+        """The job ``job_id`` as stored now, or ``None`` when there is none."""
+        row = self.rows.get(job_id)
+        return None if row is None else self.job(row)
+
     def add_jobs(self, jobs: Sequence[NewJob], preserve_run_at: bool) -> list[_Row]:
         """What the ``add_jobs`` SQL function does (key modes in the specs are ignored)."""
         keys = [job.spec.job_key for job in jobs if job.spec.job_key is not None]
@@ -278,11 +290,43 @@ def _merged_payload(stored: str, added: str) -> str:
 class FakeJobStore:
     """A :class:`~sqlalchemy_graphile._store.JobStore` on a :class:`FakeDatabase`, locking
     as ``pool_id`` (see the module docstring). Every call takes effect at once, as if
-    committed; none awaits anything, so calls never interleave."""
+    committed; none awaits anything, so calls never interleave.
+
+    For tests of the parts that use it: :attr:`calls` lists the protocol methods called,
+    in order, and :meth:`called` awaits them; :meth:`fail_next` makes the next call of a
+    method raise instead of touching the tables.
+    """
 
     def __init__(self, database: FakeDatabase, pool_id: str) -> None:
         self.database = database
         self._pool_id = pool_id
+        #: ``(method, argument)`` of every call: the batch size of a fetch, the ids of the
+        #: jobs released or given back, ``None`` for the others.
+        self.calls: list[tuple[str, Any]] = []
+        self._errors: dict[str, list[Exception]] = {}
+        self._call_made = asyncio.Event()
+
+    def fail_next(self, method: str, error: Exception) -> None:
+        """Make the next call of ``method`` (``"fetch"``, ``"complete"``...) raise ``error``
+        before it touches anything."""
+        self._errors.setdefault(method, []).append(error)
+
+    def count(self, method: str) -> int:
+        """How many times ``method`` was called."""
+        return sum(1 for name, _argument in self.calls if name == method)
+
+    async def called(self, method: str, times: int = 1) -> None:
+        """Return once ``method`` has been called ``times`` times in all."""
+        while self.count(method) < times:
+            self._call_made.clear()
+            await self._call_made.wait()
+
+    def _enter(self, method: str, argument: Any = None) -> None:
+        self.calls.append((method, argument))
+        self._call_made.set()
+        errors = self._errors.get(method)
+        if errors:
+            raise errors.pop(0)
 
     @property
     def pool_id(self) -> str:
@@ -291,6 +335,7 @@ class FakeJobStore:
     # -- tasks --------------------------------------------------------------------------
 
     async def task_ids(self, identifiers: Sequence[str], *, register: bool = True) -> TaskIds:
+        self._enter("task_ids")
         by_id: dict[int, str] = {}
         for identifier in identifiers:
             database = self.database
@@ -311,6 +356,7 @@ class FakeJobStore:
         forbidden_flags: Sequence[str] | None = None,
         now: datetime | None = None,
     ) -> list[FetchedJob]:
+        self._enter("fetch", batch_size)
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"batch size must be a positive int, not {batch_size!r}")
         now = self.database.clock() if now is None else now
@@ -361,6 +407,7 @@ class FakeJobStore:
     # -- outcomes -----------------------------------------------------------------------
 
     async def complete(self, jobs: Sequence[FetchedJob]) -> set[int]:
+        self._enter("complete", [job.id for job in jobs])
         database = self.database
         # As the statements: queues are unlocked when any of the jobs was fetched in one.
         queued = any(job.queue_id is not None for job in jobs)
@@ -372,6 +419,7 @@ class FakeJobStore:
         return {row.id for row in rows}
 
     async def fail(self, failures: Sequence[Failure]) -> set[int]:
+        self._enter("fail", [failure.id for failure in failures])
         database = self.database
         now = database.clock()
         # As the statements: one failure unlocks a queue when its job was fetched in one;
@@ -406,6 +454,7 @@ class FakeJobStore:
         forbidden_flags: Sequence[str] | None = None,
         now: datetime | None = None,
     ) -> tuple[bool, FetchedJob | None]:
+        self._enter("release_and_fetch", [release.id])
         database = self.database
         now = database.clock() if now is None else now
         # The next job is chosen as the tables were before the release, as the one statement
@@ -423,6 +472,7 @@ class FakeJobStore:
         return recorded, fetched[0] if fetched else None
 
     async def fail_held(self, job_ids: Sequence[int], message: str) -> list[int]:
+        self._enter("fail_held", list(job_ids))
         database = self.database
         now = database.clock()
         rows = database.held(job_ids, self._pool_id)
@@ -434,6 +484,7 @@ class FakeJobStore:
         return [row.id for row in rows]
 
     async def give_back(self, job_ids: Sequence[int]) -> int:
+        self._enter("give_back", list(job_ids))
         rows = self.database.held(job_ids, self._pool_id)
         for row in rows:
             row.attempts = max(0, row.attempts - 1)
@@ -444,10 +495,12 @@ class FakeJobStore:
     # -- reading and maintenance -------------------------------------------------------
 
     async def jobs(self, job_ids: Sequence[int]) -> list[FetchedJob]:
+        self._enter("jobs")
         rows = self.database.rows
         return [self.database.fetched(rows[i]) for i in sorted(set(job_ids)) if i in rows]
 
     async def reset_stale_locks(self, now: datetime | None = None) -> None:
+        self._enter("reset_stale_locks")
         database = self.database
         now = database.clock() if now is None else now
         for row in database.rows.values():
@@ -461,6 +514,7 @@ class FakeJobStore:
     # -- adding -------------------------------------------------------------------------
 
     async def add_job(self, job: NewJob) -> Job:
+        self._enter("add_job")
         mode = job.spec.job_key_mode
         if mode is JobKeyMode.UNSAFE_DEDUPE and job.spec.job_key is not None:
             return self.database.job(self.database.add_unsafe_dedupe(job))
@@ -468,4 +522,5 @@ class FakeJobStore:
         return self.database.job(rows[0])
 
     async def add_jobs(self, jobs: Sequence[NewJob], *, preserve_run_at: bool = False) -> list[Job]:
+        self._enter("add_jobs")
         return [self.database.job(row) for row in self.database.add_jobs(jobs, preserve_run_at)]
