@@ -16,7 +16,7 @@ from __future__ import annotations
 from functools import cache, cached_property
 
 from .._identifiers import SchemaName, schema_name
-from ._run_jobs import RunJobsStatements
+from ._reads import ReadStatements
 from ._statement import Statement
 from ._worker import WorkerStatements
 
@@ -35,9 +35,14 @@ class Catalog:
         return WorkerStatements(self.schema)
 
     @cached_property
-    def run_jobs(self) -> RunJobsStatements:
-        """What ``run_jobs`` reads besides the lock protocol."""
-        return RunJobsStatements(self.schema)
+    def worker_asynchronous_commit(self) -> WorkerStatements:
+        """As :attr:`worker`, with outcomes committed without waiting for the WAL flush."""
+        return WorkerStatements(self.schema, asynchronous_commit=True)
+
+    @cached_property
+    def reads(self) -> ReadStatements:
+        """Read-only statements of the testing helpers."""
+        return ReadStatements(self.schema)
 
 
 @cache

@@ -49,6 +49,10 @@ def recorded_ids(text: str | None) -> set[int]:
 #: The select that ends an outcome statement: the ids of CTE ``j``, comma-separated.
 _RECORDED = " select string_agg(j.id::text, ',') from j"
 
+#: Sets ``synchronous_commit = off`` for the statement's own transaction only (see
+#: :class:`WorkerStatements`).
+_ASYNCHRONOUS_COMMIT = "set_config('synchronous_commit', 'off', true)"
+
 _BACKOFF = "greatest(now(), jobs.run_at) + exp(least(jobs.attempts, 10)) * interval '1 second'"
 
 
@@ -72,11 +76,24 @@ def _fail_set(*, message: str, payload: str, permanent: str) -> str:
 
 
 class WorkerStatements:
-    """The lock protocol's statements for one schema (see the module docstring)."""
+    """The lock protocol's statements for one schema (see the module docstring).
 
-    def __init__(self, schema: SchemaName) -> None:
+    With ``asynchronous_commit`` the statements that record outcomes (complete, fail,
+    release-and-fetch) set ``synchronous_commit = off`` for their own transaction: the
+    commit does not wait for the WAL flush. A database crash may then lose the last
+    outcomes written, and those jobs run once more; nothing else changes.
+    """
+
+    def __init__(self, schema: SchemaName, *, asynchronous_commit: bool = False) -> None:
         self.schema = schema
+        self.asynchronous_commit = asynchronous_commit
         self._s = schema.quoted
+        # `max` is evaluated only when something was recorded, which is all that matters.
+        self._recorded = (
+            f" select string_agg(j.id::text, ','), max({_ASYNCHRONOUS_COMMIT}) from j"
+            if asynchronous_commit
+            else _RECORDED
+        )
 
     def _unlock_queues(self) -> str:
         """An update that unlocks the queues of the jobs in CTE ``j`` held by ``:pool_id``."""
@@ -126,7 +143,9 @@ class WorkerStatements:
         the next job as :meth:`fetch` with a batch of one does, in one statement: one
         commit per job. Returns one row: the next job's columns (all null when none was
         runnable), then the ids released (:func:`recorded_ids`; null when fenced)."""
-        return _release_and_fetch(self.schema, failed, with_flags, app_time)
+        return _release_and_fetch(
+            self.schema, failed, with_flags, app_time, self.asynchronous_commit
+        )
 
     # -- completing ---------------------------------------------------------------------
 
@@ -138,7 +157,7 @@ class WorkerStatements:
             f"with j as (delete from {self._s}._private_jobs as jobs"
             f" where jobs.id = any({_split(':job_ids', 'bigint')})"
             " and jobs.locked_by = cast(:pool_id as text) returning jobs.id)"
-            f"{_RECORDED}",
+            f"{self._recorded}",
             {"job_ids": "text", "pool_id": "text"},
         )
 
@@ -151,7 +170,7 @@ class WorkerStatements:
             " and jobs.locked_by = cast(:pool_id as text)"
             " returning jobs.id, jobs.job_queue_id),"
             f" q as ({self._unlock_queues()})"
-            f"{_RECORDED}",
+            f"{self._recorded}",
             {"job_ids": "text", "pool_id": "text"},
         )
 
@@ -180,7 +199,7 @@ class WorkerStatements:
             f"with j as (update {self._s}._private_jobs as jobs set {fail_set}"
             " where jobs.id = cast(:job_id as bigint)"
             " and jobs.locked_by = cast(:pool_id as text) returning jobs.id)"
-            f"{_RECORDED}",
+            f"{self._recorded}",
             self._FAIL_TYPES,
         )
 
@@ -198,7 +217,7 @@ class WorkerStatements:
             " and jobs.locked_by = cast(:pool_id as text)"
             " returning jobs.id, jobs.job_queue_id),"
             f" q as ({self._unlock_queues()})"
-            f"{_RECORDED}",
+            f"{self._recorded}",
             self._FAIL_TYPES,
         )
 
@@ -219,7 +238,7 @@ class WorkerStatements:
             " from f where jobs.id = f.id and jobs.locked_by = cast(:pool_id as text)"
             " returning jobs.id, jobs.job_queue_id),"
             f" q as ({self._unlock_queues()})"
-            f"{_RECORDED}",
+            f"{self._recorded}",
             {
                 "job_ids": "text",
                 "messages": "text[]",
@@ -401,7 +420,7 @@ def _lock_jobs(s: str, now: str) -> str:
 
 @lru_cache(maxsize=256)
 def _release_and_fetch(
-    schema: SchemaName, failed: bool, with_flags: bool, app_time: bool
+    schema: SchemaName, failed: bool, with_flags: bool, app_time: bool, asynchronous_commit: bool
 ) -> Statement:
     s = schema.quoted
     now = "cast(:now as timestamptz)" if app_time else "now()"
@@ -429,6 +448,8 @@ def _release_and_fetch(
         f" {_choose_one(s, _runnable(s, now, with_flags))}"
         f" {_lock_queues(s, now)}, n as ({_lock_jobs(s, now)}),"
         " recorded as (select string_agg(r.id::text, ',') as ids from r)"
-        " select n.*, recorded.ids from recorded left join n on true",
+        " select n.*, recorded.ids"
+        + (f", {_ASYNCHRONOUS_COMMIT}" if asynchronous_commit else "")
+        + " from recorded left join n on true",
         types,
     )

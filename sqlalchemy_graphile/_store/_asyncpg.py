@@ -37,13 +37,24 @@ _BEGIN_WITHOUT_JIT = "begin; set local jit = off"
 class AsyncpgJobStore:
     """A :class:`~sqlalchemy_graphile._store.JobStore` on ``pool``, locking as ``pool_id``.
 
-    Database errors propagate as asyncpg raises them.
+    With ``asynchronous_release_commit`` outcomes are committed with ``synchronous_commit =
+    off`` (see :class:`~sqlalchemy_graphile._catalog._worker.WorkerStatements`). Database
+    errors propagate as asyncpg raises them.
     """
 
-    def __init__(self, pool: asyncpg.Pool, catalog: Catalog, pool_id: str) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        catalog: Catalog,
+        pool_id: str,
+        *,
+        asynchronous_release_commit: bool = False,
+    ) -> None:
         self._pool = pool
         self._catalog = catalog
-        self._statements = catalog.worker
+        self._statements = (
+            catalog.worker_asynchronous_commit if asynchronous_release_commit else catalog.worker
+        )
         self._pool_id = pool_id
 
     @property

@@ -204,7 +204,7 @@ async def _fetch(store: SqlAlchemyJobStore, plan: _Plan) -> FetchedJob | None:
         return None
     now = None
     if plan.run_scheduled:
-        latest_run_at = store.catalog.run_jobs.latest_run_at.clause
+        latest_run_at = store.catalog.reads.latest_run_at.clause
         now = await store.run(lambda connection: connection.execute(latest_run_at).scalar_one())
     fetched = await store.fetch(tasks, 1, forbidden_flags=plan.forbidden_flags, now=now)
     return fetched[0] if fetched else None

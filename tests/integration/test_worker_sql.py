@@ -295,3 +295,45 @@ async def test_release_and_fetch_honours_forbidden_flags_and_application_time(
     )
     assert (recorded, following) == (True, None)
     assert len(jobs(db)) == 1
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+async def test_asynchronous_release_commit_turns_synchronous_commit_off_for_outcomes_only(
+    db: psycopg.Connection, pool: asyncpg.Pool, asynchronous: bool
+) -> None:
+    for _ in range(3):
+        add(db)
+    catalog = catalog_for("graphile_worker")
+    statements = catalog.worker_asynchronous_commit if asynchronous else catalog.worker
+    store = AsyncpgJobStore(pool, catalog, POOL, asynchronous_release_commit=asynchronous)
+    first, second, third = await fetch(store, 3)
+    expected = "off" if asynchronous else "on"
+    async with pool.acquire() as connection:
+        # Inside one explicit transaction the local setting is visible after each statement.
+        for statement, values in (
+            (statements.complete_jobs, {"job_ids": str(first.id), "pool_id": POOL}),
+            (
+                statements.fail_job,
+                {
+                    "job_id": second.id,
+                    "pool_id": POOL,
+                    "message": "x",
+                    "payload": None,
+                    "permanent": False,
+                },
+            ),
+            (
+                statements.release_and_fetch(failed=False, with_flags=False, app_time=False),
+                {"job_id": third.id, "pool_id": POOL, "task_ids": (await task_ids(store)).ids},
+            ),
+        ):
+            async with connection.transaction():
+                await connection.fetch(statement.numbered, *statement.arguments(values))
+                assert await connection.fetchval("show synchronous_commit") == expected
+            assert await connection.fetchval("show synchronous_commit") == "on"
+        async with connection.transaction():  # fetching stays durable
+            statement = statements.fetch(1, with_flags=False, app_time=False)
+            values = {"pool_id": POOL, "task_ids": (await task_ids(store)).ids}
+            await connection.fetch(statement.numbered, *statement.arguments(values))
+            assert await connection.fetchval("show synchronous_commit") == "on"
+    assert [j["id"] for j in jobs(db)] == [second.id]
