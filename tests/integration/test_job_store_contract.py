@@ -14,6 +14,7 @@ travel goes through the ``now=`` of ``fetch`` and ``reset_stale_locks``.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -64,11 +65,21 @@ class Harness:
         found = await self.store.jobs([job_id])
         return found[0].job if found else None
 
-    async def adds(self) -> JobStore:
-        """The store, for tests of its adds (``AsyncpgJobStore`` has none yet)."""
-        if isinstance(self.store, AsyncpgJobStore):
+
+def adds(test: Callable[[Harness], Awaitable[None]]) -> Callable[[Harness], Awaitable[None]]:
+    """Mark a test of the stores' adds: an expected failure on ``AsyncpgJobStore`` for as
+    long as its adds raise :class:`NotImplementedError`."""
+
+    @functools.wraps(test)
+    async def run(stores: Harness) -> None:
+        try:
+            await test(stores)
+        except NotImplementedError:
+            if stores.kind != "asyncpg":
+                raise
             pytest.xfail("AsyncpgJobStore does not add jobs yet")
-        return self.store
+
+    return run
 
 
 def _fake() -> Harness:
@@ -741,8 +752,9 @@ async def test_reset_without_now_uses_the_stores_clock(stores: Harness) -> None:
 # -- adding -------------------------------------------------------------------------------
 
 
+@adds
 async def test_add_job_and_add_jobs_without_keys(stores: Harness) -> None:
-    store = await stores.adds()
+    store = stores.store
     start = await stores.now()
     spec = JobSpec(queue_name="q", run_at=start, max_attempts=3, priority=4, flags=("f",))
 
@@ -759,8 +771,9 @@ async def test_add_job_and_add_jobs_without_keys(stores: Harness) -> None:
     assert read[0].job == one
 
 
+@adds
 async def test_a_key_replaces_its_pending_job(stores: Harness) -> None:
-    store = await stores.adds()
+    store = stores.store
     start = await stores.now()
     first = await store.add_job(from_raw("a", {"v": 1}, JobSpec(job_key="k", priority=1)))
     tasks = await stores.tasks("a")
@@ -777,8 +790,9 @@ async def test_a_key_replaces_its_pending_job(stores: Harness) -> None:
     assert (second.attempts, second.last_error, second.revision) == (0, None, 1)
 
 
+@adds
 async def test_a_key_held_by_a_running_job_goes_to_a_new_job(stores: Harness) -> None:
-    store = await stores.adds()
+    store = stores.store
     first = await store.add_job(from_raw("a", {"v": 1}, JobSpec(job_key="k", max_attempts=4)))
     fetched = await stores.store.fetch(await stores.tasks("a"), 1)
     assert ids(fetched) == [first.id]
@@ -792,8 +806,9 @@ async def test_a_key_held_by_a_running_job_goes_to_a_new_job(stores: Harness) ->
     assert (old.key, old.attempts, old.locked_by) == (None, 4, "pool-a")
 
 
+@adds
 async def test_preserve_run_at_keeps_the_run_at_of_a_pending_job(stores: Harness) -> None:
-    store = await stores.adds()
+    store = stores.store
     start = await stores.now()
     due = start + timedelta(hours=1)
     first = await store.add_job(from_raw("a", None, JobSpec(job_key="k", run_at=due)))
@@ -813,8 +828,9 @@ async def test_preserve_run_at_keeps_the_run_at_of_a_pending_job(stores: Harness
     assert (replaced[0].run_at, replaced[0].payload, replaced[0].revision) == (start, {"v": 4}, 3)
 
 
+@adds
 async def test_unsafe_dedupe_keeps_the_existing_job(stores: Harness) -> None:
-    store = await stores.adds()
+    store = stores.store
     first = await store.add_job(from_raw("a", {"v": 1}, JobSpec(job_key="k")))
     spec = JobSpec(job_key="k", job_key_mode=JobKeyMode.UNSAFE_DEDUPE, priority=7)
 
@@ -833,8 +849,9 @@ async def test_unsafe_dedupe_keeps_the_existing_job(stores: Harness) -> None:
     assert (fresh.key, fresh.payload, fresh.revision) == ("other", {"v": 3}, 0)
 
 
+@adds
 async def test_keyed_batch_payloads_accumulate(stores: Harness) -> None:
-    store = await stores.adds()
+    store = stores.store
     first = await store.add_job(from_raw("a", [{"i": 1}], JobSpec(job_key="batch")))
 
     second = await store.add_job(from_raw("a", [{"i": 2}, {"i": 3}], JobSpec(job_key="batch")))
