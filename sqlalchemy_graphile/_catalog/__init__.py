@@ -16,6 +16,7 @@ from __future__ import annotations
 from functools import cache, cached_property
 
 from .._identifiers import SchemaName, schema_name
+from ._dashboard import DashboardStatements
 from ._reads import ReadStatements
 from ._statement import Statement
 from ._worker import WorkerStatements
@@ -43,6 +44,12 @@ class Catalog:
     def reads(self) -> ReadStatements:
         """Read-only statements of the testing helpers."""
         return ReadStatements(self.schema)
+
+    @cached_property
+    def dashboard(self) -> DashboardStatements:
+        """The dashboard's reads: job lists by filter shape, one job, counts, queues, cron
+        items, lock holders and heartbeats."""
+        return DashboardStatements(self.schema)
 
 
 @cache
