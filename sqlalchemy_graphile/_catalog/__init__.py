@@ -17,6 +17,7 @@ from functools import cache, cached_property
 
 from .._identifiers import SchemaName, schema_name
 from ._dashboard import DashboardStatements
+from ._inspect import InspectStatements
 from ._reads import ReadStatements
 from ._statement import Statement
 from ._worker import WorkerStatements
@@ -50,6 +51,11 @@ class Catalog:
         """The dashboard's reads: job lists by filter shape, one job, counts, queues, cron
         items, lock holders and heartbeats."""
         return DashboardStatements(self.schema)
+
+    @cached_property
+    def inspect(self) -> InspectStatements:
+        """The command line's reads (``list``, ``queues``, ``workers``)."""
+        return InspectStatements(self.schema)
 
 
 @cache

@@ -5,8 +5,9 @@ crontabs, and ``_private_workers`` where the crash-recovery objects are installe
 work on a schema that Node, the Rust port or this package installed. The dashboard changes
 nothing with them: its actions go through the schema's own admin functions.
 
-The jobs list depends on the request: which filters it has (:class:`JobFilterShape`), its
-order and whether it continues after a keyset cursor. :meth:`DashboardStatements.job_page`,
+The jobs list depends on the request: which filters it has
+(:class:`~._job_filters.JobFilterShape`), its order and whether it continues after a keyset
+cursor. :meth:`DashboardStatements.job_page`,
 :meth:`~DashboardStatements.count_matching` and :meth:`~DashboardStatements.matching_ids`
 build the statement of each such shape once; the filter values themselves are always bound
 parameters (:meth:`JobFilterShape.parameters` lists them).
@@ -14,20 +15,17 @@ parameters (:meth:`JobFilterShape.parameters` lists them).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from typing import Literal
 
 from .._identifiers import SchemaName
 from ._columns import JOB_COLUMNS, NAME_COLUMNS, NAME_JOINS
-from ._job_states import JOB_STATE, JOB_STATES, STATE_CONDITIONS, STATE_COUNTS
+from ._job_filters import JobFilterShape, filter_where
+from ._job_states import JOB_STATE, STATE_CONDITIONS, STATE_COUNTS
 from ._statement import Statement
 
 #: How many characters of a payload and of a last error a list row carries.
 PREVIEW_LENGTH = 300
-
-#: A case-sensitive (``like``) or case-insensitive (``ilike``) search.
-SearchOperator = Literal["like", "ilike"]
 
 #: The order of a page of jobs: ``run`` is (priority, run_at, id); ``newest`` is by id,
 #: newest first; ``newest_in_window`` the same among the ``window`` newest jobs (after the
@@ -37,41 +35,6 @@ SearchOperator = Literal["like", "ilike"]
 #: matches are common, but several times slower than the pass when they are rare or absent,
 #: measured at 1 M jobs).
 PageOrder = Literal["run", "newest", "newest_in_window", "newest_searched"]
-
-_FILTER_STATES = ("all", *JOB_STATES)
-
-
-@dataclass(frozen=True, slots=True)
-class JobFilterShape:
-    """Which filters a jobs statement applies: a state (``all`` is none), a task identifier
-    (parameter ``task``), a queue name (``queue``) and a search (``pattern``, a LIKE pattern,
-    and ``search_id``, the job id the term spells or null) matched with ``search``.
-
-    Raises :class:`ValueError` for an unknown state (the dashboard checks requests first).
-    """
-
-    state: str = "all"
-    task: bool = False
-    queue: bool = False
-    search: SearchOperator | None = None
-
-    def __post_init__(self) -> None:
-        if self.state not in _FILTER_STATES:
-            raise ValueError(f"unknown job state {self.state!r}")
-        if self.search not in (None, "like", "ilike"):
-            raise ValueError(f"unknown search operator {self.search!r}")
-
-    def parameters(self) -> dict[str, str]:
-        """The parameters of the filters present, with their SQL types."""
-        types: dict[str, str] = {}
-        if self.task:
-            types["task"] = "text"
-        if self.queue:
-            types["queue"] = "text"
-        if self.search is not None:
-            types["pattern"] = "text"
-            types["search_id"] = "bigint"
-        return types
 
 
 class DashboardStatements:
@@ -293,36 +256,6 @@ def _window_from(s: str, after_cursor: bool) -> str:
     )
 
 
-def _where(s: str, shape: JobFilterShape, extra: tuple[str, ...]) -> str:
-    """The ``where`` clause of ``shape``, plus ``extra`` conditions. Task and queue names
-    are matched in their small tables once, not joined in for every job."""
-    conditions = [] if shape.state == "all" else [STATE_CONDITIONS[shape.state]]
-    if shape.task:
-        conditions.append(
-            f"jobs.task_id = (select tasks.id from {s}._private_tasks as tasks"
-            " where tasks.identifier = cast(:task as text))"
-        )
-    if shape.queue:
-        conditions.append(
-            f"jobs.job_queue_id = (select queues.id from {s}._private_job_queues as queues"
-            " where queues.queue_name = cast(:queue as text))"
-        )
-    if shape.search is not None:
-        match = f"{shape.search} cast(:pattern as text) escape '\\'"
-        conditions.append(
-            "(jobs.id = cast(:search_id as bigint)"
-            " or jobs.task_id = any(array(select search_tasks.id"
-            f" from {s}._private_tasks as search_tasks where search_tasks.identifier {match}))"
-            " or jobs.job_queue_id = any(array(select search_queues.id"
-            f" from {s}._private_job_queues as search_queues"
-            f" where search_queues.queue_name {match}))"
-            f" or jobs.key {match} or jobs.locked_by {match} or jobs.last_error {match}"
-            f" or cast(jobs.payload as text) {match})"
-        )
-    conditions.extend(extra)
-    return (" where " + " and ".join(conditions)) if conditions else ""
-
-
 @lru_cache(maxsize=256)
 def _job_page(
     schema: SchemaName, shape: JobFilterShape, order: PageOrder, after_cursor: bool
@@ -344,7 +277,7 @@ def _job_page(
         source = _jobs_from(s)
     types["limit"] = "integer"
     return Statement(
-        f"{_LIST_COLUMNS}{source}{_where(s, shape, extra)} {_ORDERS[order]}"
+        f"{_LIST_COLUMNS}{source}{filter_where(s, shape, extra)} {_ORDERS[order]}"
         " limit cast(:limit as integer)",
         types,
     )
@@ -354,7 +287,7 @@ def _job_page(
 def _count_matching(schema: SchemaName, shape: JobFilterShape) -> Statement:
     s = schema.quoted
     return Statement(
-        f"select count(*), max(jobs.id){_jobs_from(s)}{_where(s, shape, ())}",
+        f"select count(*), max(jobs.id){_jobs_from(s)}{filter_where(s, shape, ())}",
         shape.parameters(),
     )
 
@@ -364,7 +297,7 @@ def _matching_ids(schema: SchemaName, shape: JobFilterShape) -> Statement:
     s = schema.quoted
     extra = ("jobs.id > cast(:after_id as bigint)", "jobs.id <= cast(:max_id as bigint)")
     return Statement(
-        f"select jobs.id{_jobs_from(s)}{_where(s, shape, extra)}"
+        f"select jobs.id{_jobs_from(s)}{filter_where(s, shape, extra)}"
         " order by jobs.id limit cast(:limit as integer)",
         {**shape.parameters(), "after_id": "bigint", "max_id": "bigint", "limit": "integer"},
     )

@@ -20,7 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .._catalog import catalog_for
 from .._catalog._columns import QUEUE_NAME, TASK_IDENTIFIER, job_from_row
-from .._catalog._dashboard import PREVIEW_LENGTH, JobFilterShape, PageOrder
+from .._catalog._dashboard import PREVIEW_LENGTH, PageOrder
+from .._catalog._job_filters import JobFilterShape
 from ..job import Job
 from ._filters import Cursor, JobFilter, case_matters, like_pattern, search_id
 

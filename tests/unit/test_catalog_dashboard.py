@@ -12,7 +12,8 @@ import pytest
 from sqlalchemy_graphile import Job
 from sqlalchemy_graphile._catalog import catalog_for
 from sqlalchemy_graphile._catalog._columns import job_from_row
-from sqlalchemy_graphile._catalog._dashboard import JobFilterShape, PageOrder, SearchOperator
+from sqlalchemy_graphile._catalog._dashboard import PageOrder
+from sqlalchemy_graphile._catalog._job_filters import JobFilterShape, SearchOperator
 
 ORDERS: tuple[PageOrder, ...] = ("run", "newest", "newest_in_window", "newest_searched")
 SEARCHES: tuple[SearchOperator | None, ...] = (None, "like", "ilike")
