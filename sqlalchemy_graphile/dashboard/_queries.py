@@ -20,12 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .._catalog import catalog_for
 from .._catalog._columns import QUEUE_NAME, TASK_IDENTIFIER, job_from_row
-from .._catalog._dashboard import PREVIEW_LENGTH, PageOrder
+from .._catalog._dashboard import PageOrder
 from .._catalog._job_filters import JobFilterShape
 from ..job import Job
 from ._filters import Cursor, JobFilter, case_matters, like_pattern, search_id
-
-__all__ = ["PREVIEW_LENGTH", "SEARCH_WINDOW", "DashboardQueries", "JobDetail"]
 
 #: How many of the newest jobs a search looks at before it reads the whole table.
 SEARCH_WINDOW = 20_000
@@ -37,7 +35,7 @@ SEARCH_WINDOW = 20_000
 @dataclass(frozen=True, slots=True)
 class JobRow:
     """One job in a list: its columns, with payload and last error cut to
-    :data:`PREVIEW_LENGTH` characters."""
+    :data:`~sqlalchemy_graphile._catalog._dashboard.PREVIEW_LENGTH` characters."""
 
     id: int
     task_identifier: str | None
