@@ -83,12 +83,15 @@ class Worker:
             ...
 
     ``database`` is a URL (``str`` or :class:`sqlalchemy.engine.URL`; a plain
-    ``postgresql://`` URL works) or an :class:`AsyncEngine` whose URL and ``connect_args``
-    are reused (the engine itself is never disposed by the worker); ``None`` means
-    ``$DATABASE_URL``. The worker runs jobs on its own asyncpg pool and a dedicated LISTEN
-    connection (to ``listen_url`` when given); add ``?application_name=...`` to name them
-    (default ``sg-worker`` and ``sg-worker-listen``). Behind a pooler in transaction mode,
-    give ``pooler="transaction"`` (see docs/poolers.md).
+    ``postgresql://`` URL works, and a ``+driver`` is dropped) or an :class:`AsyncEngine`
+    whose URL is reused (not its ``connect_args``; the engine itself serves
+    :attr:`utils` and is never disposed by the worker); ``None`` means ``$DATABASE_URL``.
+    asyncpg reads the URL as libpq reads a connection URI (several hosts, ``sslmode``, ...;
+    see docs/running-workers.md). The worker runs jobs on its own asyncpg pool and a
+    dedicated LISTEN connection (to ``listen_url`` when given); add
+    ``?application_name=...`` to name them (default ``sg-worker`` and ``sg-worker-listen``).
+    Behind a pooler in transaction mode, give ``pooler="transaction"`` (see
+    docs/poolers.md).
 
     Bad options raise :class:`ConfigurationError` naming each (:class:`InvalidTaskError`,
     :class:`InvalidIdentifierError`, :class:`CrontabError` for a bad task class, schema name
