@@ -30,17 +30,16 @@ from sqlalchemy import Connection
 
 from .._catalog import catalog_for
 from .._identifiers import resolve_schema
-from .._operations import JobOperations, Operation
 from .._plugins import Plugins
 from .._store import Failure, FetchedJob
+from .._store._adder import StoreAdder
 from .._store._sqlalchemy import SqlAlchemyJobStore
 from ..context import extension_map
 from ..errors import ConfigurationError, GraphileWorkerError, SchemaNotInstalledError
 from ..hooks import WorkerPlugin
 from ..job import Job
-from ..job_spec import JobSpec, RawJobSpec
 from ..log_format import job_fields
-from ..tasks import AnyTaskType, BatchTask, Task
+from ..tasks import AnyTaskType
 from ..worker._options import task_map
 from ..worker._runner import Outcome, TaskRunner, is_final, log_outcome
 from . import _sql
@@ -113,35 +112,6 @@ class _Plan:
     forbidden_flags: tuple[str, ...]
     plugins: Plugins
     pool_id: str
-
-
-class _TransactionAdder:
-    """The ``ctx.add_job`` family of a task run by :func:`run_jobs`: each add joins the
-    test's transaction (a worker's would commit at once)."""
-
-    def __init__(self, store: SqlAlchemyJobStore, schema: str, plugins: Plugins) -> None:
-        self._store = store
-        self._operations = JobOperations(schema, plugins)
-
-    async def _add(self, operation: Operation[R]) -> R:
-        return await self._store.run(operation)
-
-    async def add_job(self, task: Task, spec: JobSpec | None = None) -> Job:
-        return await self._add(self._operations.add_job(task, spec))
-
-    async def add_jobs(self, jobs: Sequence[tuple[Task, JobSpec | None]]) -> list[Job]:
-        return await self._add(self._operations.add_jobs(jobs))
-
-    async def add_raw_job(
-        self, identifier: str, payload: Any = None, spec: JobSpec | None = None
-    ) -> Job:
-        return await self._add(self._operations.add_raw_job(identifier, payload, spec))
-
-    async def add_raw_jobs(self, jobs: Sequence[RawJobSpec]) -> list[Job]:
-        return await self._add(self._operations.add_raw_jobs(jobs))
-
-    async def add_batch_job(self, items: Sequence[BatchTask], spec: JobSpec | None = None) -> Job:
-        return await self._add(self._operations.add_batch_job(items, spec))
 
 
 def _check(
@@ -259,7 +229,7 @@ async def _run(session: SyncTarget | AsyncTarget, plan: _Plan) -> list[RanJob]:
             extensions=plan.extensions,
             pool_id=plan.pool_id,
             abort_signal=asyncio.Event(),
-            adder=_TransactionAdder(store, plan.schema, plan.plugins),
+            adder=StoreAdder(store, plan.schema, plan.plugins),
             executor=executor,
             plugins=plan.plugins if plan.plugins.runs else None,
         )
