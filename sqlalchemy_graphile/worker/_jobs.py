@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -12,24 +11,45 @@ import asyncpg
 from ..job import Job
 
 
-@dataclass(frozen=True, slots=True)
 class FetchedJob:
-    """A job this pool has locked: the :class:`Job` row plus its named queue's id, which
-    decides whether releasing it must also unlock a queue."""
+    """A job this pool has locked, as the fetch statement returned it.
 
-    job: Job
-    queue_id: int | None
+    What every job needs on its way from fetch to release is read from the row at once:
+    ``id``, ``task_identifier``, ``payload_json`` (the stored JSON text) and ``queue_id``
+    (its named queue's id, which decides whether releasing it must also unlock a queue).
+    The full :class:`Job` is built from the row the first time :attr:`job` is read (for an
+    event, a log line, a plugin hook, a failure, or a task reading ``ctx.job``), so a job
+    that succeeds with nobody watching never builds one.
+    """
+
+    __slots__ = ("_job", "_row", "id", "payload_json", "queue_id", "task_identifier")
+
+    def __init__(self, row: asyncpg.Record | Mapping[str, Any], task_identifier: str) -> None:
+        self._row = row
+        self._job: Job | None = None
+        self.id: int = row["id"]
+        self.queue_id: int | None = row["job_queue_id"]
+        self.payload_json: str = row["payload"]
+        self.task_identifier = task_identifier
 
     @property
-    def id(self) -> int:
-        return self.job.id
+    def job(self) -> Job:
+        """The :class:`Job` as fetched (built on first access, then kept)."""
+        job = self._job
+        if job is None:
+            job = self._job = _job(self._row, self.task_identifier)
+        return job
 
 
 def fetched_job(record: asyncpg.Record | Mapping[str, Any], task_identifier: str) -> FetchedJob:
-    """Build a :class:`FetchedJob` from a row of the fetch statement (an asyncpg record, or
-    a SQLAlchemy row mapping)."""
+    """A :class:`FetchedJob` for a row of the fetch statement (an asyncpg record, or a
+    SQLAlchemy row mapping)."""
+    return FetchedJob(record, task_identifier)
+
+
+def _job(record: asyncpg.Record | Mapping[str, Any], task_identifier: str) -> Job:
     flags = record["flags"]
-    job = Job(
+    return Job(
         id=record["id"],
         task_identifier=task_identifier,
         queue_name=record["queue_name"],
@@ -47,4 +67,3 @@ def fetched_job(record: asyncpg.Record | Mapping[str, Any], task_identifier: str
         revision=record["revision"],
         flags=json.loads(flags) if flags is not None else None,
     )
-    return FetchedJob(job, record["job_queue_id"])

@@ -25,7 +25,7 @@ import inspect
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
@@ -123,7 +123,12 @@ def describe_error(error: BaseException) -> str:
 
 
 class TaskRunner:
-    """Runs jobs for the task types of one worker."""
+    """Runs jobs for the task types of one worker.
+
+    A job's cost here is kept to what its task needs: the payload is validated from the
+    stored text, the context's ``job`` and ``logger`` are built only if the task reads them,
+    and whether a task type's ``run`` is a coroutine function is looked up once per type.
+    """
 
     def __init__(
         self,
@@ -143,15 +148,17 @@ class TaskRunner:
         self._abort_signal = abort_signal
         self._adder = adder
         self._executor = executor
+        self._is_async: dict[type, bool] = {}
+        #: ``await run(fetched)`` runs ``fetched``'s task (between the plugins' run hooks,
+        #: if any) and returns the outcome. Exceptions from task code become failures;
+        #: cancellation propagates.
+        self.run: Callable[[FetchedJob], Awaitable[Outcome]] = (
+            self._run if plugins is None else self._run_hooked
+        )
 
-    async def run(self, fetched: FetchedJob) -> Outcome:
-        """Run ``fetched``'s task (between the plugins' run hooks, if any) and return the
-        outcome. Exceptions from task code become failures; cancellation propagates."""
-        if self._plugins is None:
-            return await self._run(fetched)
-        return await self._run_hooked(fetched, self._plugins)
-
-    async def _run_hooked(self, fetched: FetchedJob, plugins: Plugins) -> Outcome:
+    async def _run_hooked(self, fetched: FetchedJob) -> Outcome:
+        plugins = self._plugins
+        assert plugins is not None
         job = fetched.job
         run = JobRun(job, self._pool_id)
         await plugins.before_run(run)
@@ -179,39 +186,32 @@ class TaskRunner:
         return outcome
 
     async def _run(self, fetched: FetchedJob) -> Outcome:
-        job = fetched.job
-        task_type = self._tasks.get(job.task_identifier)
+        task_type = self._tasks.get(fetched.task_identifier)
         if task_type is None:
-            return failure(InvalidTaskError(f"unsupported task {job.task_identifier!r}"))
-        ctx = self._context(job)
+            return failure(InvalidTaskError(f"unsupported task {fetched.task_identifier!r}"))
+        is_async = self._is_async.get(task_type)
+        if is_async is None:
+            is_async = self._is_async[task_type] = _has_async_run(task_type)
+        ctx = _JobContext(fetched, self._pool_id, self._extensions, self._abort_signal, self._adder)
         if is_batch_task(task_type):
-            return await self._run_batch(task_type, job, ctx)  # type: ignore[arg-type]
+            return await self._run_batch(task_type, fetched, ctx, is_async)  # type: ignore[arg-type]
         try:
-            task = task_type.model_validate_json(without_trace(job.payload_json))
+            task = task_type.model_validate_json(without_trace(fetched.payload_json))
         except ValidationError as error:
-            what = f"the payload of job {job.id}"
+            what = f"the payload of job {fetched.id}"
             return failure(_payload_error(what, task_type, error), permanent=True)
         try:
-            await self._call(task.run, ctx)  # type: ignore[union-attr]
+            if is_async:
+                await task.run(ctx)  # type: ignore[union-attr,misc]
+            else:
+                await self._call_in_thread(task.run, ctx)  # type: ignore[union-attr]
         except Exception as error:
             return failure(error)
         return SUCCESS
 
-    def _context(self, job: Job) -> WorkerContext:
-        return WorkerContext(
-            job=job,
-            worker_id=self._pool_id,
-            extensions=self._extensions,
-            logger=JobLogger(task_logger, job_fields(job)),
-            abort_signal=self._abort_signal,
-            adder=self._adder,
-        )
-
-    async def _call(self, function: Callable[..., Any], *args: Any) -> Any:
-        """Await ``function(*args)`` if it is a coroutine function, else run it in the
-        thread pool (with the caller's context variables)."""
-        if inspect.iscoroutinefunction(function):
-            return await function(*args)
+    async def _call_in_thread(self, function: Callable[..., Any], *args: Any) -> Any:
+        """Run ``function(*args)`` in the thread pool (with the caller's context variables),
+        and await what it returns if that is awaitable."""
         loop = asyncio.get_running_loop()
         context = contextvars.copy_context()
         result = await loop.run_in_executor(self._executor, context.run, function, *args)
@@ -219,13 +219,15 @@ class TaskRunner:
             result = await result
         return result
 
-    async def _run_batch(self, task_type: type[BatchTask], job: Job, ctx: WorkerContext) -> Outcome:
+    async def _run_batch(
+        self, task_type: type[BatchTask], fetched: FetchedJob, ctx: WorkerContext, is_async: bool
+    ) -> Outcome:
         try:
-            raw_items = split_json_array(job.payload_json)
+            raw_items = split_json_array(fetched.payload_json)
         except ValueError as error:
             return failure(
                 PayloadValidationError(
-                    f"the payload of batch job {job.id} must be a JSON array of "
+                    f"the payload of batch job {fetched.id} must be a JSON array of "
                     f"{task_type.__qualname__} items, not {error}"
                 ),
                 permanent=True,
@@ -235,10 +237,13 @@ class TaskRunner:
             try:
                 items.append(task_type.model_validate_json(without_trace(raw)))
             except ValidationError as error:
-                what = f"item {index} of the payload of batch job {job.id}"
+                what = f"item {index} of the payload of batch job {fetched.id}"
                 return failure(_payload_error(what, task_type, error), permanent=True)
         try:
-            result = await self._call(task_type.run_batch, items, ctx)
+            if is_async:
+                result = await task_type.run_batch(items, ctx)  # type: ignore[misc]
+            else:
+                result = await self._call_in_thread(task_type.run_batch, items, ctx)
         except Exception as error:
             return failure(error)
         try:
@@ -250,6 +255,47 @@ class TaskRunner:
         errors = tuple(failed[i] for i in sorted(failed))
         replacement = "[" + ",".join(raw_items[i] for i in sorted(failed)) + "]"
         return failure(BatchJobError(errors), replacement_payload=replacement, batch_errors=errors)
+
+
+class _JobContext(WorkerContext):
+    """The context of a job the worker runs: :attr:`job` and :attr:`logger` are built the
+    first time the task reads them, so a task that does not pays nothing for them."""
+
+    __slots__ = ("_fetched",)
+
+    def __init__(
+        self,
+        fetched: FetchedJob,
+        worker_id: str,
+        extensions: Mapping[type, object],
+        abort_signal: asyncio.Event,
+        adder: JobAdder,
+    ) -> None:
+        # Not the base's __init__: it takes the job and the logger, which are built later.
+        self._fetched = fetched
+        self.worker_id = worker_id
+        self._extensions = extensions
+        self.abort_signal = abort_signal
+        self._adder = adder
+
+    @property
+    def job(self) -> Job:
+        return self._fetched.job
+
+    @property
+    def logger(self) -> logging.LoggerAdapter[logging.Logger]:
+        try:
+            return self._logger
+        except AttributeError:  # the slot is unset until the first read
+            self._logger = JobLogger(task_logger, job_fields(self._fetched.job))
+            return self._logger
+
+
+def _has_async_run(task_type: AnyTaskType) -> bool:
+    """Whether the method a job of ``task_type`` calls (``run`` or ``run_batch``) is a
+    coroutine function (else it runs in the thread pool)."""
+    method = task_type.run_batch if is_batch_task(task_type) else task_type.run  # type: ignore[union-attr]
+    return inspect.iscoroutinefunction(method)
 
 
 def _failed_items(result: object, count: int, task_type: type[BatchTask]) -> dict[int, Any]:

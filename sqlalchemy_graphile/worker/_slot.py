@@ -59,7 +59,7 @@ class Slot:
         releaser: JobReleaser,
         runner: TaskRunner,
         events: WorkerEvents,
-        forbidden_flags: Callable[[], Awaitable[list[str] | None]],
+        forbidden_flags: Callable[[], Awaitable[list[str] | None]] | None,
         health: FetchHealth,
     ) -> None:
         self.slot_id = f"sgworker-{secrets.token_hex(9)}"
@@ -121,7 +121,7 @@ class Slot:
         while self._active:
             self._again = False
             try:
-                flags = await self._forbidden_flags()
+                flags = None if self._forbidden_flags is None else await self._forbidden_flags()
                 self._emit("worker:getJob:start")
                 fetched = await self._source.get_job(flags)
             except Exception as error:
@@ -159,7 +159,6 @@ class Slot:
             self._waiting = False
 
     async def _process(self, fetched: FetchedJob) -> None:
-        job = fetched.job
         self.job = fetched
         self.running = True
         self._emit_job("job:start", fetched)
@@ -185,17 +184,27 @@ class Slot:
             self._emit("worker:fatalError", error=fatal, job=fetched, job_error=outcome.error)
             logger.error(
                 "could not record the outcome of job %s (%s); this worker slot stops",
-                job.id,
-                job.task_identifier,
+                fetched.id,
+                fetched.task_identifier,
                 exc_info=fatal,
-                extra=job_fields(job),
+                extra=job_fields(fetched.job),
             )
             raise
         self.job = None
+        if outcome.succeeded and not self._success_observed():
+            return  # reporting it would neither log nor emit anything
         if written.done():
             self._report(fetched, outcome, millis, written)
         else:  # batched: reported once the batch is written
             written.add_done_callback(lambda w: self._report(fetched, outcome, millis, w))
+
+    def _success_observed(self) -> bool:
+        """Whether reporting a success would do anything: log it (info level) or emit an
+        event someone listens to. Asked when the run ends, so with batched release a
+        callback subscribed while the job's batch is being written misses that job."""
+        if logger.isEnabledFor(logging.INFO):
+            return True
+        return self._events.listening("job:success", "job:complete", "job:fenced")
 
     def _report(
         self, fetched: FetchedJob, outcome: Outcome, millis: float, written: Written
@@ -205,16 +214,17 @@ class Slot:
         or ``pool:fatalError`` reported it)."""
         if written.cancelled() or written.exception() is not None:
             return
-        job = fetched.job
         if not written.result():
             self._emit_job("job:fenced", fetched, outcome)
             return
-        log_outcome(logger, job, outcome, millis)
         if outcome.succeeded:
+            if logger.isEnabledFor(logging.INFO):  # else the Job need not be built
+                log_outcome(logger, fetched.job, outcome, millis)
             self._emit_job("job:success", fetched)
         else:
+            log_outcome(logger, fetched.job, outcome, millis)
             self._emit_job("job:error", fetched, outcome)
-            if is_final(job, outcome):
+            if is_final(fetched.job, outcome):
                 self._emit_job("job:failed", fetched, outcome)
         self._emit_job("job:complete", fetched, outcome)
 
