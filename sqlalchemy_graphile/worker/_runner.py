@@ -2,10 +2,10 @@
 
 No database access happens here: the slot loop gives the outcome to its releaser.
 
-* A :class:`Task` payload is validated straight from the stored JSON text
-  (``model_validate_json``), less the ``_trace`` key that carries a trace context; ``run``
-  is awaited on the event loop when it is ``async def`` and called in the worker's thread
-  pool otherwise.
+* A :class:`Task` payload is validated straight from the stored JSON text (by the
+  model's ``__pydantic_validator__``, as ``model_validate_json`` does), less the ``_trace``
+  key that carries a trace context; ``run`` is awaited on the event loop when it is
+  ``async def`` and called in the worker's thread pool otherwise.
 * A :class:`BatchTask` payload must be a JSON array. Its items are cut out of the stored
   text as they are, validated one by one, and run together by ``run_batch``; failed items
   are kept with their original JSON text, so a retry sees exactly what was stored.
@@ -127,7 +127,8 @@ class TaskRunner:
 
     A job's cost here is kept to what its task needs: the payload is validated from the
     stored text, the context's ``job`` and ``logger`` are built only if the task reads them,
-    and whether a task type's ``run`` is a coroutine function is looked up once per type.
+    and what a task type needs (its validator, whether it is a batch task, whether it is
+    ``async def``) is looked up once per type.
     """
 
     def __init__(
@@ -148,7 +149,7 @@ class TaskRunner:
         self._abort_signal = abort_signal
         self._adder = adder
         self._executor = executor
-        self._is_async: dict[type, bool] = {}
+        self._kinds: dict[type, _TaskKind] = {}
         #: ``await run(fetched)`` runs ``fetched``'s task (between the plugins' run hooks,
         #: if any) and returns the outcome. Exceptions from task code become failures;
         #: cancellation propagates.
@@ -189,22 +190,22 @@ class TaskRunner:
         task_type = self._tasks.get(fetched.task_identifier)
         if task_type is None:
             return failure(InvalidTaskError(f"unsupported task {fetched.task_identifier!r}"))
-        is_async = self._is_async.get(task_type)
-        if is_async is None:
-            is_async = self._is_async[task_type] = _has_async_run(task_type)
+        kind = self._kinds.get(task_type)
+        if kind is None:
+            kind = self._kinds[task_type] = _TaskKind.of(task_type)
         ctx = _JobContext(fetched, self._pool_id, self._extensions, self._abort_signal, self._adder)
-        if is_batch_task(task_type):
-            return await self._run_batch(task_type, fetched, ctx, is_async)  # type: ignore[arg-type]
+        if kind.is_batch:
+            return await self._run_batch(task_type, kind, fetched, ctx)  # type: ignore[arg-type]
         try:
-            task = task_type.model_validate_json(without_trace(fetched.payload_json))
+            task = kind.validate_json(without_trace(fetched.payload_json))
         except ValidationError as error:
             what = f"the payload of job {fetched.id}"
             return failure(_payload_error(what, task_type, error), permanent=True)
         try:
-            if is_async:
-                await task.run(ctx)  # type: ignore[union-attr,misc]
+            if kind.is_async:
+                await task.run(ctx)
             else:
-                await self._call_in_thread(task.run, ctx)  # type: ignore[union-attr]
+                await self._call_in_thread(task.run, ctx)
         except Exception as error:
             return failure(error)
         return SUCCESS
@@ -220,7 +221,7 @@ class TaskRunner:
         return result
 
     async def _run_batch(
-        self, task_type: type[BatchTask], fetched: FetchedJob, ctx: WorkerContext, is_async: bool
+        self, task_type: type[BatchTask], kind: _TaskKind, fetched: FetchedJob, ctx: WorkerContext
     ) -> Outcome:
         try:
             raw_items = split_json_array(fetched.payload_json)
@@ -235,12 +236,12 @@ class TaskRunner:
         items = []
         for index, raw in enumerate(raw_items):
             try:
-                items.append(task_type.model_validate_json(without_trace(raw)))
+                items.append(kind.validate_json(without_trace(raw)))
             except ValidationError as error:
                 what = f"item {index} of the payload of batch job {fetched.id}"
                 return failure(_payload_error(what, task_type, error), permanent=True)
         try:
-            if is_async:
+            if kind.is_async:
                 result = await task_type.run_batch(items, ctx)  # type: ignore[misc]
             else:
                 result = await self._call_in_thread(task_type.run_batch, items, ctx)
@@ -291,11 +292,25 @@ class _JobContext(WorkerContext):
             return self._logger
 
 
-def _has_async_run(task_type: AnyTaskType) -> bool:
-    """Whether the method a job of ``task_type`` calls (``run`` or ``run_batch``) is a
-    coroutine function (else it runs in the thread pool)."""
-    method = task_type.run_batch if is_batch_task(task_type) else task_type.run  # type: ignore[union-attr]
-    return inspect.iscoroutinefunction(method)
+@dataclass(frozen=True, slots=True)
+class _TaskKind:
+    """What running a job of one task type needs to know about the type."""
+
+    #: Validates JSON text into an instance (or a batch item); raises ``ValidationError``.
+    validate_json: Callable[[str], Any]
+    is_batch: bool
+    #: Whether ``run`` (``run_batch``) is a coroutine function; else it runs in a thread.
+    is_async: bool
+
+    @classmethod
+    def of(cls, task_type: AnyTaskType) -> _TaskKind:
+        is_batch = is_batch_task(task_type)
+        method = task_type.run_batch if is_batch else task_type.run  # type: ignore[union-attr]
+        return cls(
+            validate_json=task_type.__pydantic_validator__.validate_json,
+            is_batch=is_batch,
+            is_async=inspect.iscoroutinefunction(method),
+        )
 
 
 def _failed_items(result: object, count: int, task_type: type[BatchTask]) -> dict[int, Any]:
