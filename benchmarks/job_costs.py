@@ -6,8 +6,8 @@ The worker's own slots, task runner and batched releaser, set up as in the bench
 ``batched`` mode (24 slots, completions written on the next turn of the event loop, nobody
 listening to events, logs at WARNING), run ``--jobs`` jobs of the benchmark's task
 ``log_if_999``. The job source hands out rows shaped like the fetch statement's, building
-each job from its row as the local queue does; the releaser's statements go to a stand-in
-for the connection pool that records every job as completed at once. Prints the CPU time
+each job from its row as the job store does; the releaser's writes go to a stand-in for the
+job store that records every job as completed at once. Prints the CPU time
 per job in microseconds, the best of ``--runs`` runs, on uvloop when it is installed.
 """
 
@@ -23,15 +23,12 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, cast
 
-import asyncpg
-
 from sqlalchemy_graphile import WorkerEvents
+from sqlalchemy_graphile._store import FetchedJob, JobStore, fetched_job
 from sqlalchemy_graphile.context import JobAdder
-from sqlalchemy_graphile.worker._jobs import FetchedJob, fetched_job
 from sqlalchemy_graphile.worker._release import BatchedReleaser
 from sqlalchemy_graphile.worker._runner import TaskRunner
 from sqlalchemy_graphile.worker._slot import FetchHealth, Slot
-from sqlalchemy_graphile.worker._sql import Statements
 
 from .tasks import LogIf999
 
@@ -41,27 +38,28 @@ POOL_ID = "sgpool-bench"
 _NOW = datetime.now(UTC)
 
 
-def _row(job_id: int) -> dict[str, Any]:
-    """A row as the fetch statement returns it, for job ``job_id``."""
-    return {
-        "id": job_id,
-        "job_queue_id": None,
-        "task_id": 1,
-        "payload": f'{{"id": {job_id}}}',
-        "priority": 0,
-        "run_at": _NOW,
-        "attempts": 1,
-        "max_attempts": 25,
-        "last_error": None,
-        "created_at": _NOW,
-        "updated_at": _NOW,
-        "key": None,
-        "locked_at": _NOW,
-        "locked_by": POOL_ID,
-        "revision": 0,
-        "flags": None,
-        "queue_name": None,
-    }
+def _row(job_id: int) -> tuple[Any, ...]:
+    """A row as the fetch statement returns it (the catalog's job columns), for job
+    ``job_id``."""
+    payload = f'{{"id": {job_id}}}'
+    return (
+        job_id,
+        None,
+        1,
+        payload,
+        0,
+        _NOW,
+        1,
+        25,
+        None,
+        _NOW,
+        _NOW,
+        None,
+        _NOW,
+        POOL_ID,
+        0,
+        None,
+    )
 
 
 class _Rows:
@@ -80,7 +78,7 @@ class _Rows:
             rows = [_row(self._next_id + i) for i in range(take)]
             self._next_id += take
             self._left -= take
-            self._jobs.extend(fetched_job(row, "log_if_999") for row in rows)
+            self._jobs.extend(fetched_job(row, "log_if_999", None) for row in rows)
         return self._jobs.popleft()
 
     def queues_released(self, count: int) -> None:
@@ -93,25 +91,26 @@ class _Rows:
         pass
 
 
-class _RecordingPool:
-    """Stands in for the connection pool: every completion statement records its ids."""
+class _RecordingStore:
+    """Stands in for the job store: every completion is recorded at once."""
+
+    pool_id = POOL_ID
 
     def __init__(self) -> None:
         self.completed: list[int] = []
 
-    async def fetchval(self, _query: str, ids: str, _pool_id: str) -> str:
-        self.completed.extend(map(int, ids.split(",")))
-        return ids  # every job recorded, none fenced
+    async def complete(self, jobs: Sequence[FetchedJob]) -> set[int]:
+        ids = [job.id for job in jobs]
+        self.completed.extend(ids)
+        return set(ids)  # every job recorded, none fenced
 
 
 async def run_jobs(count: int) -> tuple[float, list[int]]:
     """Run ``count`` jobs; return the CPU seconds it took and the ids completed, in the
     order their completions were written."""
-    pool = _RecordingPool()
+    store = _RecordingStore()
     releaser = BatchedReleaser(
-        cast(asyncpg.Pool, pool),
-        Statements("graphile_worker"),
-        POOL_ID,
+        cast(JobStore, store),
         complete_delay=0,
         fail_delay=0,
         on_fatal=_fatal,
@@ -144,7 +143,7 @@ async def run_jobs(count: int) -> tuple[float, list[int]]:
         await asyncio.gather(*(slot.run() for slot in slots))
         await releaser.release()
         seconds = time.process_time() - started
-    return seconds, pool.completed
+    return seconds, store.completed
 
 
 def _fatal(action: str, error: Exception) -> None:

@@ -143,9 +143,8 @@ async def diagnose(
     limits = limits or Limits()
     now = clock or (lambda: datetime.now(UTC))
     target = resolve_database(database)
-    kwargs = dict(target.connect_kwargs)
-    kwargs["server_settings"] = {**target.server_settings, "application_name": APPLICATION_NAME}
-    kwargs["statement_cache_size"] = 0  # works through a pooler in transaction mode too
+    # No prepared statements: works through a pooler in transaction mode too.
+    kwargs = target.asyncpg_kwargs(application_name=APPLICATION_NAME, prepared_statements=False)
 
     async def connect() -> asyncpg.Connection:
         return await asyncpg.connect(**kwargs)

@@ -32,6 +32,7 @@ from sqlalchemy import Connection
 from .._identifiers import resolve_schema
 from .._operations import JobOperations, Operation
 from .._plugins import Plugins
+from .._store import FetchedJob
 from ..context import extension_map
 from ..errors import ConfigurationError, GraphileWorkerError, SchemaNotInstalledError
 from ..hooks import WorkerPlugin
@@ -39,7 +40,6 @@ from ..job import Job
 from ..job_spec import JobSpec, RawJobSpec
 from ..log_format import job_fields
 from ..tasks import AnyTaskType, BatchTask, Task
-from ..worker._jobs import FetchedJob
 from ..worker._options import task_map
 from ..worker._runner import Outcome, TaskRunner, is_final, log_outcome
 from . import _run_sql, _sql

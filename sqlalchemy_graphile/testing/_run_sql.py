@@ -1,42 +1,24 @@
 """The statements :func:`~sqlalchemy_graphile.testing.run_jobs` runs on the test's own
 connection.
 
-Fetching, completing and failing a job use the worker's own statements
-(:mod:`sqlalchemy_graphile.worker._sql`), so the lock protocol, the backoff, named queues
-and batch payloads behave exactly as under a worker. Those statements number their
-parameters for asyncpg (``$1``); :func:`_clause` turns each ``$n`` into the bind parameter
-``(:pn)``, so SQLAlchemy renders it for whichever driver the connection uses. Only the
-task-id lookup and the "latest run time" below are written here.
+Fetching, completing and failing a job use the worker's own statements from the query
+catalog, rendered as SQLAlchemy clauses, so the lock protocol, the backoff, named queues
+and batch payloads behave exactly as under a worker. Only the task-id lookup and the
+"latest run time" below are written here.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from datetime import datetime
-from functools import cache
-from typing import Any
 
-from sqlalchemy import Connection, CursorResult, TextClause, bindparam, text
+from sqlalchemy import Connection, bindparam, text
 from sqlalchemy.types import ARRAY, Text
 
+from .._catalog import catalog_for
+from .._catalog._worker import id_list, recorded_ids
 from .._identifiers import quote_identifier
-from ..worker._jobs import FetchedJob, fetched_job
-from ..worker._sql import id_list, recorded_ids, statements_for
-
-_NUMBERED = re.compile(r"\$(\d+)")
-
-
-@cache
-def _clause(statement: str) -> TextClause:
-    """``statement`` with its numbered parameters as SQLAlchemy bind parameters."""
-    return text(_NUMBERED.sub(r"(:p\1)", statement))
-
-
-def _execute(connection: Connection, statement: str, *args: object) -> CursorResult[Any]:
-    parameters = {f"p{number}": value for number, value in enumerate(args, start=1)}
-    return connection.execute(_clause(statement), parameters)
-
+from .._store import FetchedJob, fetched_job
 
 _TASK_IDS = """
 select tasks.id, tasks.identifier from {s}._private_tasks as tasks
@@ -76,25 +58,26 @@ def fetch(
     counting the attempt, as a worker fetches one; ``None`` if none is runnable. Runnable
     means ``run_at`` at or before ``now`` (default: the transaction's ``now()``)."""
     with_flags = bool(forbidden_flags)
-    statement = statements_for(schema).fetch(1, with_flags=with_flags, app_time=now is not None)
-    args: list[object] = [pool_id, id_list(sorted(task_ids))]
+    statement = catalog_for(schema).worker.fetch(1, with_flags=with_flags, app_time=now is not None)
+    values: dict[str, object] = {"pool_id": pool_id, "task_ids": id_list(sorted(task_ids))}
     if with_flags:
-        args.append(list(forbidden_flags))
+        values["forbidden_flags"] = list(forbidden_flags)
     if now is not None:
-        args.append(now)
-    row = _execute(connection, statement, *args).mappings().first()
+        values["now"] = now
+    row = connection.execute(statement.clause, values).first()
     if row is None:
         return None
-    return fetched_job(dict(row), task_ids[row["task_id"]])
+    return fetched_job(row, task_ids[row[2]], row[16])
 
 
 def complete(connection: Connection, schema: str, pool_id: str, job: FetchedJob) -> int:
     """Delete the completed job and unlock its queue; the number of jobs deleted."""
-    statements = statements_for(schema)
+    statements = catalog_for(schema).worker
     statement = statements.complete_queued_jobs
     if job.queue_id is None:
         statement = statements.complete_jobs
-    recorded = _execute(connection, statement, str(job.id), pool_id).scalar_one()
+    values = {"job_ids": str(job.id), "pool_id": pool_id}
+    recorded = connection.execute(statement.clause, values).scalar_one()
     return len(recorded_ids(recorded))
 
 
@@ -110,9 +93,13 @@ def fail(
 ) -> int:
     """Record the failure, schedule the retry with backoff (or use up the attempts when
     ``permanent``), unlock the job and its queue; the number of jobs updated."""
-    statements = statements_for(schema)
+    statements = catalog_for(schema).worker
     statement = statements.fail_job if job.queue_id is None else statements.fail_queued_job
-    result = _execute(
-        connection, statement, job.id, pool_id, message, replacement_payload, permanent
-    )
-    return len(recorded_ids(result.scalar_one()))
+    values = {
+        "job_id": job.id,
+        "pool_id": pool_id,
+        "message": message,
+        "payload": replacement_payload,
+        "permanent": permanent,
+    }
+    return len(recorded_ids(connection.execute(statement.clause, values).scalar_one()))

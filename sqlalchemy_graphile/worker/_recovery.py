@@ -29,6 +29,7 @@ from typing import Any
 import asyncpg
 
 from .._aio import wait_event
+from .._catalog import catalog_for
 from .._plugins import Plugins
 from .._recovery import (
     Execute,
@@ -38,10 +39,9 @@ from .._recovery import (
     recovery_statements,
     sweep_stale_workers,
 )
+from .._store._asyncpg import AsyncpgJobStore
 from ..events import HeartbeatEvent, JobRecoveredEvent, RecoveryEvent, WorkerEvents
 from ..hooks import JobRecovery
-from ._jobs import fetched_job
-from ._sql import id_list, statements_for
 
 logger = logging.getLogger("sqlalchemy_graphile.worker")
 
@@ -230,10 +230,9 @@ class RecoverySweeper:
         """``on_job_recovery`` with each recovered job as it is now (still unlocked, unless
         a worker took it meanwhile)."""
         owners = {job.id: job.locked_by for job in result.jobs}
-        query = statements_for(self._schema).jobs_by_id
-        rows = await self._pool.fetch(query, id_list(owners))
-        for row in rows:
-            job = fetched_job(row, row["identifier"]).job
+        store = AsyncpgJobStore(self._pool, catalog_for(self._schema), self._pool_id)
+        for fetched in await store.jobs(list(owners)):
+            job = fetched.job
             recovery = JobRecovery(job, self._pool_id, owners[job.id])
             await plugins.job_recovered(recovery)
 

@@ -34,13 +34,13 @@ from pydantic import ValidationError
 
 from .._payload import without_trace
 from .._plugins import Plugins
+from .._store import FetchedJob
 from ..context import JobAdder, WorkerContext
 from ..errors import BatchJobError, InvalidTaskError, PayloadValidationError
 from ..hooks import JobRun, JobRunOutcome, JobRunResult
 from ..job import Job
 from ..log_format import JobLogger, job_fields
 from ..tasks import AnyTaskType, BatchTask, BatchTaskResult, Task, is_batch_task
-from ._jobs import FetchedJob
 
 logger = logging.getLogger("sqlalchemy_graphile.worker")
 task_logger = logging.getLogger("sqlalchemy_graphile.task")

@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING, Any, Self
 
 import asyncpg
 
+from .._catalog import catalog_for
 from .._plugins import Plugins
 from .._poolers import Pooler
 from .._recovery import DEFAULT_RESILIENT_FLAGS, heartbeat_metadata
+from .._store._asyncpg import AsyncpgJobStore
 from ..cron._items import CronItem
 from ..cron._scheduler import CronScheduler
 from ..errors import ConfigurationError, WorkerStateError
@@ -38,7 +40,6 @@ from ._options import (
 from ._pool import FORCEFUL_STEP_TIMEOUT, WorkerPool
 from ._recovery import PROCESS_STARTED_AT, Heartbeat, RecoverySweeper, recovery_available
 from ._schema_check import check_schema
-from ._sql import statements_for
 from ._unhandled import UnhandledJobsCheck
 
 if TYPE_CHECKING:
@@ -82,12 +83,15 @@ class Worker:
             ...
 
     ``database`` is a URL (``str`` or :class:`sqlalchemy.engine.URL`; a plain
-    ``postgresql://`` URL works) or an :class:`AsyncEngine` whose URL and ``connect_args``
-    are reused (the engine itself is never disposed by the worker); ``None`` means
-    ``$DATABASE_URL``. The worker runs jobs on its own asyncpg pool and a dedicated LISTEN
-    connection (to ``listen_url`` when given); add ``?application_name=...`` to name them
-    (default ``sg-worker`` and ``sg-worker-listen``). Behind a pooler in transaction mode,
-    give ``pooler="transaction"`` (see docs/poolers.md).
+    ``postgresql://`` URL works, and a ``+driver`` is dropped) or an :class:`AsyncEngine`
+    whose URL is reused (not its ``connect_args``; the engine itself serves
+    :attr:`utils` and is never disposed by the worker); ``None`` means ``$DATABASE_URL``.
+    asyncpg reads the URL as libpq reads a connection URI (several hosts, ``sslmode``, ...;
+    see docs/running-workers.md). The worker runs jobs on its own asyncpg pool and a
+    dedicated LISTEN connection (to ``listen_url`` when given); add
+    ``?application_name=...`` to name them (default ``sg-worker`` and ``sg-worker-listen``).
+    Behind a pooler in transaction mode, give ``pooler="transaction"`` (see
+    docs/poolers.md).
 
     Bad options raise :class:`ConfigurationError` naming each (:class:`InvalidTaskError`,
     :class:`InvalidIdentifierError`, :class:`CrontabError` for a bad task class, schema name
@@ -126,6 +130,7 @@ class Worker:
         local_queue_refetch_delay: RefetchDelay | float | None = None,
         complete_job_batch_delay: float | None = None,
         fail_job_batch_delay: float | None = None,
+        asynchronous_release_commit: bool = False,
         metrics: WorkerMetrics | None = None,
         metrics_port: int | None = None,
         queue_metrics: bool = True,
@@ -392,10 +397,14 @@ class Worker:
         )
         pool = WorkerPool(
             options=options,
-            pool_id=self._pool_id,
             continuous=continuous,
-            db=db,
-            statements=statements_for(options.schema),
+            store=AsyncpgJobStore(
+                db,
+                catalog_for(options.schema),
+                self._pool_id,
+                asynchronous_release_commit=options.asynchronous_release_commit,
+            ),
+            notifier=db,
             events=self._events,
             adder=_UtilsAdder(self),
             connect_listener=lambda: asyncpg.connect(**listen_kwargs),

@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 
 from sqlalchemy_graphile import BatchJobError, Job, PoolEvent, WorkerEvent, WorkerEvents
-from sqlalchemy_graphile.worker._jobs import fetched_job
+from sqlalchemy_graphile._store import fetched_job
 from sqlalchemy_graphile.worker._listener import parse_job_count, parse_migration
 from sqlalchemy_graphile.worker._retry import (
     Backoff,
@@ -200,26 +200,25 @@ def test_listening_follows_subscriptions() -> None:
 
 def test_fetched_job_builds_its_job_from_the_row_once() -> None:
     at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-    row = {
-        "id": 7,
-        "job_queue_id": 3,
-        "task_id": 1,
-        "payload": '{"a": 1}',
-        "priority": -1,
-        "run_at": at,
-        "attempts": 2,
-        "max_attempts": 25,
-        "last_error": "Boom",
-        "created_at": at,
-        "updated_at": at,
-        "key": "k",
-        "locked_at": at,
-        "locked_by": "sgpool-1",
-        "revision": 4,
-        "flags": '{"slow": true}',
-        "queue_name": "q",
-    }
-    fetched = fetched_job(row, "send")
+    row = (
+        7,
+        3,
+        1,
+        '{"a": 1}',
+        -1,
+        at,
+        2,
+        25,
+        "Boom",
+        at,
+        at,
+        "k",
+        at,
+        "sgpool-1",
+        4,
+        '{"slow": true}',
+    )
+    fetched = fetched_job(row, "send", "q")
     assert (fetched.id, fetched.queue_id, fetched.task_identifier, fetched.payload_json) == (
         7,
         3,
