@@ -16,7 +16,11 @@ from __future__ import annotations
 from functools import cache, cached_property
 
 from .._identifiers import SchemaName, schema_name
+from ._cron import CronStatements
+from ._health import HealthStatements
+from ._ledger import LedgerStatements
 from ._reads import ReadStatements
+from ._recovery import RecoveryStatements
 from ._statement import Statement
 from ._worker import WorkerStatements
 
@@ -43,6 +47,26 @@ class Catalog:
     def reads(self) -> ReadStatements:
         """Read-only statements of the testing helpers."""
         return ReadStatements(self.schema)
+
+    @cached_property
+    def cron(self) -> CronStatements:
+        """The cron scheduler: known items, adding a minute's jobs."""
+        return CronStatements(self.schema)
+
+    @cached_property
+    def recovery(self) -> RecoveryStatements:
+        """Crash recovery: the worker registry, heartbeats, the sweep."""
+        return RecoveryStatements(self.schema)
+
+    @cached_property
+    def ledger(self) -> LedgerStatements:
+        """The ``migrations`` ledger: which revision the schema is at."""
+        return LedgerStatements(self.schema)
+
+    @cached_property
+    def health(self) -> HealthStatements:
+        """Read-only checks: queue counts, the doctor's checks, unhandled jobs."""
+        return HealthStatements(self.schema)
 
 
 @cache

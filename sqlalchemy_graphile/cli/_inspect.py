@@ -9,19 +9,20 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, false, func, select, true
-from sqlalchemy import text as sql_text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .. import models
+from .._catalog import catalog_for
 from .._identifiers import DEFAULT_SCHEMA
-from .._recovery import RegisteredWorker, list_registered_workers, recovery_statements
+from .._recovery import RegisteredWorker
+from .._store._sqlalchemy_recovery import SqlAlchemyRecoveryStore
 from ..errors import ConfigurationError
-from ..worker._unhandled import Unhandled, unhandled_rows, unhandled_sql
+from ..worker._unhandled import Unhandled, unhandled_rows
 from ._common import CLI_APPLICATION_NAME, database_url, emit, open_engine, schema_name, table
 
 _SHOWN_COLUMNS = (
@@ -54,14 +55,10 @@ async def _reading(args: argparse.Namespace) -> AsyncIterator[AsyncConnection]:
 
 async def _registered(connection: AsyncConnection, schema: str) -> dict[str, RegisteredWorker]:
     """The registered workers by id; none on a schema without revision 20."""
-
-    async def execute(statement: str, params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
-        return [tuple(row) for row in (await connection.execute(sql_text(statement), dict(params)))]
-
-    (available,) = (await execute(recovery_statements(schema).available, {}))[0]
-    if not available:
+    store = SqlAlchemyRecoveryStore(connection, catalog_for(schema))
+    if not await store.available():
         return {}
-    return {worker.id: worker for worker in await list_registered_workers(execute, schema)}
+    return {worker.id: worker for worker in await store.list_workers()}
 
 
 def _id_summary(ids: Sequence[int], shown: int = 10) -> str | None:
@@ -74,8 +71,9 @@ def _id_summary(ids: Sequence[int], shown: int = 10) -> str | None:
 async def _unhandled(connection: AsyncConnection, args: argparse.Namespace) -> list[Unhandled]:
     """The tasks whose ready jobs no worker seems to handle (the statement a worker's check
     runs, with no identifier left out)."""
-    statement = unhandled_sql(schema_name(args))
-    result = await connection.exec_driver_sql(statement, ([], args.unhandled_after))
+    statement = catalog_for(schema_name(args)).health.unhandled
+    values = {"handled": [], "min_wait": float(args.unhandled_after)}
+    result = await connection.execute(statement.clause, values)
     return unhandled_rows(result.all())
 
 

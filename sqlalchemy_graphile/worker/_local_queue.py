@@ -40,12 +40,13 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from .._backoff import Backoff
 from .._store import FetchedJob, JobStore
 from ..events import LocalQueueEvent, LocalQueueMode, WorkerEvents
 from ._fetch import DirectJobSource
 from ._observer import LatencyObserver
 from ._options import RefetchDelay
-from ._retry import FETCH_ERROR_BACKOFF, Backoff, transient_backoff, with_retries
+from ._retry import FETCH_ERROR_BACKOFF, transient_backoff, with_retries
 from ._task_ids import TaskIdentifiers
 
 logger = logging.getLogger("sqlalchemy_graphile.worker")

@@ -13,10 +13,10 @@ import asyncpg
 import pytest
 
 from sqlalchemy_graphile import BatchJobError, Job, PoolEvent, WorkerEvent, WorkerEvents
+from sqlalchemy_graphile._backoff import Backoff
 from sqlalchemy_graphile._store import fetched_job
 from sqlalchemy_graphile.worker._listener import parse_job_count, parse_migration
 from sqlalchemy_graphile.worker._retry import (
-    Backoff,
     first_reset_locked_delay,
     is_connection_error,
     listen_reconnect_delay,
