@@ -14,7 +14,7 @@ import pytest
 
 from sqlalchemy_graphile import BatchJobError, Job, PoolEvent, WorkerEvent, WorkerEvents
 from sqlalchemy_graphile._backoff import Backoff
-from sqlalchemy_graphile._store import fetched_job
+from sqlalchemy_graphile._store import FetchedJob, fetched_job
 from sqlalchemy_graphile.worker._listener import parse_job_count, parse_migration
 from sqlalchemy_graphile.worker._retry import (
     first_reset_locked_delay,
@@ -244,6 +244,14 @@ def test_fetched_job_builds_its_job_from_the_row_once() -> None:
         flags={"slow": True},
     )
     assert fetched.job is fetched.job
+    again = FetchedJob(fetched.job, 3)  # from a built Job, as an in-memory store makes them
+    assert (again.id, again.queue_id, again.task_identifier, again.payload_json) == (
+        7,
+        3,
+        "send",
+        '{"a": 1}',
+    )
+    assert again.job is fetched.job
 
 
 def test_callbacks_must_be_callable() -> None:
