@@ -17,7 +17,9 @@ from functools import cache, cached_property
 
 from .._identifiers import SchemaName, schema_name
 from ._cron import CronStatements
+from ._dashboard import DashboardStatements
 from ._health import HealthStatements
+from ._inspect import InspectStatements
 from ._ledger import LedgerStatements
 from ._reads import ReadStatements
 from ._recovery import RecoveryStatements
@@ -67,6 +69,17 @@ class Catalog:
     def health(self) -> HealthStatements:
         """Read-only checks: queue counts, the doctor's checks, unhandled jobs."""
         return HealthStatements(self.schema)
+
+    @cached_property
+    def dashboard(self) -> DashboardStatements:
+        """The dashboard's reads: job lists by filter shape, one job, counts, queues, cron
+        items, lock holders and heartbeats."""
+        return DashboardStatements(self.schema)
+
+    @cached_property
+    def inspect(self) -> InspectStatements:
+        """The command line's reads (``list``, ``queues``, ``workers``)."""
+        return InspectStatements(self.schema)
 
 
 @cache
