@@ -45,6 +45,8 @@ class BenchConfig:
     soak_mode: str = "unbatched"
     metrics: bool = False
     plugins: tuple[str, ...] = ()
+    #: Also run our worker with ``asynchronous_release_commit=True``, instead of Node.
+    asynchronous_release_commit: bool = False
     #: pgqueuer's ``concurrency_limit`` on its entrypoint; ``None``: ``concurrency``.
     pgqueuer_limit: int | None = None
 
@@ -74,12 +76,21 @@ class BenchConfig:
             _distinct_choices("--plugins", self.plugins, PLUGIN_SETS)
             if self.soak is not None:
                 raise ConfigurationError("--plugins measures the comparison run, not the soak")
+        if self.asynchronous_release_commit and self.soak is not None:
+            raise ConfigurationError(
+                "--asynchronous-release-commit measures the comparison run, not the soak"
+            )
         if self.soak is not None:
             _at_least(1, soak_baseline=self.soak_baseline)
             if self.soak <= self.soak_baseline:
                 raise ConfigurationError(
                     f"--soak ({self.soak}) must be above --soak-baseline ({self.soak_baseline})"
                 )
+
+    @property
+    def variants(self) -> bool:
+        """Whether this run measures variants of our worker against it instead of peers."""
+        return bool(self.plugins) or self.asynchronous_release_commit
 
     @property
     def event_loop(self) -> str:
@@ -224,6 +235,12 @@ def build_parser() -> argparse.ArgumentParser:
         "doing nothing; tracing: the otel extra's TracingPlugin on the OpenTelemetry SDK) "
         "and report each against the run without plugins",
     )
+    parser.add_argument(
+        "--asynchronous-release-commit",
+        action="store_true",
+        help="instead of Node, run our worker again with asynchronous_release_commit=True and "
+        "report it against the run without (it never enters the comparison with Node)",
+    )
     return parser
 
 
@@ -251,6 +268,7 @@ def parse_config(argv: Sequence[str] | None = None) -> BenchConfig:
             soak_mode=args.soak_mode,
             metrics=args.metrics,
             plugins=tuple(args.plugins),
+            asynchronous_release_commit=args.asynchronous_release_commit,
             pgqueuer_limit=args.pgqueuer_limit,
         )
     except ConfigurationError as error:

@@ -33,6 +33,8 @@ NAME_JOINS = (
 
 #: Positions in a row of :data:`JOB_COLUMNS` followed by :data:`NAME_COLUMNS`.
 ID, QUEUE_ID, TASK_ID, KEY, REVISION, TASK_IDENTIFIER, QUEUE_NAME = 0, 1, 2, 11, 14, 16, 17
+#: Position of the payload's JSON text in a row of :data:`JOB_COLUMNS`.
+PAYLOAD = 3
 
 
 #: A :class:`Job` or a subclass of it that holds more columns.
