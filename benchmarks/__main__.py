@@ -69,7 +69,7 @@ def compare(config: BenchConfig) -> int:
         workdir = Path(tmp)
         sides: list[Side] = []
         if "ours" in config.sides or config.plugins:
-            ours = PythonSide(config.event_loop, metrics=config.metrics)
+            ours = PythonSide(config.event_loop, metrics=config.metrics, enqueue=config.enqueue)
             machine.update(ours.describe())
             sides.append(ours)
         for plugins in config.plugins:
