@@ -237,17 +237,19 @@ def _copy_asyncpg(connection: Connection, schema: str, records: _Records) -> Non
 def _copy_psycopg(connection: Connection, schema: str, records: _Records) -> None:
     raw: Any = connection.connection.driver_connection
     with raw.cursor() as cursor, cursor.copy(_copy_statement(schema)) as copy:
-        copy.write(_copy_text(records))
+        for record in records:
+            copy.write_row(record)
 
 
 def _copy_psycopg_async(connection: Connection, schema: str, records: _Records) -> None:
     raw: Any = connection.connection.driver_connection
-    await_only(_write_psycopg_async(raw, _copy_statement(schema), _copy_text(records)))
+    await_only(_write_psycopg_async(raw, _copy_statement(schema), records))
 
 
-async def _write_psycopg_async(raw: Any, statement: str, data: str) -> None:
+async def _write_psycopg_async(raw: Any, statement: str, records: _Records) -> None:
     async with raw.cursor() as cursor, cursor.copy(statement) as copy:
-        await copy.write(data)
+        for record in records:
+            await copy.write_row(record)
 
 
 def _copy_psycopg2(connection: Connection, schema: str, records: _Records) -> None:
@@ -259,21 +261,27 @@ def _copy_psycopg2(connection: Connection, schema: str, records: _Records) -> No
 # COPY's text format: tab-separated columns, one row a line, \N for NULL, and a backslash,
 # tab, newline or carriage return inside a value escaped with a backslash.
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_NULL = "\\N"
 
 
 def _copy_text(records: _Records) -> str:
+    """The records in COPY's text format (psycopg2 has no row writer of its own)."""
+    times: dict[datetime, str] = {}
     lines = []
-    for record in records:
-        fields = []
-        for value in record:
-            if value is None:
-                fields.append("\\N")
-            elif isinstance(value, str):
-                fields.append(value.translate(_ESCAPES))
-            elif isinstance(value, datetime):
-                fields.append(value.isoformat())
-            else:
-                fields.append(str(value))
+    for job_id, queue_id, task_id, payload, priority, run_at, max_attempts, flags in records:
+        when = times.get(run_at)
+        if when is None:
+            when = times[run_at] = run_at.isoformat()
+        fields = (
+            str(job_id),
+            _NULL if queue_id is None else str(queue_id),
+            str(task_id),
+            payload.translate(_ESCAPES),
+            str(priority),
+            when,
+            str(max_attempts),
+            _NULL if flags is None else flags.translate(_ESCAPES),
+        )
         lines.append("\t".join(fields))
     lines.append("")
     return "\n".join(lines)
