@@ -22,7 +22,8 @@ their ids read back), then ``now()``, the notification and the ids, then the ``C
 which goes through the driver's own connection: asyncpg's ``copy_records_to_table``, psycopg
 3's ``cursor.copy`` (sync and async) or psycopg2's ``copy_expert``. The SQLAlchemy
 statements run first, so the driver has begun the transaction before the ``COPY`` joins it.
-Never commits.
+Never commits. A failed ``COPY`` raises SQLAlchemy's ``DBAPIError`` around the driver's
+error, as a failed statement would.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Integer, Text, bindparam
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.sql.expression import text
 from sqlalchemy.util import await_only
@@ -170,7 +172,13 @@ def copy_jobs(connection: Connection, schema: str, jobs: Sequence[NewJob]) -> li
         )
         for job_id, job in zip(ids, jobs, strict=True)
     ]
-    write(connection, schema, records)
+    try:
+        write(connection, schema, records)
+    except Exception as error:
+        if not _is_driver_error(connection, error):
+            raise
+        # As SQLAlchemy raises a failed statement: the driver's error is its ``orig``.
+        raise DBAPIError(_copy_statement(schema), None, error) from error
     return list(ids)
 
 
@@ -223,6 +231,21 @@ def _writer(connection: Connection) -> _Write:
         f"copy_jobs needs the asyncpg, psycopg or psycopg2 driver, not {dialect.driver!r}; "
         "use add_jobs with this driver"
     )
+
+
+def _is_driver_error(connection: Connection, error: Exception) -> bool:
+    """Whether ``error`` is the driver's own error for a failed statement or connection."""
+    if connection.dialect.driver == "asyncpg":
+        import asyncpg
+
+        return isinstance(error, asyncpg.PostgresError | asyncpg.InterfaceError)
+    if connection.dialect.driver == "psycopg2":
+        import psycopg2
+
+        return isinstance(error, psycopg2.Error)
+    import psycopg
+
+    return isinstance(error, psycopg.Error)
 
 
 def _copy_asyncpg(connection: Connection, schema: str, records: _Records) -> None:

@@ -135,8 +135,8 @@ class JobHelpers:
         a few (three statements instead of one). Needs asyncpg, psycopg 3 or psycopg2
         (else :class:`ConfigurationError`). A spec with a ``job_key`` raises
         :class:`InvalidJobSpecError`; otherwise the rules and errors of :meth:`add_jobs`,
-        all before any SQL. A failure of the ``COPY`` itself is raised as the driver raises
-        it (the transaction is then aborted, for the caller to roll back).
+        all before any SQL. A failed ``COPY`` raises SQLAlchemy's ``DBAPIError`` around the
+        driver's error, leaving the aborted transaction for the caller to roll back.
         """
         return self._run(self._operations.copy_jobs(jobs))
 

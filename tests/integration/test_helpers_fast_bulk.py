@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 import psycopg
 import pytest
+from sqlalchemy.exc import DBAPIError
 
 from sqlalchemy_graphile import (
     InvalidJobSpecError,
@@ -286,3 +287,21 @@ async def test_worker_utils_copy_and_ids_commit(db_url: str, db: psycopg.Connect
         '{"x":2}',
     ]
     assert stored[jobs[0].id] == '{"x":3}'
+
+
+async def test_a_failed_copy_is_a_sqlalchemy_error_and_the_transaction_is_the_callers(
+    driver: Driver, db: psycopg.Connection
+) -> None:
+    db.execute(
+        "alter table graphile_worker._private_jobs "
+        "add constraint low_priority_only check (priority < 100)"
+    )
+    async with driver.transaction() as tx:
+        with pytest.raises(DBAPIError) as raised:
+            await tx.call("copy_raw_jobs", [RawJobSpec("t", None, JobSpec(priority=200))])
+        orig = raised.value.orig
+        sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+        assert sqlstate == "23514"  # check_violation
+        assert "low_priority_only" in str(orig)
+        await tx.rollback()
+    assert db.execute("select count(*) from graphile_worker._private_tasks").fetchone() == (0,)
