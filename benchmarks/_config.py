@@ -47,6 +47,8 @@ class BenchConfig:
     plugins: tuple[str, ...] = ()
     #: How our side adds the enqueue run's jobs (:data:`ENQUEUE_METHODS`).
     enqueue: str = "jobs"
+    #: Also run our worker with ``asynchronous_release_commit=True``, instead of Node.
+    asynchronous_release_commit: bool = False
     #: pgqueuer's ``concurrency_limit`` on its entrypoint; ``None``: ``concurrency``.
     pgqueuer_limit: int | None = None
 
@@ -77,12 +79,21 @@ class BenchConfig:
             _distinct_choices("--plugins", self.plugins, PLUGIN_SETS)
             if self.soak is not None:
                 raise ConfigurationError("--plugins measures the comparison run, not the soak")
+        if self.asynchronous_release_commit and self.soak is not None:
+            raise ConfigurationError(
+                "--asynchronous-release-commit measures the comparison run, not the soak"
+            )
         if self.soak is not None:
             _at_least(1, soak_baseline=self.soak_baseline)
             if self.soak <= self.soak_baseline:
                 raise ConfigurationError(
                     f"--soak ({self.soak}) must be above --soak-baseline ({self.soak_baseline})"
                 )
+
+    @property
+    def variants(self) -> bool:
+        """Whether this run measures variants of our worker against it instead of peers."""
+        return bool(self.plugins) or self.asynchronous_release_commit
 
     @property
     def event_loop(self) -> str:
@@ -233,6 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="how our side adds the jobs of the enqueue run: jobs (add_jobs, returning Job "
         "objects), ids (add_jobs with return_jobs=False) or copy (copy_jobs)",
     )
+    parser.add_argument(
+        "--asynchronous-release-commit",
+        action="store_true",
+        help="instead of Node, run our worker again with asynchronous_release_commit=True and "
+        "report it against the run without (it never enters the comparison with Node)",
+    )
     return parser
 
 
@@ -261,6 +278,7 @@ def parse_config(argv: Sequence[str] | None = None) -> BenchConfig:
             metrics=args.metrics,
             plugins=tuple(args.plugins),
             enqueue=args.enqueue,
+            asynchronous_release_commit=args.asynchronous_release_commit,
             pgqueuer_limit=args.pgqueuer_limit,
         )
     except ConfigurationError as error:

@@ -16,7 +16,7 @@
 With ``--metrics`` every worker counts its jobs in a
 :class:`~sqlalchemy_graphile.prometheus.WorkerMetrics`, and with ``--plugins hooks`` or
 ``--plugins tracing`` workers and adders run with those plugins (see :mod:`._plugins`), to
-measure what that costs.
+measure what that costs; ``--asynchronous-release-commit`` runs workers with that option.
 
 Like Node's ``maxPoolSize: C + 1``, every worker gets ``max_pool_size=concurrency + 1``, and
 the mode's options from :data:`benchmarks._modes.PYTHON_OPTIONS`.
@@ -31,6 +31,7 @@ import argparse
 import asyncio
 import time
 from collections.abc import Coroutine
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy_graphile import Worker
@@ -85,8 +86,16 @@ async def enqueue(url: str, count: int, method: str, plugins: ChildPlugins) -> d
     return {"call_s": seconds, "jobs": len(added)}
 
 
+@dataclass(frozen=True)
+class Extras:
+    """What a child's workers run with on top of the mode's options."""
+
+    metrics: bool = False
+    asynchronous_commit: bool = False
+
+
 async def once(
-    url: str, concurrency: int, mode: str, metrics: bool, plugins: ChildPlugins
+    url: str, concurrency: int, mode: str, extras: Extras, plugins: ChildPlugins
 ) -> dict[str, Any]:
     """Run every runnable job, then return."""
     worker = Worker(
@@ -96,7 +105,7 @@ async def once(
         max_pool_size=concurrency + 1,
         handle_signals=False,
         plugins=plugins.plugins,
-        **_options(mode, metrics),
+        **_options(mode, extras),
     )
     try:
         await worker.run_once()
@@ -111,7 +120,7 @@ async def latency(
     samples: int,
     warmup: int,
     mode: str,
-    metrics: bool,
+    extras: Extras,
     plugins: ChildPlugins,
 ) -> dict[str, Any]:
     """Sample add->start latency with a worker running in this process."""
@@ -126,7 +135,7 @@ async def latency(
         handle_signals=False,
         extensions=[probe],
         plugins=plugins.plugins,
-        **_options(mode, metrics),
+        **_options(mode, extras),
     )
     engine = _engine(url)
     running = asyncio.create_task(worker.run())
@@ -166,23 +175,26 @@ async def _start_of(started: asyncio.Future[int], running: asyncio.Task[None]) -
     raise TimeoutError(f"the job did not start within {SAMPLE_TIMEOUT_S:.0f} s")
 
 
-async def serve(url: str, concurrency: int, mode: str, metrics: bool) -> dict[str, Any]:
+async def serve(url: str, concurrency: int, mode: str, extras: Extras) -> dict[str, Any]:
     """Run until a signal stops the worker gracefully."""
     worker = Worker(
         url,
         tasks=[LogIf999],
         concurrency=concurrency,
         max_pool_size=concurrency + 1,
-        **_options(mode, metrics),
+        **_options(mode, extras),
     )
     await worker.run()
     return {}
 
 
-def _options(mode: str, metrics: bool) -> dict[str, Any]:
-    """The mode's worker options, plus a :class:`WorkerMetrics` with ``--metrics``."""
+def _options(mode: str, extras: Extras) -> dict[str, Any]:
+    """The mode's worker options, plus a :class:`WorkerMetrics` with ``--metrics`` and
+    ``asynchronous_release_commit`` with ``--asynchronous-release-commit``."""
     options = dict(PYTHON_OPTIONS[mode])
-    if metrics:
+    if extras.asynchronous_commit:
+        options["asynchronous_release_commit"] = True
+    if extras.metrics:
         from prometheus_client import CollectorRegistry
 
         from sqlalchemy_graphile.prometheus import WorkerMetrics
@@ -195,6 +207,11 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks._pyproc")
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     parser.add_argument("--metrics", action="store_true", help="count jobs in WorkerMetrics")
+    parser.add_argument(
+        "--asynchronous-release-commit",
+        action="store_true",
+        help="run workers with asynchronous_release_commit=True",
+    )
     parser.add_argument("--plugins", choices=PLUGIN_SETS, help="run with these plugins")
     commands = parser.add_subparsers(dest="command", required=True)
     command = commands.add_parser("enqueue")
@@ -217,15 +234,16 @@ def _parser() -> argparse.ArgumentParser:
 
 def _coroutine(args: argparse.Namespace) -> Coroutine[Any, Any, dict[str, Any]]:
     plugins = ChildPlugins(args.plugins)
+    extras = Extras(args.metrics, args.asynchronous_release_commit)
     if args.command == "enqueue":
         return enqueue(args.url, args.count, args.method, plugins)
     if args.command == "once":
-        return once(args.url, args.concurrency, args.mode, args.metrics, plugins)
+        return once(args.url, args.concurrency, args.mode, extras, plugins)
     if args.command == "latency":
         return latency(
-            args.url, args.concurrency, args.samples, args.warmup, args.mode, args.metrics, plugins
+            args.url, args.concurrency, args.samples, args.warmup, args.mode, extras, plugins
         )
-    return serve(args.url, args.concurrency, args.mode, args.metrics)
+    return serve(args.url, args.concurrency, args.mode, extras)
 
 
 def main(argv: list[str] | None = None) -> None:

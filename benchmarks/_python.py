@@ -40,6 +40,7 @@ class PythonSide:
         metrics: bool = False,
         plugins: str | None = None,
         enqueue: str = "jobs",
+        asynchronous_commit: bool = False,
     ) -> None:
         self.loop = loop
         self.metrics = metrics
@@ -47,7 +48,11 @@ class PythonSide:
         self.enqueue = enqueue
         #: ``None``, or the plugin set (``hooks``, ``tracing``) the children run with.
         self.plugins = plugins
+        #: Whether the children run with ``asynchronous_release_commit=True``.
+        self.asynchronous_commit = asynchronous_commit
         self.name = "ours" if plugins is None else f"ours+{plugins}"
+        if asynchronous_commit:
+            self.name += "+async-commit"
         self.cwd = REPO_ROOT
         self.env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
 
@@ -55,6 +60,8 @@ class PythonSide:
         flags = ["--loop", self.loop, *(["--metrics"] if self.metrics else [])]
         if self.plugins is not None:
             flags += ["--plugins", self.plugins]
+        if self.asynchronous_commit:
+            flags.append("--asynchronous-release-commit")
         return [sys.executable, "-m", "benchmarks._pyproc", *flags, *map(str, args)]
 
     def jobs_left(self, url: str) -> tuple[int, int]:

@@ -1,8 +1,9 @@
 """Validation and quoting of the schema name: the only identifier we ever put into SQL text.
 
 Everything else (task identifiers, queue names, keys, flags, payloads) travels as a bound
-parameter. A schema name is checked here once and then quoted; a name that is not a safe
-identifier is rejected, never truncated or silently rewritten.
+parameter. A schema name is checked once, when a :class:`SchemaName` is made, and then
+carries its quoted form; a name that is not a safe identifier is rejected, never truncated or
+silently rewritten.
 """
 
 from __future__ import annotations
@@ -54,10 +55,36 @@ def validate_schema_name(name: object) -> str:
     return name
 
 
+class SchemaName(str):
+    """A schema name that has passed :func:`validate_schema_name`: made once where a name
+    enters the package (options, helpers, CLI), then passed around as the ``str`` it is.
+
+    Raises :class:`InvalidIdentifierError` when the name is not safe.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, name: object) -> SchemaName:
+        if isinstance(name, SchemaName):
+            return name
+        return super().__new__(cls, validate_schema_name(name))
+
+    @property
+    def quoted(self) -> str:
+        """The name double-quoted for SQL text (a safe name holds no quote to escape)."""
+        return f'"{self}"'
+
+
+def schema_name(name: object) -> SchemaName:
+    """``name`` as a :class:`SchemaName` (validated unless it already is one)."""
+    return name if isinstance(name, SchemaName) else SchemaName(name)
+
+
 def quote_identifier(name: str) -> str:
-    """Validate ``name`` as a schema name and return it double-quoted for SQL text; raises
-    :class:`InvalidIdentifierError` as :func:`validate_schema_name` does."""
-    return '"' + validate_schema_name(name).replace('"', '""') + '"'
+    """Validate ``name`` as a schema name (unless it is a :class:`SchemaName`) and return it
+    double-quoted for SQL text; raises :class:`InvalidIdentifierError` as
+    :func:`validate_schema_name` does."""
+    return schema_name(name).quoted
 
 
 def resolve_schema(schema: str | None = None) -> str:

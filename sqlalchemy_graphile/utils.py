@@ -9,29 +9,23 @@ instead; both run the same code.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar, overload
 
-from sqlalchemy import URL, text
+from sqlalchemy import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from . import migrations
+from ._catalog import catalog_for
 from ._job_input import return_jobs_flag
 from ._operations import JobOperations, Operation
 from ._plugins import Plugins
 from ._poolers import Pooler, asyncpg_engine_connect_args, check_pooler
-from ._recovery import (
-    DEFAULT_RESILIENT_FLAGS,
-    Execute,
-    RegisteredWorker,
-    SweepResult,
-    SweepSettings,
-    list_registered_workers,
-    sweep_stale_workers,
-)
+from ._recovery import DEFAULT_RESILIENT_FLAGS, RegisteredWorker, SweepResult, SweepSettings
 from ._sql_jobs import CLEANUP_TASKS
+from ._store._sqlalchemy_recovery import SqlAlchemyRecoveryStore
 from ._urls import async_url, database_url_from_env
 from .errors import ConfigurationError
 from .events import WorkerEvents
@@ -351,11 +345,8 @@ class WorkerUtils:
             resilient_multiplier=_multiplier(resilient_threshold_multiplier),
             recover_unregistered=bool(recover_unregistered_locks),
         )
-        schema = self.schema
         async with self._engine.begin() as connection:
-            return await sweep_stale_workers(
-                _sqlalchemy_execute(connection), schema, settings, dry_run=dry_run
-            )
+            return await self._recovery(connection).sweep(settings, dry_run=dry_run)
 
     async def list_workers(self) -> list[RegisteredWorker]:
         """Every worker registered in ``_private_workers``, oldest first, with its heartbeat
@@ -363,15 +354,10 @@ class WorkerUtils:
         Reads in a transaction of its own; a schema without revision 20 raises the
         database's error."""
         async with self._engine.begin() as connection:
-            return await list_registered_workers(_sqlalchemy_execute(connection), self.schema)
+            return await self._recovery(connection).list_workers()
 
-
-def _sqlalchemy_execute(connection: AsyncConnection) -> Execute:
-    async def execute(statement: str, params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
-        result = await connection.execute(text(statement), dict(params))
-        return [tuple(row) for row in result.all()]
-
-    return execute
+    def _recovery(self, connection: AsyncConnection) -> SqlAlchemyRecoveryStore:
+        return SqlAlchemyRecoveryStore(connection, catalog_for(self.schema))
 
 
 def _seconds(name: str, value: object, *, positive: bool) -> float:

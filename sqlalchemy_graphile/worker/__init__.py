@@ -1,7 +1,10 @@
 """The worker engine: :class:`Worker` fetches, runs and releases jobs with Graphile Worker's
 semantics, on asyncpg.
 
-Its parts, one private module each:
+Its parts reach the database only through a job store
+(:class:`~sqlalchemy_graphile._store.JobStore`; the worker runs on
+:class:`~sqlalchemy_graphile._store._asyncpg.AsyncpgJobStore`), which takes its statements
+from the query catalog (:mod:`sqlalchemy_graphile._catalog`). Its parts, one private module each:
 
 * ``_worker``: :class:`Worker`, the public face (options, run / run_once / stop);
 * ``_options``: the options, declared once (checks, ``run`` flags, docs); ``_connect``:
@@ -13,7 +16,7 @@ Its parts, one private module each:
 * ``_fetch``: job sources (the direct fetch of one job); ``_local_queue``: the source that
   fetches batches; ``_release``: releasers (one statement per outcome, or batched);
   ``_runner``: running a task or batch task;
-* ``_sql``: every hot-path statement; ``_task_ids``: task identifier registration;
+* ``_task_ids``: task identifier registration;
 * ``_listener``: LISTEN/NOTIFY; ``_reset_locked``: the stale-lock sweep;
 * ``_unhandled``: the warning about ready jobs whose task no worker seems to handle;
 * ``_log_output``: a stderr handler while a worker runs in a process without logging set up;

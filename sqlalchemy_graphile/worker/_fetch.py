@@ -12,14 +12,11 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Protocol
 
-import asyncpg
-
-from ._jobs import FetchedJob, fetched_job
+from .._store import FetchedJob, JobStore, TaskIds
 from ._observer import LatencyObserver
 from ._retry import with_retries
-from ._sql import Statements
 from ._task_ids import TaskIdentifiers
 
 
@@ -43,9 +40,9 @@ class JobSource(Protocol):
 
 
 class DirectJobSource:
-    """Fetches exactly one job per call with the fetch statement, on the pool's asyncpg
-    connections, retrying transient errors (:func:`with_retries`). With ``use_local_time``
-    the application's ``clock`` decides which jobs are due, not the database's.
+    """Fetches exactly one job per call from the store, retrying transient errors
+    (:func:`with_retries`). With ``use_local_time`` the application's ``clock`` decides
+    which jobs are due, not the database's.
 
     In run-once mode (``continuous=False``) a fetch that finds nothing while jobs of named
     queues it handed out are still unreleased waits for their release and tries again:
@@ -57,21 +54,17 @@ class DirectJobSource:
 
     def __init__(
         self,
-        pool: asyncpg.Pool,
-        statements: Statements,
+        store: JobStore,
         task_ids: TaskIdentifiers,
-        pool_id: str,
         *,
         use_local_time: bool,
         continuous: bool = True,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         observer: LatencyObserver | None = None,
     ) -> None:
-        self._pool = pool
+        self._store = store
         self._observer = observer
-        self._statements = statements
         self._task_ids = task_ids
-        self._pool_id = pool_id
         self._use_local_time = use_local_time
         self._clock = clock
         self._released = False
@@ -93,27 +86,33 @@ class DirectJobSource:
         return None
 
     async def _fetch_one(self, forbidden_flags: Sequence[str] | None) -> FetchedJob | None:
-        ids = await self._task_ids.resolve(self._pool)
-        if not ids.ids:
+        tasks = await self._task_ids.resolve()
+        if not tasks.ids:
             return None
-        with_flags = bool(forbidden_flags)
-        query = self._statements.fetch(1, with_flags=with_flags, app_time=self._use_local_time)
-        args: list[Any] = [self._pool_id, ids.ids]
-        if with_flags:
-            args.append(list(forbidden_flags or ()))
-        if self._use_local_time:
-            args.append(self._clock())
+        now = self._clock() if self._use_local_time else None
         observer = self._observer
         started = time.perf_counter() if observer is not None else 0.0
-        # One statement, no transaction: the plan of a one-job fetch costs far less than
-        # jit_above_cost, so it needs no jit setting (the local queue's batch fetch does).
-        rows = await with_retries(lambda: self._pool.fetch(query, *args))
+        jobs = await with_retries(
+            lambda: self._store.fetch(tasks, 1, forbidden_flags=forbidden_flags, now=now)
+        )
         if observer is not None:
-            observer.fetched(time.perf_counter() - started, len(rows))
-        if not rows:
+            observer.fetched(time.perf_counter() - started, len(jobs))
+        return jobs[0] if jobs else None
+
+    async def next_fetch(self) -> tuple[TaskIds, datetime | None] | None:
+        """What a fetch made together with a release needs (the task ids and the time), or
+        ``None`` when this source hands out no more jobs."""
+        if self._released:
             return None
-        row = rows[0]
-        return fetched_job(row, ids.identifier_by_id[row["task_id"]])
+        tasks = await self._task_ids.resolve()
+        if not tasks.ids:
+            return None
+        return tasks, self._clock() if self._use_local_time else None
+
+    def took(self, job: FetchedJob) -> None:
+        """``job`` was fetched together with a release, not by :meth:`get_job`."""
+        if job.queue_id is not None:
+            self._queued_running += 1
 
     def pulse(self, count: int) -> int:
         return count

@@ -40,16 +40,13 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
-
+from .._backoff import Backoff
+from .._store import FetchedJob, JobStore
 from ..events import LocalQueueEvent, LocalQueueMode, WorkerEvents
 from ._fetch import DirectJobSource
-from ._jit import fetch_without_jit
-from ._jobs import FetchedJob, fetched_job
 from ._observer import LatencyObserver
 from ._options import RefetchDelay
-from ._retry import FETCH_ERROR_BACKOFF, Backoff, transient_backoff, with_retries
-from ._sql import Statements, id_list
+from ._retry import FETCH_ERROR_BACKOFF, transient_backoff, with_retries
 from ._task_ids import TaskIdentifiers
 
 logger = logging.getLogger("sqlalchemy_graphile.worker")
@@ -74,10 +71,8 @@ class LocalQueue:
 
     def __init__(
         self,
-        pool: asyncpg.Pool,
-        statements: Statements,
+        store: JobStore,
         task_ids: TaskIdentifiers,
-        pool_id: str,
         *,
         size: int,
         ttl: float,
@@ -90,11 +85,10 @@ class LocalQueue:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         observer: LatencyObserver | None = None,
     ) -> None:
-        self._pool = pool
+        self._store = store
         self._observer = observer
-        self._statements = statements
         self._task_ids = task_ids
-        self._pool_id = pool_id
+        self._pool_id = store.pool_id
         self._size = size
         self._ttl = ttl
         self._poll_interval = poll_interval
@@ -104,12 +98,9 @@ class LocalQueue:
         self._events = events
         self._on_major_error = on_major_error
         self._clock = clock
-        self._query = statements.fetch(size, with_flags=False, app_time=use_local_time)
         self._direct = DirectJobSource(
-            pool,
-            statements,
+            store,
             task_ids,
-            pool_id,
             use_local_time=use_local_time,
             continuous=continuous,
             clock=clock,
@@ -292,7 +283,7 @@ class LocalQueue:
         if self._fetch_failures:
             self._fetch_failures = 0
             logger.warning("fetching jobs works again")
-        self._emit("localQueue:getJobs:complete", jobs=tuple(f.job for f in jobs))
+        self._emit_jobs("localQueue:getJobs:complete", jobs)
         count = len(jobs)
         full = self._last_full = count >= self._size
         self._hand_out(jobs)
@@ -323,7 +314,7 @@ class LocalQueue:
             logger.debug("fetching the next batch early failed: %s", error)
         finally:
             self._refilling = False
-        self._emit("localQueue:getJobs:complete", jobs=tuple(f.job for f in jobs))
+        self._emit_jobs("localQueue:getJobs:complete", jobs)
         self._last_full = len(jobs) >= self._size
         self._hand_out(jobs)
         if self.mode == RELEASED:
@@ -337,17 +328,14 @@ class LocalQueue:
             self._set_polling()
 
     async def _fetch_batch(self) -> list[FetchedJob]:
-        ids = await self._task_ids.resolve(self._pool)
-        args: list[Any] = [self._pool_id, ids.ids]
-        if self._use_local_time:
-            args.append(self._clock())
+        tasks = await self._task_ids.resolve()
+        now = self._clock() if self._use_local_time else None
         observer = self._observer
         started = time.perf_counter() if observer is not None else 0.0
-        rows = await with_retries(lambda: fetch_without_jit(self._pool, self._query, *args))
+        jobs = await with_retries(lambda: self._store.fetch(tasks, self._size, now=now))
         if observer is not None:
-            observer.fetched(time.perf_counter() - started, len(rows))
-        names = ids.identifier_by_id
-        return [fetched_job(row, names[row["task_id"]]) for row in rows]
+            observer.fetched(time.perf_counter() - started, len(jobs))
+        return jobs
 
     def _fetch_failed(self, error: Exception) -> None:
         if self.mode == RELEASED:
@@ -430,16 +418,14 @@ class LocalQueue:
             self._give_back(jobs)
 
     def _give_back(self, jobs: list[FetchedJob]) -> None:
-        self._emit("localQueue:returnJobs", jobs=tuple(f.job for f in jobs))
+        self._emit_jobs("localQueue:returnJobs", jobs)
         self._spawn(self._return_jobs([f.id for f in jobs]))
 
     async def _return_jobs(self, job_ids: list[int]) -> None:
-        ids = id_list(job_ids)
-        query = self._statements.return_jobs
         attempt = 0
         while True:
             try:
-                await self._pool.fetchval(query, self._pool_id, ids)
+                await self._store.give_back(job_ids)
                 return
             except Exception as error:
                 attempt += 1
@@ -467,3 +453,9 @@ class LocalQueue:
 
     def _emit(self, name: str, **fields: Any) -> None:
         self._events.emit(LocalQueueEvent(name=name, pool_id=self._pool_id, **fields))
+
+    def _emit_jobs(self, name: str, jobs: list[FetchedJob]) -> None:
+        """Emit ``name`` with ``jobs``; their :class:`Job` objects are built only for a
+        listener."""
+        if self._events.listening(name):
+            self._emit(name, jobs=tuple(f.job for f in jobs))

@@ -515,6 +515,20 @@ class WorkerOptions:
         allow_inf_nan=False,
         description="As complete_job_batch_delay, for failures.",
     )
+    asynchronous_release_commit: Annotated[
+        bool,
+        Flag(
+            help="commit job outcomes without waiting for the WAL flush (faster; after a "
+            "database crash the last outcomes may be lost and those jobs run again)"
+        ),
+    ] = Field(
+        False,
+        description="Write job outcomes (completions, failures) with synchronous_commit = off "
+        "for their own transaction only: the commit does not wait for the WAL flush. After a "
+        "database crash (not a worker crash) the outcomes of the last fraction of a second may "
+        "be lost, and those jobs run once more. Enqueues, fetches and everything else stay "
+        "durable. Off by default.",
+    )
     metrics: Annotated[
         Any,
         PlainValidator(_metrics),

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import asyncpg
 
 from .._plugins import Plugins
+from .._store import Failure, FetchedJob, JobStore
 from ..context import JobAdder
 from ..events import PoolErrorEvent, PoolEvent, SlotEvent, WorkerEvents
 from ._fetch import DirectJobSource, JobSource
@@ -32,11 +33,16 @@ from ._listener import Listener
 from ._local_queue import LocalQueue
 from ._observer import LatencyObserver
 from ._options import WorkerOptions, resolve_forbidden_flags
-from ._release import BatchedReleaser, DirectReleaser, JobReleaser, fail_jobs_with_message
+from ._release import (
+    BatchedReleaser,
+    DirectReleaser,
+    JobReleaser,
+    Written,
+    fail_jobs_with_message,
+)
 from ._reset_locked import ResetLockedSweeper
 from ._runner import TaskRunner, describe_error
-from ._slot import FetchHealth, Slot
-from ._sql import Statements
+from ._slot import Chain, FetchHealth, Slot
 from ._task_ids import TaskIdentifiers
 
 logger = logging.getLogger("sqlalchemy_graphile.worker")
@@ -56,16 +62,16 @@ class WorkerPool:
         self,
         *,
         options: WorkerOptions,
-        pool_id: str,
         continuous: bool,
-        db: asyncpg.Pool,
-        statements: Statements,
+        store: JobStore,
+        notifier: asyncpg.Pool | None,
         events: WorkerEvents,
         adder: JobAdder,
         connect_listener: Callable[[], Awaitable[asyncpg.Connection]] | None,
         observer: LatencyObserver | None = None,
         plugins: Plugins | None = None,
     ) -> None:
+        pool_id = store.pool_id
         self.id = pool_id
         self.continuous = continuous
         #: Set after ``graceful_shutdown_abort_timeout`` once a shutdown has begun.
@@ -75,32 +81,27 @@ class WorkerPool:
         #: Errors that ended the run (a slot's fatal error, a failed shutdown step).
         self.errors: list[Exception] = []
         self._options = options
-        self._db = db
-        self._statements = statements
+        self._store = store
         self._events = events
         self._executor = ThreadPoolExecutor(
             max_workers=options.concurrency, thread_name_prefix="sg-task"
         )
-        task_ids = TaskIdentifiers(statements, list(options.tasks))
+        task_ids = TaskIdentifiers(store, list(options.tasks))
         self._source: JobSource
         static_flags = options.forbidden_flags is not None and not callable(options.forbidden_flags)
         if options.local_queue_size is None or static_flags:
             # Forbidden flags make every fetch direct, so a local queue would stay idle.
             self._source = DirectJobSource(
-                db,
-                statements,
+                store,
                 task_ids,
-                pool_id,
                 use_local_time=options.use_local_time,
                 continuous=continuous,
                 observer=observer,
             )
         else:
             self._source = LocalQueue(
-                db,
-                statements,
+                store,
                 task_ids,
-                pool_id,
                 size=options.local_queue_size,
                 ttl=options.local_queue_ttl,
                 poll_interval=options.poll_interval,
@@ -114,23 +115,24 @@ class WorkerPool:
         self._releaser: JobReleaser
         if options.complete_job_batch_delay is None and options.fail_job_batch_delay is None:
             self._releaser = DirectReleaser(
-                db,
-                statements,
-                pool_id,
+                store,
                 queues_released=self._source.queues_released,
                 observer=observer,
             )
         else:
             self._releaser = BatchedReleaser(
-                db,
-                statements,
-                pool_id,
+                store,
                 complete_delay=options.complete_job_batch_delay,
                 fail_delay=options.fail_job_batch_delay,
                 on_fatal=self._batch_failed,
                 queues_released=self._source.queues_released,
                 observer=observer,
             )
+        # Direct fetches and direct releases: each release fetches the slot's next job in
+        # the same statement (one commit per job).
+        self._chain: Chain | None = None
+        if isinstance(self._source, DirectJobSource) and isinstance(self._releaser, DirectReleaser):
+            self._chain = _chain(self._releaser, self._source)
         self._runner = TaskRunner(
             options.tasks,
             extensions=options.extensions,
@@ -153,17 +155,15 @@ class WorkerPool:
                 on_breaking_migration=self._breaking_migration,
                 on_reconnected=lambda: self.nudge(options.concurrency),
                 is_shutting_down=lambda: self.shutting_down,
-                notifier=db,
+                notifier=notifier,
                 poll_interval=options.poll_interval,
                 suggest_pooler=options.pooler is None,
             )
         self._sweeper: ResetLockedSweeper | None = None
         if continuous:
             self._sweeper = ResetLockedSweeper(
-                pool=db,
-                statements=statements,
+                store=store,
                 events=events,
-                pool_id=pool_id,
                 min_interval=options.min_reset_locked_interval,
                 max_interval=options.max_reset_locked_interval,
                 use_local_time=options.use_local_time,
@@ -209,8 +209,11 @@ class WorkerPool:
                 releaser=self._releaser,
                 runner=self._runner,
                 events=self._events,
-                forbidden_flags=self._forbidden_flags,
+                forbidden_flags=(
+                    None if self._options.forbidden_flags is None else self._forbidden_flags
+                ),
                 health=self._health,
+                chain=self._chain,
             )
             self._events.emit(
                 SlotEvent(name="worker:create", pool_id=self.id, worker_id=slot.slot_id)
@@ -355,7 +358,7 @@ class WorkerPool:
             held = self._held_jobs()
             if held and not self._forcing:
                 try:
-                    await fail_jobs_with_message(self._db, self._statements, self.id, held, message)
+                    await fail_jobs_with_message(self._store, held, message)
                 except Exception as error:
                     errors.append(error)
             if self._forcing:
@@ -406,9 +409,7 @@ class WorkerPool:
             jobs += self._held_jobs()
             if jobs:
                 try:
-                    failed = await fail_jobs_with_message(
-                        self._db, self._statements, self.id, jobs, message
-                    )
+                    failed = await fail_jobs_with_message(self._store, jobs, message)
                     logger.warning("failed %d running job(s): %s", len(failed), message)
                 except Exception as error:
                     errors.append(error)
@@ -467,3 +468,12 @@ class WorkerPool:
 
 def _combine(errors: list[Exception], message: str) -> Exception:
     return errors[0] if len(errors) == 1 else ExceptionGroup(message, errors)
+
+
+def _chain(releaser: DirectReleaser, source: DirectJobSource) -> Chain:
+    def chain(
+        job: FetchedJob, failure: Failure | None, flags: Sequence[str] | None
+    ) -> Awaitable[tuple[Written, FetchedJob | None]]:
+        return releaser.release_and_fetch(job, failure, source, flags)
+
+    return chain

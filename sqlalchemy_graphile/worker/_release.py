@@ -21,17 +21,14 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
-import asyncpg
-
+from .._store import Failure, FetchedJob, JobStore
 from ..errors import WorkerStateError
 from ..log_format import job_fields
-from ._jobs import FetchedJob
+from ._fetch import DirectJobSource
 from ._observer import LatencyObserver
 from ._retry import WRITE_ERROR_BACKOFF, is_connection_error, with_retries
-from ._sql import Statements, flag_list, id_list, recorded_ids
 
 logger = logging.getLogger("sqlalchemy_graphile.worker")
 
@@ -81,25 +78,17 @@ class DirectReleaser:
 
     def __init__(
         self,
-        pool: asyncpg.Pool,
-        statements: Statements,
-        pool_id: str,
+        store: JobStore,
         *,
         queues_released: Callable[[int], None] = lambda _count: None,
         observer: LatencyObserver | None = None,
     ) -> None:
-        self._pool = pool
-        self._statements = statements
-        self._pool_id = pool_id
+        self._store = store
         self._queues_released = queues_released
         self._observer = observer
 
     async def complete(self, job: FetchedJob) -> Written:
-        statements = self._statements
-        query = (
-            statements.complete_jobs if job.queue_id is None else statements.complete_queued_jobs
-        )
-        return await self._write(job, "completion", query, str(job.id), self._pool_id)
+        return await self._write(job, "completion", lambda: self._store.complete((job,)))
 
     async def fail(
         self,
@@ -109,22 +98,61 @@ class DirectReleaser:
         *,
         permanent: bool = False,
     ) -> Written:
-        statements = self._statements
-        query = statements.fail_job if job.queue_id is None else statements.fail_queued_job
-        return await self._write(
-            job, "failure", query, job.id, self._pool_id, message, replacement_payload, permanent
-        )
+        failure = Failure(job, message, replacement_payload, permanent)
+        return await self._write(job, "failure", lambda: self._store.fail((failure,)))
 
-    async def _write(self, job: FetchedJob, what: str, query: str, *args: object) -> Written:
+    async def release_and_fetch(
+        self,
+        job: FetchedJob,
+        failure: Failure | None,
+        source: DirectJobSource,
+        forbidden_flags: Sequence[str] | None,
+    ) -> tuple[Written, FetchedJob | None]:
+        """Complete ``job`` (or record ``failure``) and fetch the slot's next job from
+        ``source`` in one statement: one commit per job instead of two. Falls back to a
+        release alone when the source hands out no more jobs. Outages are waited out as
+        for any write; the next job is ``None`` when none was runnable (the caller then
+        fetches as usual: the released job's queue is never fetched from here)."""
+        fetch = await source.next_fetch()
+        if fetch is None:
+            if failure is None:
+                return await self.complete(job), None
+            return await self.fail(
+                job, failure.message, failure.replacement_payload, permanent=failure.permanent
+            ), None
+        tasks, now = fetch
+        release = job if failure is None else failure
+        what = "completion" if failure is None else "failure"
+        observer = self._observer
+        started = time.perf_counter() if observer is not None else 0.0
+        recorded, next_job = await write_waiting_out_outages(
+            lambda: self._store.release_and_fetch(
+                release, tasks, forbidden_flags=forbidden_flags, now=now
+            ),
+            f"the {what} of job {job.id}",
+        )
+        if observer is not None:
+            elapsed = time.perf_counter() - started
+            observer.released(elapsed, 1)
+            observer.fetched(elapsed, 0 if next_job is None else 1)
+        if not recorded:
+            log_fenced([job], what)
+        if job.queue_id is not None:
+            self._queues_released(1)
+        if next_job is not None:
+            source.took(next_job)
+        return _written(recorded), next_job
+
+    async def _write(
+        self, job: FetchedJob, what: str, write: Callable[[], Awaitable[set[int]]]
+    ) -> Written:
         """Write one outcome (waiting out outages); log when the job was fenced."""
         observer = self._observer
         started = time.perf_counter() if observer is not None else 0.0
-        ids = await write_waiting_out_outages(
-            lambda: self._pool.fetchval(query, *args), f"the {what} of job {job.id}"
-        )
+        ids = await write_waiting_out_outages(write, f"the {what} of job {job.id}")
         if observer is not None:
             observer.released(time.perf_counter() - started, 1)
-        recorded = job.id in recorded_ids(ids)
+        recorded = job.id in ids
         if not recorded:
             log_fenced([job], what)
         if job.queue_id is not None:
@@ -164,14 +192,6 @@ async def write_waiting_out_outages(
         if failures:
             logger.info("recorded %s after %d retries", what, failures)
         return result
-
-
-@dataclass(frozen=True, slots=True)
-class _Failure:
-    job: FetchedJob
-    message: str
-    replacement_payload: str | None
-    permanent: bool
 
 
 class _Batcher(Generic[T]):
@@ -269,9 +289,7 @@ class BatchedReleaser:
 
     def __init__(
         self,
-        pool: asyncpg.Pool,
-        statements: Statements,
-        pool_id: str,
+        store: JobStore,
         *,
         complete_delay: float | None,
         fail_delay: float | None,
@@ -279,17 +297,13 @@ class BatchedReleaser:
         queues_released: Callable[[int], None] = lambda _count: None,
         observer: LatencyObserver | None = None,
     ) -> None:
-        self._pool = pool
-        self._statements = statements
-        self._pool_id = pool_id
+        self._store = store
         self._on_fatal = on_fatal
         self._queues_released = queues_released
         self._observer = observer
-        self._direct = DirectReleaser(
-            pool, statements, pool_id, queues_released=queues_released, observer=observer
-        )
+        self._direct = DirectReleaser(store, queues_released=queues_released, observer=observer)
         self._completions: _Batcher[FetchedJob] | None = None
-        self._failures: _Batcher[_Failure] | None = None
+        self._failures: _Batcher[Failure] | None = None
         if complete_delay is not None:
             self._completions = _Batcher(
                 complete_delay, self._write_completions, self._completions_failed
@@ -312,7 +326,7 @@ class BatchedReleaser:
     ) -> Written:
         if self._failures is None:
             return await self._direct.fail(job, message, replacement_payload, permanent=permanent)
-        return await self._failures.add(_Failure(job, message, replacement_payload, permanent))
+        return await self._failures.add(Failure(job, message, replacement_payload, permanent))
 
     async def release(self) -> None:
         """Write every gathered outcome and wait for the writes (a write that fails is
@@ -322,21 +336,17 @@ class BatchedReleaser:
                 await batcher.release()
 
     async def _write_completions(self, jobs: list[FetchedJob]) -> list[bool]:
-        ids = id_list(job.id for job in jobs)
         queued = sum(1 for job in jobs if job.queue_id is not None)
-        statements = self._statements
-        query = statements.complete_queued_jobs if queued else statements.complete_jobs
         assert self._completions is not None
         observer = self._observer
         started = time.perf_counter() if observer is not None else 0.0
-        written = await write_waiting_out_outages(
-            lambda: self._pool.fetchval(query, ids, self._pool_id),
+        recorded = await write_waiting_out_outages(
+            lambda: self._store.complete(jobs),
             f"the completion of {len(jobs)} job(s)",
             on_outage=self._completions.hold,
         )
         if observer is not None:
             observer.released(time.perf_counter() - started, len(jobs))
-        recorded = recorded_ids(written)
         fenced = [job for job in jobs if job.id not in recorded]
         if fenced:
             log_fenced(fenced, "completion")
@@ -344,23 +354,17 @@ class BatchedReleaser:
             self._queues_released(queued)
         return [job.id in recorded for job in jobs]
 
-    async def _write_failures(self, failures: list[_Failure]) -> list[bool]:
-        ids = id_list(f.job.id for f in failures)
-        messages = [f.message for f in failures]
-        payloads = [f.replacement_payload for f in failures]
-        permanent = flag_list(f.permanent for f in failures)
-        query = self._statements.fail_jobs
+    async def _write_failures(self, failures: list[Failure]) -> list[bool]:
         assert self._failures is not None
         observer = self._observer
         started = time.perf_counter() if observer is not None else 0.0
-        written = await write_waiting_out_outages(
-            lambda: self._pool.fetchval(query, self._pool_id, ids, messages, payloads, permanent),
+        recorded = await write_waiting_out_outages(
+            lambda: self._store.fail(failures),
             f"the failure of {len(failures)} job(s)",
             on_outage=self._failures.hold,
         )
         if observer is not None:
             observer.released(time.perf_counter() - started, len(failures))
-        recorded = recorded_ids(written)
         fenced = [f.job for f in failures if f.job.id not in recorded]
         if fenced:
             log_fenced(fenced, "failure")
@@ -372,7 +376,7 @@ class BatchedReleaser:
     def _completions_failed(self, error: Exception, jobs: list[FetchedJob]) -> None:
         self._fatal("completeJob", "complete", error, [job.id for job in jobs])
 
-    def _failures_failed(self, error: Exception, failures: list[_Failure]) -> None:
+    def _failures_failed(self, error: Exception, failures: list[Failure]) -> None:
         self._fatal("failJob", "fail", error, [f.job.id for f in failures])
 
     def _fatal(self, action: str, verb: str, error: Exception, ids: list[int]) -> None:
@@ -387,19 +391,12 @@ class BatchedReleaser:
 
 
 async def fail_jobs_with_message(
-    pool: asyncpg.Pool,
-    statements: Statements,
-    pool_id: str,
-    job_ids: Sequence[int],
-    message: str,
+    store: JobStore, job_ids: Sequence[int], message: str
 ) -> list[int]:
     """Fail the jobs a stopping pool still holds with ``message`` (attempt consumed, normal
     backoff, queues unlocked); return the ids actually updated. Retried per
     :func:`with_retries`; other errors propagate."""
-    rows = await with_retries(
-        lambda: pool.fetch(statements.fail_jobs_with_message, id_list(job_ids), message, pool_id)
-    )
-    return [row["id"] for row in rows]
+    return await with_retries(lambda: store.fail_held(job_ids, message))
 
 
 def log_fenced(jobs: Sequence[FetchedJob], what: str) -> None:

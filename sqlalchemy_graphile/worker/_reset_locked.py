@@ -16,12 +16,10 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-import asyncpg
-
 from .._aio import wait_event
+from .._store import JobStore
 from ..events import ResetLockedEvent, WorkerEvents
 from ._retry import first_reset_locked_delay, reset_locked_delay, with_retries
-from ._sql import Statements
 
 logger = logging.getLogger("sqlalchemy_graphile.worker")
 
@@ -32,19 +30,16 @@ class ResetLockedSweeper:
     def __init__(
         self,
         *,
-        pool: asyncpg.Pool,
-        statements: Statements,
+        store: JobStore,
         events: WorkerEvents,
-        pool_id: str,
         min_interval: float,
         max_interval: float,
         use_local_time: bool,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self._pool = pool
-        self._statements = statements
+        self._store = store
         self._events = events
-        self._pool_id = pool_id
+        self._pool_id = store.pool_id
         self._min_interval = min_interval
         self._max_interval = max_interval
         self._use_local_time = use_local_time
@@ -87,10 +82,9 @@ class ResetLockedSweeper:
 
     async def _sweep(self, next_delay: Callable[[], float | None]) -> None:
         self._emit("resetLocked:started")
-        args = [self._clock()] if self._use_local_time else []
-        query = self._statements.reset_locked(app_time=self._use_local_time)
+        now = self._clock() if self._use_local_time else None
         try:
-            await with_retries(lambda: self._pool.execute(query, *args))
+            await with_retries(lambda: self._store.reset_stale_locks(now))
         except Exception as error:
             self._emit("resetLocked:failure", delay=next_delay(), error=error)
             raise

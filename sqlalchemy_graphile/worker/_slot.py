@@ -14,17 +14,25 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
+from .._store import Failure, FetchedJob
 from ..events import JobEvent, SlotEvent, WorkerEvents
 from ..log_format import job_fields
 from ._fetch import JobSource
-from ._jobs import FetchedJob
 from ._release import JobReleaser, Written
 from ._retry import FETCH_ERROR_BACKOFF
 from ._runner import Outcome, TaskRunner, is_final, log_outcome
 
 logger = logging.getLogger("sqlalchemy_graphile.worker")
+
+#: Releases a job (recording ``failure``, or completing it when ``None``) and fetches the
+#: slot's next job with the forbidden flags given, in one statement; returns the write's
+#: :data:`Written` and the next job, if one was runnable.
+Chain = Callable[
+    [FetchedJob, Failure | None, Sequence[str] | None],
+    Awaitable[tuple[Written, FetchedJob | None]],
+]
 
 
 class FetchHealth:
@@ -59,8 +67,9 @@ class Slot:
         releaser: JobReleaser,
         runner: TaskRunner,
         events: WorkerEvents,
-        forbidden_flags: Callable[[], Awaitable[list[str] | None]],
+        forbidden_flags: Callable[[], Awaitable[list[str] | None]] | None,
         health: FetchHealth,
+        chain: Chain | None = None,
     ) -> None:
         self.slot_id = f"sgworker-{secrets.token_hex(9)}"
         self.pool_id = pool_id
@@ -72,6 +81,7 @@ class Slot:
         self._events = events
         self._forbidden_flags = forbidden_flags
         self._health = health
+        self._chain = chain
         self._active = True
         self._waiting = False
         self._again = False
@@ -121,7 +131,7 @@ class Slot:
         while self._active:
             self._again = False
             try:
-                flags = await self._forbidden_flags()
+                flags = None if self._forbidden_flags is None else await self._forbidden_flags()
                 self._emit("worker:getJob:start")
                 fetched = await self._source.get_job(flags)
             except Exception as error:
@@ -143,7 +153,10 @@ class Slot:
                 if not self._again:
                     await self._idle(self._poll_interval)
                 continue
-            await self._process(fetched)
+            # With a chain, each release also fetches the next job, until none is runnable.
+            next_job: FetchedJob | None = fetched
+            while next_job is not None:
+                next_job = await self._process(next_job)
 
     async def _idle(self, seconds: float) -> None:
         if not self._active:
@@ -158,8 +171,9 @@ class Slot:
         finally:
             self._waiting = False
 
-    async def _process(self, fetched: FetchedJob) -> None:
-        job = fetched.job
+    async def _process(self, fetched: FetchedJob) -> FetchedJob | None:
+        """Run ``fetched`` and record its outcome; return the next job when the release
+        fetched one too."""
         self.job = fetched
         self.running = True
         self._emit_job("job:start", fetched)
@@ -169,10 +183,22 @@ class Slot:
         finally:
             self.running = False
         if self.abandoned:
-            return
+            return None
         millis = (time.perf_counter() - started) * 1000
+        next_job: FetchedJob | None = None
+        chain = await self._chain_now()
         try:
-            if outcome.succeeded:
+            if chain is not None:
+                failure = None
+                if not outcome.succeeded:
+                    failure = Failure(
+                        fetched,
+                        outcome.message or "the job failed",
+                        outcome.replacement_payload,
+                        outcome.permanent,
+                    )
+                written, next_job = await chain[0](fetched, failure, chain[1])
+            elif outcome.succeeded:
                 written = await self._releaser.complete(fetched)
             else:
                 written = await self._releaser.fail(
@@ -185,17 +211,42 @@ class Slot:
             self._emit("worker:fatalError", error=fatal, job=fetched, job_error=outcome.error)
             logger.error(
                 "could not record the outcome of job %s (%s); this worker slot stops",
-                job.id,
-                job.task_identifier,
+                fetched.id,
+                fetched.task_identifier,
                 exc_info=fatal,
-                extra=job_fields(job),
+                extra=job_fields(fetched.job),
             )
             raise
-        self.job = None
+        self.job = next_job
+        if outcome.succeeded and not self._success_observed():
+            return next_job  # reporting it would neither log nor emit anything
         if written.done():
             self._report(fetched, outcome, millis, written)
         else:  # batched: reported once the batch is written
             written.add_done_callback(lambda w: self._report(fetched, outcome, millis, w))
+        return next_job
+
+    async def _chain_now(self) -> tuple[Chain, list[str] | None] | None:
+        """The chain and the forbidden flags for its fetch, when this release should fetch
+        the next job too: the slot is still active and the flags could be worked out (an
+        error there is left to the next fetch of the loop, which reports it)."""
+        if self._chain is None or not self._active:
+            return None
+        if self._forbidden_flags is None:
+            return self._chain, None
+        try:
+            flags = await self._forbidden_flags()
+        except Exception:
+            return None
+        return self._chain, flags
+
+    def _success_observed(self) -> bool:
+        """Whether reporting a success would do anything: log it (info level) or emit an
+        event someone listens to. Asked when the run ends, so with batched release a
+        callback subscribed while the job's batch is being written misses that job."""
+        if logger.isEnabledFor(logging.INFO):
+            return True
+        return self._events.listening("job:success", "job:complete", "job:fenced")
 
     def _report(
         self, fetched: FetchedJob, outcome: Outcome, millis: float, written: Written
@@ -205,16 +256,17 @@ class Slot:
         or ``pool:fatalError`` reported it)."""
         if written.cancelled() or written.exception() is not None:
             return
-        job = fetched.job
         if not written.result():
             self._emit_job("job:fenced", fetched, outcome)
             return
-        log_outcome(logger, job, outcome, millis)
         if outcome.succeeded:
+            if logger.isEnabledFor(logging.INFO):  # else the Job need not be built
+                log_outcome(logger, fetched.job, outcome, millis)
             self._emit_job("job:success", fetched)
         else:
+            log_outcome(logger, fetched.job, outcome, millis)
             self._emit_job("job:error", fetched, outcome)
-            if is_final(job, outcome):
+            if is_final(fetched.job, outcome):
                 self._emit_job("job:failed", fetched, outcome)
         self._emit_job("job:complete", fetched, outcome)
 

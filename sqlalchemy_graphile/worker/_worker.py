@@ -13,9 +13,14 @@ from typing import TYPE_CHECKING, Any, Self
 
 import asyncpg
 
+from .._catalog import catalog_for
 from .._plugins import Plugins
 from .._poolers import Pooler
 from .._recovery import DEFAULT_RESILIENT_FLAGS, heartbeat_metadata
+from .._store._asyncpg import AsyncpgJobStore
+from .._store._asyncpg_cron import AsyncpgCronStore
+from .._store._asyncpg_recovery import AsyncpgRecoveryStore
+from .._store._recovery import RecoveryStore
 from ..cron._items import CronItem
 from ..cron._scheduler import CronScheduler
 from ..errors import ConfigurationError, WorkerStateError
@@ -36,9 +41,8 @@ from ._options import (
     option_fields,
 )
 from ._pool import FORCEFUL_STEP_TIMEOUT, WorkerPool
-from ._recovery import PROCESS_STARTED_AT, Heartbeat, RecoverySweeper, recovery_available
+from ._recovery import PROCESS_STARTED_AT, Heartbeat, RecoverySweeper
 from ._schema_check import check_schema
-from ._sql import statements_for
 from ._unhandled import UnhandledJobsCheck
 
 if TYPE_CHECKING:
@@ -82,12 +86,15 @@ class Worker:
             ...
 
     ``database`` is a URL (``str`` or :class:`sqlalchemy.engine.URL`; a plain
-    ``postgresql://`` URL works) or an :class:`AsyncEngine` whose URL and ``connect_args``
-    are reused (the engine itself is never disposed by the worker); ``None`` means
-    ``$DATABASE_URL``. The worker runs jobs on its own asyncpg pool and a dedicated LISTEN
-    connection (to ``listen_url`` when given); add ``?application_name=...`` to name them
-    (default ``sg-worker`` and ``sg-worker-listen``). Behind a pooler in transaction mode,
-    give ``pooler="transaction"`` (see docs/poolers.md).
+    ``postgresql://`` URL works, and a ``+driver`` is dropped) or an :class:`AsyncEngine`
+    whose URL is reused (not its ``connect_args``; the engine itself serves
+    :attr:`utils` and is never disposed by the worker); ``None`` means ``$DATABASE_URL``.
+    asyncpg reads the URL as libpq reads a connection URI (several hosts, ``sslmode``, ...;
+    see docs/running-workers.md). The worker runs jobs on its own asyncpg pool and a
+    dedicated LISTEN connection (to ``listen_url`` when given); add
+    ``?application_name=...`` to name them (default ``sg-worker`` and ``sg-worker-listen``).
+    Behind a pooler in transaction mode, give ``pooler="transaction"`` (see
+    docs/poolers.md).
 
     Bad options raise :class:`ConfigurationError` naming each (:class:`InvalidTaskError`,
     :class:`InvalidIdentifierError`, :class:`CrontabError` for a bad task class, schema name
@@ -126,6 +133,7 @@ class Worker:
         local_queue_refetch_delay: RefetchDelay | float | None = None,
         complete_job_batch_delay: float | None = None,
         fail_job_batch_delay: float | None = None,
+        asynchronous_release_commit: bool = False,
         metrics: WorkerMetrics | None = None,
         metrics_port: int | None = None,
         queue_metrics: bool = True,
@@ -376,9 +384,11 @@ class Worker:
         except _START_ERRORS as error:
             raise connection_failure(database, options.schema, error) from error
         endpoint = self._metrics_endpoint
+        catalog = catalog_for(options.schema)
+        recovery_store = AsyncpgRecoveryStore(db, catalog)
         try:
             await check_schema(db, options.schema)
-            with_recovery = await _recovery_available(db, options)
+            with_recovery = await _recovery_available(recovery_store, options)
             if endpoint is not None:
                 endpoint.start(db)
         except BaseException as error:
@@ -392,10 +402,14 @@ class Worker:
         )
         pool = WorkerPool(
             options=options,
-            pool_id=self._pool_id,
             continuous=continuous,
-            db=db,
-            statements=statements_for(options.schema),
+            store=AsyncpgJobStore(
+                db,
+                catalog,
+                self._pool_id,
+                asynchronous_release_commit=options.asynchronous_release_commit,
+            ),
+            notifier=db,
             events=self._events,
             adder=_UtilsAdder(self),
             connect_listener=lambda: asyncpg.connect(**listen_kwargs),
@@ -405,8 +419,7 @@ class Worker:
         self._pool = pool
         if continuous and options.crontab:
             self._cron = CronScheduler(
-                pool=db,
-                schema=options.schema,
+                store=AsyncpgCronStore(db, catalog),
                 items=options.crontab,
                 events=self._events,
                 pool_id=pool.id,
@@ -422,7 +435,9 @@ class Worker:
                 pool_id=pool.id,
             )
         heartbeat, sweeper = (
-            _recovery_parts(db, options, self._events, pool.id, continuous, self._plugins)
+            _recovery_parts(
+                recovery_store, options, self._events, pool.id, continuous, self._plugins
+            )
             if with_recovery
             else (None, None)
         )
@@ -514,12 +529,12 @@ class _UtilsAdder:
         return await self._worker.utils.add_batch_job(items, spec)
 
 
-async def _recovery_available(db: asyncpg.Pool, options: WorkerOptions) -> bool:
+async def _recovery_available(store: RecoveryStore, options: WorkerOptions) -> bool:
     """Whether heartbeats and sweeps can run on the schema; warns when they are wanted but
     the schema lacks revision 20."""
     if options.heartbeat_interval is None and options.sweep_interval is None:
         return False
-    if await recovery_available(db, options.schema):
+    if await store.available():
         return True
     logger.warning(
         "schema %r has no worker registry (revision 20): this worker neither registers nor "
@@ -531,7 +546,7 @@ async def _recovery_available(db: asyncpg.Pool, options: WorkerOptions) -> bool:
 
 
 def _recovery_parts(
-    db: asyncpg.Pool,
+    store: RecoveryStore,
     options: WorkerOptions,
     events: WorkerEvents,
     pool_id: str,
@@ -545,8 +560,7 @@ def _recovery_parts(
         from .. import __version__
 
         heartbeat = Heartbeat(
-            pool=db,
-            schema=options.schema,
+            store=store,
             events=events,
             pool_id=pool_id,
             interval=options.heartbeat_interval,
@@ -560,8 +574,7 @@ def _recovery_parts(
     sweeper = None
     if continuous and options.sweep_interval is not None:
         sweeper = RecoverySweeper(
-            pool=db,
-            schema=options.schema,
+            store=store,
             events=events,
             pool_id=pool_id,
             interval=options.sweep_interval,

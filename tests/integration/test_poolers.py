@@ -32,8 +32,8 @@ from sqlalchemy_graphile import (
     Worker,
     WorkerUtils,
 )
+from sqlalchemy_graphile._store._asyncpg import fetch_without_jit
 from sqlalchemy_graphile.cli import EXIT_OK, main
-from sqlalchemy_graphile.worker._jit import fetch_without_jit
 
 from .._doc_blocks import blocks
 from .._pgbouncer import pgbouncer

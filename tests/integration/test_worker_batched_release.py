@@ -190,3 +190,24 @@ async def test_a_batch_that_cannot_be_written_stops_the_worker_and_loses_no_job(
     assert jobs(db) == []
     assert locks(db) == 0
     assert set(Counter(p["a"] for p in rec.seen("job3"))) == set(range(6))
+
+
+@pytest.mark.parametrize("batch_delay", [None, 0.0])
+async def test_outcomes_committed_asynchronously_are_written_like_any_other(
+    db_url: str, db: psycopg.Connection, batch_delay: float | None
+) -> None:
+    for n in range(12):
+        add(db, "job3", f'{{"a": {n}}}', queue_name="q" if n % 4 == 0 else None)
+    rec = Recorder()
+    worker = make_worker(
+        db_url,
+        Job3,
+        rec=rec,
+        concurrency=3,
+        asynchronous_release_commit=True,
+        complete_job_batch_delay=batch_delay,
+    )
+    await worker.run_once()
+    assert sorted(p["a"] for p in rec.seen("job3")) == list(range(12))
+    assert jobs(db) == []
+    assert locks(db) == 0

@@ -1,5 +1,5 @@
-"""The worker's statements, run directly: the ones the built-in source and releaser do not
-use yet (batch fetch, bulk completion and failure, returning jobs) included."""
+"""The worker's job store on asyncpg, run directly: batch fetch, bulk completion and
+failure, giving jobs back and clearing stale locks, with the owner guard on each."""
 
 from __future__ import annotations
 
@@ -10,21 +10,32 @@ import asyncpg
 import psycopg
 import pytest
 
-from sqlalchemy_graphile.worker._sql import flag_list, id_list, recorded_ids, statements_for
+from sqlalchemy_graphile._catalog import catalog_for
+from sqlalchemy_graphile._store import Failure, FetchedJob, TaskIds
+from sqlalchemy_graphile._store._asyncpg import AsyncpgJobStore
 
 from ._worker_support import jobs, rows
 
 pytestmark = pytest.mark.schema_flavours("ours", "node")
 
-S = statements_for("graphile_worker")
 POOL = "sgpool-000000000000000000"
+OTHER = "sgpool-other0000000000"
 
 
 @pytest.fixture
-async def conn(db_url: str) -> AsyncIterator[asyncpg.Connection]:
-    connection = await asyncpg.connect(db_url)
-    yield connection
-    await connection.close()
+async def pool(db_url: str) -> AsyncIterator[asyncpg.Pool]:
+    connections = await asyncpg.create_pool(db_url, min_size=1, max_size=2)
+    yield connections
+    await connections.close()
+
+
+@pytest.fixture
+def store(pool: asyncpg.Pool) -> AsyncpgJobStore:
+    return AsyncpgJobStore(pool, catalog_for("graphile_worker"), POOL)
+
+
+def other_store(pool: asyncpg.Pool) -> AsyncpgJobStore:
+    return AsyncpgJobStore(pool, catalog_for("graphile_worker"), OTHER)
 
 
 def add(db: psycopg.Connection, payload: str = "{}", queue: str | None = None) -> int:
@@ -34,23 +45,24 @@ def add(db: psycopg.Connection, payload: str = "{}", queue: str | None = None) -
     return int(job_id)
 
 
-async def task_ids(conn: asyncpg.Connection) -> str:
-    await conn.execute(S.register_tasks, ["t"])
-    return id_list(r["id"] for r in await conn.fetch(S.select_task_ids, ["t"]))
+async def task_ids(store: AsyncpgJobStore) -> TaskIds:
+    return await store.task_ids(["t"])
+
+
+async def fetch(store: AsyncpgJobStore, size: int = 10) -> list[FetchedJob]:
+    return await store.fetch(await task_ids(store), size)
 
 
 async def test_batch_fetch_takes_one_job_per_named_queue(
-    db: psycopg.Connection, conn: asyncpg.Connection
+    db: psycopg.Connection, pool: asyncpg.Pool, store: AsyncpgJobStore
 ) -> None:
     # Graphile Worker's batch fetch would take all three jobs of "q"; ours takes the first.
     queued = [add(db, queue="q") for _ in range(3)]
     other = add(db, queue="r")
     free = [add(db) for _ in range(2)]
-    fetched = await conn.fetch(
-        S.fetch(10, with_flags=False, app_time=False), POOL, await task_ids(conn)
-    )
-    assert sorted(r["id"] for r in fetched) == sorted([queued[0], other, *free])
-    assert all(r["attempts"] == 1 and r["locked_by"] == POOL for r in fetched)
+    fetched = await fetch(store)
+    assert sorted(f.id for f in fetched) == sorted([queued[0], other, *free])
+    assert all(f.job.attempts == 1 and f.job.locked_by == POOL for f in fetched)
     assert [(j["id"], j["locked_by"]) for j in jobs(db) if j["id"] in queued[1:]] == [
         (queued[1], None),
         (queued[2], None),
@@ -60,16 +72,11 @@ async def test_batch_fetch_takes_one_job_per_named_queue(
         "select queue_name, locked_by from graphile_worker._private_job_queues order by queue_name",
     ) == [("q", POOL), ("r", POOL)]
     # The queues are locked now: the next batch takes nothing of them.
-    again = await conn.fetch(
-        S.fetch(10, with_flags=False, app_time=False),
-        "sgpool-other0000000000",
-        await task_ids(conn),
-    )
-    assert again == []
+    assert await fetch(other_store(pool)) == []
 
 
 async def test_batch_fetch_orders_by_priority_then_run_at_within_a_queue(
-    db: psycopg.Connection, conn: asyncpg.Connection
+    db: psycopg.Connection, store: AsyncpgJobStore
 ) -> None:
     late = add(db, queue="q")
     db.execute(
@@ -87,42 +94,35 @@ async def test_batch_fetch_orders_by_priority_then_run_at_within_a_queue(
     db.execute("update graphile_worker._private_jobs set priority = -1 where id = %s", (urgent,))
     order = []
     for _ in range(3):
-        (row,) = await conn.fetch(
-            S.fetch(500, with_flags=False, app_time=False), POOL, await task_ids(conn)
-        )
-        order.append(row["id"])
-        await conn.fetchval(S.complete_queued_jobs, str(row["id"]), POOL)
+        (fetched,) = await fetch(store, 500)
+        order.append(fetched.id)
+        assert await store.complete([fetched]) == {fetched.id}
     assert order == [urgent, early, late]
 
 
-async def test_fetch_with_application_time(
-    db: psycopg.Connection, conn: asyncpg.Connection
-) -> None:
+async def test_fetch_with_application_time(db: psycopg.Connection, store: AsyncpgJobStore) -> None:
     add(db)
-    query = S.fetch(1, with_flags=False, app_time=True)
-    ids = await task_ids(conn)
+    ids = await task_ids(store)
     past = datetime.now(UTC) - timedelta(hours=1)
-    assert await conn.fetch(query, POOL, ids, past) == []
-    (row,) = await conn.fetch(query, POOL, ids, datetime.now(UTC) + timedelta(seconds=1))
-    assert row["locked_at"] > datetime.now(UTC)
+    assert await store.fetch(ids, 1, now=past) == []
+    (fetched,) = await store.fetch(ids, 1, now=datetime.now(UTC) + timedelta(seconds=1))
+    assert fetched.job.locked_at is not None
+    assert fetched.job.locked_at > datetime.now(UTC)
 
 
 async def test_bulk_completion_is_guarded_by_the_owner(
-    db: psycopg.Connection, conn: asyncpg.Connection
+    db: psycopg.Connection, store: AsyncpgJobStore
 ) -> None:
     plain = [add(db) for _ in range(2)]
     queued = [add(db, queue="q")]
-    fetched = await conn.fetch(
-        S.fetch(10, with_flags=False, app_time=False), POOL, await task_ids(conn)
-    )
+    fetched = {f.id: f for f in await fetch(store)}
     assert len(fetched) == 3
     db.execute(
         "update graphile_worker._private_jobs set locked_by = 'other' where id = %s", (plain[1],)
     )
-    completed = await conn.fetchval(S.complete_jobs, id_list(plain), POOL)
-    assert recorded_ids(completed) == {plain[0]}  # the other one is fenced
-    completed = await conn.fetchval(S.complete_queued_jobs, id_list(queued), POOL)
-    assert recorded_ids(completed) == set(queued)
+    completed = await store.complete([fetched[i] for i in plain])
+    assert completed == {plain[0]}  # the other one is fenced
+    assert await store.complete([fetched[i] for i in queued]) == set(queued)
     assert [j["id"] for j in jobs(db)] == [plain[1]]
     assert db.execute("select locked_by from graphile_worker._private_job_queues").fetchall() == [
         (None,)
@@ -130,20 +130,18 @@ async def test_bulk_completion_is_guarded_by_the_owner(
 
 
 async def test_bulk_failure_with_replacement_payloads_and_permanent_flags(
-    db: psycopg.Connection, conn: asyncpg.Connection
+    db: psycopg.Connection, store: AsyncpgJobStore
 ) -> None:
     first = add(db, '[{"a":1},{"a":2}]')
     second = add(db, '{"b":1}', queue="q")
-    await conn.fetch(S.fetch(10, with_flags=False, app_time=False), POOL, await task_ids(conn))
-    failed = await conn.fetchval(
-        S.fail_jobs,
-        POOL,
-        id_list([first, second]),
-        ["Batch failures:\nx", "ValueError: y"],
-        ['[{"a":2}]', None],
-        flag_list([False, True]),
+    fetched = {f.id: f for f in await fetch(store)}
+    failed = await store.fail(
+        [
+            Failure(fetched[first], "Batch failures:\nx", '[{"a":2}]'),
+            Failure(fetched[second], "ValueError: y", None, permanent=True),
+        ]
     )
-    assert recorded_ids(failed) == {first, second}
+    assert failed == {first, second}
     by_id = {j["id"]: j for j in jobs(db)}
     assert by_id[first]["payload"] == [{"a": 2}]
     assert (by_id[first]["attempts"], by_id[first]["last_error"]) == (1, "Batch failures:\nx")
@@ -156,30 +154,27 @@ async def test_bulk_failure_with_replacement_payloads_and_permanent_flags(
 
 
 async def test_failing_with_one_message_on_shutdown(
-    db: psycopg.Connection, conn: asyncpg.Connection
+    db: psycopg.Connection, pool: asyncpg.Pool, store: AsyncpgJobStore
 ) -> None:
     ids = [add(db), add(db, queue="q")]
-    await conn.fetch(S.fetch(10, with_flags=False, app_time=False), POOL, await task_ids(conn))
-    failed = await conn.fetch(
-        S.fail_jobs_with_message, id_list(ids), "shutting down", "sgpool-other"
-    )
-    assert failed == []  # another pool's jobs are left alone
-    failed = await conn.fetch(S.fail_jobs_with_message, id_list(ids), "shutting down", POOL)
-    assert sorted(r["id"] for r in failed) == ids
+    await fetch(store)
+    # another pool's jobs are left alone
+    assert await other_store(pool).fail_held(ids, "shutting down") == []
+    assert sorted(await store.fail_held(ids, "shutting down")) == ids
     assert {(j["last_error"], j["attempts"], j["locked_by"]) for j in jobs(db)} == {
         ("shutting down", 1, None)
     }
 
 
 async def test_returning_jobs_refunds_the_attempt(
-    db: psycopg.Connection, conn: asyncpg.Connection
+    db: psycopg.Connection, pool: asyncpg.Pool, store: AsyncpgJobStore
 ) -> None:
     ids = [add(db), add(db, queue="q")]
     db.execute("update graphile_worker._private_jobs set last_error = 'earlier'")
-    await conn.fetch(S.fetch(10, with_flags=False, app_time=False), POOL, await task_ids(conn))
+    await fetch(store)
     before = {j["id"]: j["run_at"] for j in jobs(db)}
-    assert await conn.fetchval(S.return_jobs, "sgpool-other", id_list(ids)) == 0
-    assert await conn.fetchval(S.return_jobs, POOL, id_list(ids)) == 2
+    assert await other_store(pool).give_back(ids) == 0
+    assert await store.give_back(ids) == 2
     for job in jobs(db):
         assert (job["attempts"], job["locked_by"], job["locked_at"]) == (0, None, None)
         assert job["run_at"] == before[job["id"]]
@@ -190,9 +185,7 @@ async def test_returning_jobs_refunds_the_attempt(
 
 
 @pytest.mark.parametrize("app_time", [False, True])
-async def test_reset_locked(
-    db: psycopg.Connection, conn: asyncpg.Connection, app_time: bool
-) -> None:
+async def test_reset_locked(db: psycopg.Connection, store: AsyncpgJobStore, app_time: bool) -> None:
     fresh, stale = add(db, queue="fresh"), add(db, queue="stale")
     for job_id, queue, age in ((fresh, "fresh", "1 hour"), (stale, "stale", "5 hours")):
         db.execute(
@@ -205,8 +198,7 @@ async def test_reset_locked(
             " locked_at = now() - %s::interval where queue_name = %s",
             (age, queue),
         )
-    args = [datetime.now(UTC)] if app_time else []
-    await conn.execute(S.reset_locked(app_time=app_time), *args)
+    await store.reset_stale_locks(datetime.now(UTC) if app_time else None)
     by_id = {j["id"]: j for j in jobs(db)}
     assert by_id[fresh]["locked_by"] == "x"
     assert by_id[stale]["locked_by"] is None
@@ -222,10 +214,126 @@ async def test_reset_locked(
 
 def test_fetch_rejects_a_bad_batch_size() -> None:
     with pytest.raises(ValueError, match="batch size"):
-        S.fetch(0, with_flags=False, app_time=False)
+        catalog_for("graphile_worker").worker.fetch(0, with_flags=False, app_time=False)
 
 
-def test_statements_quote_the_schema() -> None:
-    text = statements_for("Other$Schema").fetch(1, with_flags=True, app_time=True)
-    assert '"Other$Schema"._private_jobs' in text
-    assert "$4::timestamptz" in text
+def test_statements_quote_the_schema_and_number_the_parameters() -> None:
+    statement = catalog_for("Other$Schema").worker.fetch(1, with_flags=True, app_time=True)
+    assert '"Other$Schema"._private_jobs' in statement.numbered
+    assert statement.names == ("now", "task_ids", "forbidden_flags", "pool_id")
+    assert "cast($1 as timestamptz)" in statement.numbered
+    assert ":now" in statement.sql
+
+
+async def test_release_and_fetch_completes_and_locks_the_next_job_in_one_statement(
+    db: psycopg.Connection, store: AsyncpgJobStore
+) -> None:
+    first, second = add(db, '{"n":1}'), add(db, '{"n":2}')
+    tasks = await task_ids(store)
+    (fetched,) = await store.fetch(tasks, 1)
+    assert fetched.id == first
+    recorded, following = await store.release_and_fetch(fetched, tasks)
+    assert recorded is True
+    assert following is not None
+    assert following.id == second
+    assert (following.job.attempts, following.job.locked_by) == (1, POOL)
+    assert following.job.task_identifier == "t"
+    assert following.job.payload == {"n": 2}
+    assert [(j["id"], j["locked_by"]) for j in jobs(db)] == [(second, POOL)]
+    recorded, following = await store.release_and_fetch(following, tasks)
+    assert (recorded, following) == (True, None)
+    assert jobs(db) == []
+
+
+async def test_release_and_fetch_records_a_failure_and_skips_the_released_queue(
+    db: psycopg.Connection, store: AsyncpgJobStore
+) -> None:
+    queued = [add(db, queue="q"), add(db, queue="q")]
+    tasks = await task_ids(store)
+    (fetched,) = await store.fetch(tasks, 1)
+    assert fetched.id == queued[0]
+    failure = Failure(fetched, "boom", '{"retry":true}', permanent=False)
+    recorded, following = await store.release_and_fetch(failure, tasks)
+    # The queue was unlocked by this very statement, whose snapshot still saw it locked.
+    assert (recorded, following) == (True, None)
+    by_id = {j["id"]: j for j in jobs(db)}
+    assert by_id[queued[0]]["last_error"] == "boom"
+    assert by_id[queued[0]]["payload"] == {"retry": True}
+    assert by_id[queued[0]]["locked_by"] is None
+    assert by_id[queued[0]]["run_at"] > datetime.now(UTC)  # backoff
+    assert rows(db, "select locked_by from graphile_worker._private_job_queues") == [(None,)]
+    (after,) = await store.fetch(tasks, 1)  # a later statement sees the queue free
+    assert after.id == queued[1]
+
+
+async def test_release_and_fetch_is_fenced_by_the_owner_but_still_fetches(
+    db: psycopg.Connection, pool: asyncpg.Pool, store: AsyncpgJobStore
+) -> None:
+    first, second = add(db), add(db)
+    tasks = await task_ids(store)
+    (fetched,) = await store.fetch(tasks, 1)
+    db.execute(
+        "update graphile_worker._private_jobs set locked_by = 'other' where id = %s", (first,)
+    )
+    recorded, following = await store.release_and_fetch(fetched, tasks)
+    assert recorded is False  # another owner holds it now: nothing written for it
+    assert following is not None
+    assert following.id == second
+    assert {j["id"]: j["locked_by"] for j in jobs(db)} == {first: "other", second: POOL}
+
+
+async def test_release_and_fetch_honours_forbidden_flags_and_application_time(
+    db: psycopg.Connection, store: AsyncpgJobStore
+) -> None:
+    plain = add(db)
+    db.execute("select graphile_worker.add_job('t', '{}', flags := array['slow'])")
+    tasks = await task_ids(store)
+    (fetched,) = await store.fetch(tasks, 1, forbidden_flags=["slow"])
+    assert fetched.id == plain
+    recorded, following = await store.release_and_fetch(
+        fetched, tasks, forbidden_flags=["slow"], now=datetime.now(UTC) + timedelta(seconds=1)
+    )
+    assert (recorded, following) == (True, None)
+    assert len(jobs(db)) == 1
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+async def test_asynchronous_release_commit_turns_synchronous_commit_off_for_outcomes_only(
+    db: psycopg.Connection, pool: asyncpg.Pool, asynchronous: bool
+) -> None:
+    for _ in range(3):
+        add(db)
+    catalog = catalog_for("graphile_worker")
+    statements = catalog.worker_asynchronous_commit if asynchronous else catalog.worker
+    store = AsyncpgJobStore(pool, catalog, POOL, asynchronous_release_commit=asynchronous)
+    first, second, third = await fetch(store, 3)
+    expected = "off" if asynchronous else "on"
+    async with pool.acquire() as connection:
+        # Inside one explicit transaction the local setting is visible after each statement.
+        for statement, values in (
+            (statements.complete_jobs, {"job_ids": str(first.id), "pool_id": POOL}),
+            (
+                statements.fail_job,
+                {
+                    "job_id": second.id,
+                    "pool_id": POOL,
+                    "message": "x",
+                    "payload": None,
+                    "permanent": False,
+                },
+            ),
+            (
+                statements.release_and_fetch(failed=False, with_flags=False, app_time=False),
+                {"job_id": third.id, "pool_id": POOL, "task_ids": (await task_ids(store)).ids},
+            ),
+        ):
+            async with connection.transaction():
+                await connection.fetch(statement.numbered, *statement.arguments(values))
+                assert await connection.fetchval("show synchronous_commit") == expected
+            assert await connection.fetchval("show synchronous_commit") == "on"
+        async with connection.transaction():  # fetching stays durable
+            statement = statements.fetch(1, with_flags=False, app_time=False)
+            values = {"pool_id": POOL, "task_ids": (await task_ids(store)).ids}
+            await connection.fetch(statement.numbered, *statement.arguments(values))
+            assert await connection.fetchval("show synchronous_commit") == "on"
+    assert [j["id"] for j in jobs(db)] == [second.id]

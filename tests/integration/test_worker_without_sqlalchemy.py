@@ -1,5 +1,6 @@
 """Worker processes given a URL string run jobs without ever importing SQLAlchemy or
-Alembic: the command line's ``run --once --no-migrate`` and the benchmark's worker child.
+Alembic: a :class:`Worker` of the API, the command line's ``run --once --no-migrate`` and
+the benchmark's worker child.
 
 Each runs in a fresh interpreter (this test process has imported both) and reports the
 modules it loaded once its run is over. The start-up check's ledger reader (asyncpg) and
@@ -42,6 +43,29 @@ from sqlalchemy_graphile.cli import main
 status = main(["run", "-c", {db_url!r}, "--tasks", "benchmarks.tasks", "--once",
                "--no-migrate", "--name", "lean worker"])
 assert status == 0, status
+"""
+    assert loaded_after(code) == []
+    assert remaining(db) == 0
+
+
+def test_a_worker_from_a_url_string_runs_a_job(db_url: str, db: psycopg.Connection) -> None:
+    add_jobs(db, 1)
+    url = db_url.replace("postgresql://", "postgresql+asyncpg://", 1)
+    code = f"""
+import asyncio, sys
+from benchmarks.tasks import LogIf999
+from sqlalchemy_graphile import Worker
+
+seen_in_job = []
+
+class Watched(LogIf999):
+    async def run(self, ctx):
+        seen_in_job.append(sorted(m for m in sys.modules if m.split(".")[0] == "sqlalchemy"))
+        await super().run(ctx)
+
+url = {url!r} + "?application_name=lean&sslmode=disable"
+asyncio.run(Worker(url, tasks=[Watched], handle_signals=False).run_once())
+assert seen_in_job == [[]], seen_in_job
 """
     assert loaded_after(code) == []
     assert remaining(db) == 0

@@ -41,6 +41,15 @@ def test_flags_from_the_issue() -> None:
     assert config.output_path == Path("out.json")
 
 
+def test_asynchronous_release_commit_flag_makes_a_variant_run() -> None:
+    assert parse_config([]).variants is False
+    config = parse_config(["--asynchronous-release-commit"])
+    assert config.asynchronous_release_commit is True
+    assert config.variants is True
+    with pytest.raises(SystemExit):
+        parse_config(["--asynchronous-release-commit", "--soak", "1000000"])
+
+
 def test_plugins_flag() -> None:
     assert parse_config([]).plugins == ()
     assert parse_config(["--plugins", "hooks", "tracing"]).plugins == ("hooks", "tracing")

@@ -17,8 +17,20 @@ class Noop(Task):
     IDENTIFIER: ClassVar[str] = "noop"
     async def run(self, ctx): return None
 
-worker = Worker("postgresql://app:s3cret@db.example:5433/app?application_name=w", tasks=[Noop])
-assert worker._database.connect_kwargs["port"] == 5433
+for url in [
+    "postgresql://app:s3cret@db.example:5433/app?application_name=w",
+    "postgresql+asyncpg://app@h1:5432,h2:5433/app?target_session_attrs=read-write",
+    "postgresql+psycopg://app@/app?host=h1:5432&host=h2:5433&sslmode=disable",
+    "postgres://a%40b:p%3Aw@/app?host=/var/run/postgresql",
+]:
+    worker = Worker(url, tasks=[Noop])
+    assert worker._database.address().startswith(("db.example:5433", "h1:5432,h2", "/var/run"))
+try:
+    Worker("postgresql://app@db:port/app", tasks=[Noop])
+except ValueError as error:
+    assert "is not a number" in str(error), error
+else:
+    raise AssertionError("a bad port was accepted")
 """
     assert loaded_after(code) == []
 

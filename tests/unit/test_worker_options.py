@@ -144,7 +144,7 @@ def test_bad_schema_name_is_refused() -> None:
 
 @pytest.mark.parametrize(
     "database",
-    [42, "mysql://localhost/db", "not a url at all", URL + "?unknown_option=1"],
+    [42, "mysql://localhost/db", "not a url at all", URL + "?command_timeout=1"],
 )
 def test_bad_database_is_refused(database: Any) -> None:
     with pytest.raises(ConfigurationError):
@@ -161,18 +161,16 @@ def test_database_defaults_to_the_environment(monkeypatch: pytest.MonkeyPatch) -
 
 def test_connection_options_come_from_the_url() -> None:
     database = worker()._database
-    assert dict(database.connect_kwargs) == {
-        "host": "db.example",
-        "port": 5433,
-        "user": "app",
-        "password": "secret",
-        "database": "app",
+    assert database.asyncpg_kwargs(application_name="sg-worker", prepared_statements=True) == {
+        "dsn": URL,
+        "server_settings": {"application_name": "sg-worker"},
     }
+    assert database.address() == "db.example:5433/app"
     assert database.application_name == "sg-worker"
     assert database.listen_application_name == "sg-worker-listen"
     named = Worker(URL + "?application_name=billing&sslmode=disable", tasks=[SendEmail])
     assert named._database.listen_application_name == "billing-listen"
-    assert named._database.connect_kwargs["ssl"] == "disable"
+    assert named._database.url.dsn == URL + "?application_name=billing&sslmode=disable"
 
 
 def test_the_listen_url_is_resolved_like_the_database() -> None:
@@ -184,21 +182,22 @@ def test_the_listen_url_is_resolved_like_the_database() -> None:
         worker(listen_url="mysql://app@db/app")
 
 
-async def test_connection_options_come_from_an_engine() -> None:
+async def test_an_engine_gives_its_url_and_is_kept_for_adds() -> None:
     engine = create_async_engine(
-        "postgresql+asyncpg://app@db.example/app",
-        connect_args={"command_timeout": 7, "server_settings": {"search_path": "app"}},
+        "postgresql+asyncpg://app:s%40cret@db.example/app?application_name=billing",
+        connect_args={"command_timeout": 7},
     )
     try:
         database = Worker(engine, tasks=[SendEmail])._database
         assert database.engine is engine
-        assert database.connect_kwargs["command_timeout"] == 7
+        assert database.make_engine(None) is engine
         kwargs = database.asyncpg_kwargs(application_name="x", prepared_statements=False)
-        assert kwargs["server_settings"] == {
-            "search_path": "app",
-            "application_name": "x",
+        assert kwargs == {
+            "dsn": "postgresql://app:s%40cret@db.example/app?application_name=billing",
+            "server_settings": {"application_name": "x"},
+            "statement_cache_size": 0,
         }
-        assert kwargs["statement_cache_size"] == 0
+        assert database.application_name == "billing"
     finally:
         await engine.dispose()
 
