@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
-from . import _job_input, _sql_jobs
+from . import _copy_jobs, _job_input, _sql_jobs
 from ._identifiers import resolve_schema
 from ._plugins import Plugins
 from ._schema_missing import schema_not_installed
@@ -50,11 +50,23 @@ class JobOperations:
     def add_jobs(self, jobs: Sequence[tuple[Task, JobSpec | None]]) -> Operation[list[Job]]:
         return self._bulk(_job_input.from_tasks(jobs))
 
+    def add_job_ids(self, jobs: Sequence[tuple[Task, JobSpec | None]]) -> Operation[list[int]]:
+        return self._bulk_ids(_job_input.from_tasks(jobs))
+
+    def copy_jobs(self, jobs: Sequence[tuple[Task, JobSpec | None]]) -> Operation[list[int]]:
+        return self._copy(_job_input.from_tasks(jobs), "copy_jobs")
+
     def add_raw_job(self, identifier: str, payload: Any, spec: JobSpec | None) -> Operation[Job]:
         return self._single(_job_input.from_raw(identifier, payload, spec))
 
     def add_raw_jobs(self, jobs: Sequence[RawJobSpec]) -> Operation[list[Job]]:
         return self._bulk(_job_input.from_raw_specs(jobs))
+
+    def add_raw_job_ids(self, jobs: Sequence[RawJobSpec]) -> Operation[list[int]]:
+        return self._bulk_ids(_job_input.from_raw_specs(jobs))
+
+    def copy_raw_jobs(self, jobs: Sequence[RawJobSpec]) -> Operation[list[int]]:
+        return self._copy(_job_input.from_raw_specs(jobs), "copy_raw_jobs")
 
     def add_batch_job(self, items: Sequence[BatchTask], spec: JobSpec | None) -> Operation[Job]:
         return self._single(_job_input.from_batch(items, spec), batch=True)
@@ -88,6 +100,26 @@ class JobOperations:
             return lambda connection: []
         return self._on_schema(
             lambda connection: _sql_jobs.add_jobs(connection, self.schema, jobs, preserve_run_at)
+        )
+
+    def _bulk_ids(self, jobs: list[_job_input.NewJob]) -> Operation[list[int]]:
+        if self._plugins is not None:
+            jobs = self._plugins.schedule_all(jobs)
+        preserve_run_at = _job_input.bulk_preserve_run_at(jobs)
+        if not jobs:
+            return lambda connection: []
+        return self._on_schema(
+            lambda connection: _sql_jobs.add_job_ids(connection, self.schema, jobs, preserve_run_at)
+        )
+
+    def _copy(self, jobs: list[_job_input.NewJob], method: str) -> Operation[list[int]]:
+        if self._plugins is not None:
+            jobs = self._plugins.schedule_all(jobs)
+        _job_input.unkeyed_jobs(jobs, method)
+        if not jobs:
+            return lambda connection: []
+        return self._on_schema(
+            lambda connection: _copy_jobs.copy_jobs(connection, self.schema, jobs)
         )
 
     def remove_job(self, job_key: str) -> Operation[Job | None]:

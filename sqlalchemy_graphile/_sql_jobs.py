@@ -15,9 +15,9 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import BigInteger, Boolean, Connection, DateTime, Integer, Row, Text, bindparam
 from sqlalchemy.sql.elements import TextClause
@@ -26,10 +26,12 @@ from sqlalchemy.types import ARRAY
 
 from ._identifiers import quote_identifier
 from ._job_input import DEFAULT_SPEC, NewJob
-from ._job_pairing import pair_rows
+from ._job_pairing import StoredRow, pair_rows
 from .errors import GraphileWorkerError
 from .job import Job
 from .job_spec import JobKeyMode, JobSpec
+
+R = TypeVar("R", bound=StoredRow)
 
 #: How many times one add is re-run, in the same transaction, when its key was taken by a
 #: job that got locked in the middle of the call (the database then returns no row).
@@ -91,6 +93,19 @@ from {s}.add_jobs(
 ) as jobs
 """
     + _NAME_JOINS
+)
+
+# The same call for a bulk add that returns ids: the columns pairing reads, at the positions
+# of _JOB_COLUMNS, and NULL for the others, which the server then neither formats nor sends.
+_ADD_JOB_IDS = _ADD_JOBS.replace(
+    _JOB_COLUMNS,
+    """
+  jobs.id, jobs.job_queue_id, jobs.task_id, cast(jobs.payload as text) as payload_json,
+  jobs.priority, jobs.run_at, null, jobs.max_attempts, null,
+  null, null, jobs.key, null, null,
+  null, cast(jobs.flags as text) as flags_json,
+  tasks.identifier as task_identifier, job_queues.queue_name
+""",
 )
 
 _REMOVE_JOB = (
@@ -240,13 +255,56 @@ def _job(row: Sequence[Any], identifier: str, queue_name: str | None) -> Job:
 _QUEUE_ID, _TASK_ID, _IDENTIFIER, _QUEUE_NAME = 1, 2, 16, 17
 
 
+class _StoredValues(NamedTuple):
+    """The id of a returned row and the values pairing compares: what a bulk add that
+    returns ids reads instead of building a :class:`Job`."""
+
+    id: int
+    task_identifier: str
+    queue_name: str | None
+    payload_json: str
+    priority: int
+    run_at: datetime
+    max_attempts: int
+    key: str | None
+    flags: dict[str, bool] | None
+
+
+def _stored_values(row: Sequence[Any], identifier: str, queue_name: str | None) -> _StoredValues:
+    flags_json = row[15]
+    return _StoredValues(
+        row[0],
+        identifier,
+        queue_name,
+        row[3],
+        row[4],
+        row[5],
+        row[7],
+        row[11],
+        None if flags_json is None else json.loads(flags_json),
+    )
+
+
 def _to_jobs(
     connection: Connection,
     schema: str,
     rows: Sequence[Row[Any]],
     known: Sequence[tuple[str | None, str | None] | None] | None = None,
 ) -> list[Job]:
-    """Build :class:`Job` objects, with names from the joins, else from ``known``.
+    """Build :class:`Job` objects, with names from the joins, else from ``known``
+    (see :func:`_named`)."""
+    return _named(connection, schema, rows, known, _job)
+
+
+def _named(
+    connection: Connection,
+    schema: str,
+    rows: Sequence[Row[Any]],
+    known: Sequence[tuple[str | None, str | None] | None] | None,
+    build: Callable[[Sequence[Any], str, str | None], R],
+) -> list[R]:
+    """``build(row, task identifier, queue name)`` for each row, with names from the joins,
+    else from ``known``.
 
     A task or queue row created during the statement (by the SQL function itself, or by a
     transaction that committed while the statement waited) is not visible to the statement's
@@ -275,14 +333,14 @@ def _to_jobs(
     ]
     tasks = _lookup(connection, schema, _TASK_NAMES, missing_tasks)
     queues = _lookup(connection, schema, _QUEUE_NAMES, missing_queues)
-    jobs = []
+    built = []
     for row, identifier, queue_name in zip(values, identifiers, queue_names, strict=True):
         if identifier is None:
             identifier = _name(tasks, row[_TASK_ID], row[0], "task")
         if queue_name is None and row[_QUEUE_ID] is not None:
             queue_name = _name(queues, row[_QUEUE_ID], row[0], "queue")
-        jobs.append(_job(row, identifier, queue_name))
-    return jobs
+        built.append(build(row, identifier, queue_name))
+    return built
 
 
 def _name(names: dict[int, str], name_id: int, job_id: int, what: str) -> str:
@@ -385,9 +443,34 @@ def add_jobs(
     locked in the middle of the call come back without a row; they alone are added again, in
     the same transaction (see :func:`add_job`).
     """
-    results: list[Job | None] = [None] * len(jobs)
+    return _add_in_bulk(connection, schema, _ADD_JOBS, jobs, preserve_run_at, _job)
+
+
+def add_job_ids(
+    connection: Connection, schema: str, jobs: Sequence[NewJob], preserve_run_at: bool
+) -> list[int]:
+    """:func:`add_jobs`, returning the id of the job for ``jobs[i]`` at index ``i`` and
+    building no :class:`Job`: the same call of the SQL function, pairing and retries, with
+    only the columns pairing reads (:data:`_ADD_JOB_IDS`)."""
+    return [
+        row.id
+        for row in _add_in_bulk(
+            connection, schema, _ADD_JOB_IDS, jobs, preserve_run_at, _stored_values
+        )
+    ]
+
+
+def _add_in_bulk(
+    connection: Connection,
+    schema: str,
+    template: str,
+    jobs: Sequence[NewJob],
+    preserve_run_at: bool,
+    build: Callable[[Sequence[Any], str, str | None], R],
+) -> list[R]:
+    results: list[R | None] = [None] * len(jobs)
     pending = list(range(len(jobs)))
-    statement = _statement(_ADD_JOBS, schema)
+    statement = _statement(template, schema)
     for _ in range(MAX_ADD_ATTEMPTS):
         if not pending:
             break
@@ -397,13 +480,13 @@ def add_jobs(
             statement, {"specs": specs, "preserve_run_at": preserve_run_at}
         ).all()
         known = _names_of_new_rows(batch, rows)
-        paired = pair_rows(batch, _to_jobs(connection, schema, rows, known))
-        for i, job in zip(pending, paired, strict=True):
-            results[i] = job
-        pending = [i for i, job in zip(pending, paired, strict=True) if job is None]
+        paired = pair_rows(batch, _named(connection, schema, rows, known, build))
+        for i, row in zip(pending, paired, strict=True):
+            results[i] = row
+        pending = [i for i, row in zip(pending, paired, strict=True) if row is None]
     if pending:
         raise _contention(jobs[pending[0]].spec.job_key)
-    return [job for job in results if job is not None]
+    return [row for row in results if row is not None]
 
 
 def _names_of_new_rows(
