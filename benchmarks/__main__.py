@@ -69,14 +69,27 @@ def compare(config: BenchConfig) -> int:
         workdir = Path(tmp)
         sides: list[Side] = []
         if "ours" in config.sides or config.variants:
-            ours = PythonSide(config.event_loop, metrics=config.metrics)
+            ours = PythonSide(config.event_loop, metrics=config.metrics, enqueue=config.enqueue)
             machine.update(ours.describe())
             sides.append(ours)
+        # The variants enqueue as ours does, so that they differ from it in one thing only.
         for plugins in config.plugins:
-            sides.append(PythonSide(config.event_loop, metrics=config.metrics, plugins=plugins))
+            sides.append(
+                PythonSide(
+                    config.event_loop,
+                    metrics=config.metrics,
+                    plugins=plugins,
+                    enqueue=config.enqueue,
+                )
+            )
         if config.asynchronous_release_commit:
             sides.append(
-                PythonSide(config.event_loop, metrics=config.metrics, asynchronous_commit=True)
+                PythonSide(
+                    config.event_loop,
+                    metrics=config.metrics,
+                    asynchronous_commit=True,
+                    enqueue=config.enqueue,
+                )
             )
         if "node" in config.sides and not config.variants:
             log(f"preparing Node graphile-worker in {config.node_install_dir} ...")

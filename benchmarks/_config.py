@@ -10,7 +10,7 @@ from pathlib import Path
 from sqlalchemy_graphile.errors import ConfigurationError
 
 from ._database import server_url
-from ._modes import MODES
+from ._modes import ENQUEUE_METHODS, MODES
 from ._node import default_install_dir
 from ._pgqueuer import pgqueuer_installed
 from ._plugins import PLUGIN_SETS
@@ -45,6 +45,8 @@ class BenchConfig:
     soak_mode: str = "unbatched"
     metrics: bool = False
     plugins: tuple[str, ...] = ()
+    #: How our side adds the enqueue run's jobs (:data:`ENQUEUE_METHODS`).
+    enqueue: str = "jobs"
     #: Also run our worker with ``asynchronous_release_commit=True``, instead of Node.
     asynchronous_release_commit: bool = False
     #: pgqueuer's ``concurrency_limit`` on its entrypoint; ``None``: ``concurrency``.
@@ -72,6 +74,7 @@ class BenchConfig:
         server_url(self.database_url)  # a bad URL is refused here, before any connection
         if self.timeout <= 0:
             raise ConfigurationError("--timeout must be positive")
+        _distinct_choices("--enqueue", (self.enqueue,), ENQUEUE_METHODS)
         if self.plugins:
             _distinct_choices("--plugins", self.plugins, PLUGIN_SETS)
             if self.soak is not None:
@@ -236,6 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
         "and report each against the run without plugins",
     )
     parser.add_argument(
+        "--enqueue",
+        default=defaults.enqueue,
+        help="how our side adds the jobs of the enqueue run: jobs (add_jobs, returning Job "
+        "objects), ids (add_jobs with return_jobs=False) or copy (copy_jobs)",
+    )
+    parser.add_argument(
         "--asynchronous-release-commit",
         action="store_true",
         help="instead of Node, run our worker again with asynchronous_release_commit=True and "
@@ -268,6 +277,7 @@ def parse_config(argv: Sequence[str] | None = None) -> BenchConfig:
             soak_mode=args.soak_mode,
             metrics=args.metrics,
             plugins=tuple(args.plugins),
+            enqueue=args.enqueue,
             asynchronous_release_commit=args.asynchronous_release_commit,
             pgqueuer_limit=args.pgqueuer_limit,
         )

@@ -2,8 +2,10 @@
 
 ``python -m benchmarks._pyproc COMMAND ...``, one command per measurement:
 
-* ``enqueue URL N``: add N ``log_if_999`` jobs with one ``WorkerUtils.add_jobs`` call on a
-  connection opened beforehand; prints ``{"call_s": ...}``.
+* ``enqueue URL N [--method jobs|ids|copy]``: add N ``log_if_999`` jobs with one
+  ``WorkerUtils.add_jobs`` call (``ids``: with ``return_jobs=False``; ``copy``: one
+  ``WorkerUtils.copy_jobs`` call) on a connection opened beforehand; prints
+  ``{"call_s": ...}``.
 * ``once URL CONCURRENCY MODE``: run a worker until no job is runnable, then exit.
 * ``latency URL CONCURRENCY SAMPLES WARMUP MODE``: one worker (LISTEN on) and, on a
   dedicated connection, one job added at a time; each sample is the time from the start of
@@ -35,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy_graphile import Worker
 
 from ._child import run_child
-from ._modes import MODES, PYTHON_OPTIONS
+from ._modes import ENQUEUE_METHODS, MODES, PYTHON_OPTIONS
 from ._plugins import PLUGIN_SETS, ChildPlugins
 from .tasks import Latency, LatencyProbe, LogIf999
 
@@ -58,8 +60,9 @@ def _engine(url: str) -> AsyncEngine:
     )
 
 
-async def enqueue(url: str, count: int, plugins: ChildPlugins) -> dict[str, Any]:
-    """Time one ``add_jobs`` call adding ``count`` jobs (its own transaction)."""
+async def enqueue(url: str, count: int, method: str, plugins: ChildPlugins) -> dict[str, Any]:
+    """Time one ``add_jobs`` (or ``copy_jobs``) call adding ``count`` jobs (its own
+    transaction)."""
     from sqlalchemy_graphile import WorkerUtils
 
     jobs = [(LogIf999(id=i), None) for i in range(count)]
@@ -70,7 +73,10 @@ async def enqueue(url: str, count: int, plugins: ChildPlugins) -> dict[str, Any]
         utils = WorkerUtils(engine, plugins=plugins.plugins)
         with plugins.adding():
             started = time.perf_counter()
-            added = await utils.add_jobs(jobs)
+            if method == "copy":
+                added: list[Any] = await utils.copy_jobs(jobs)
+            else:
+                added = await utils.add_jobs(jobs, return_jobs=method == "jobs")
             seconds = time.perf_counter() - started
     finally:
         await engine.dispose()
@@ -211,6 +217,7 @@ def _parser() -> argparse.ArgumentParser:
     command = commands.add_parser("enqueue")
     command.add_argument("url")
     command.add_argument("count", type=int)
+    command.add_argument("--method", choices=ENQUEUE_METHODS, default="jobs")
     for name in ("once", "serve"):
         command = commands.add_parser(name)
         command.add_argument("url")
@@ -229,7 +236,7 @@ def _coroutine(args: argparse.Namespace) -> Coroutine[Any, Any, dict[str, Any]]:
     plugins = ChildPlugins(args.plugins)
     extras = Extras(args.metrics, args.asynchronous_release_commit)
     if args.command == "enqueue":
-        return enqueue(args.url, args.count, plugins)
+        return enqueue(args.url, args.count, args.method, plugins)
     if args.command == "once":
         return once(args.url, args.concurrency, args.mode, extras, plugins)
     if args.command == "latency":

@@ -39,10 +39,13 @@ class PythonSide:
         *,
         metrics: bool = False,
         plugins: str | None = None,
+        enqueue: str = "jobs",
         asynchronous_commit: bool = False,
     ) -> None:
         self.loop = loop
         self.metrics = metrics
+        #: How the enqueue run adds its jobs (see :data:`benchmarks._modes.ENQUEUE_METHODS`).
+        self.enqueue = enqueue
         #: ``None``, or the plugin set (``hooks``, ``tracing``) the children run with.
         self.plugins = plugins
         #: Whether the children run with ``asynchronous_release_commit=True``.
@@ -75,8 +78,9 @@ class PythonSide:
             raise MeasurementError(f"installing the schema failed: {error}") from error
 
     def enqueue_command(self, url: str, count: int) -> list[str]:
-        """Add ``count`` jobs with one ``WorkerUtils.add_jobs`` call."""
-        return self._command("enqueue", url, count)
+        """Add ``count`` jobs with one ``WorkerUtils.add_jobs`` (or ``copy_jobs``) call."""
+        method = [] if self.enqueue == "jobs" else ["--method", self.enqueue]
+        return self._command("enqueue", url, count, *method)
 
     def once_command(self, url: str, concurrency: int, mode: str) -> list[str]:
         """Run ``Worker.run_once()`` until the queue is empty."""
@@ -101,4 +105,5 @@ class PythonSide:
             "sqlalchemy-graphile": __version__,
             "event_loop": self.loop,
             "metrics": "WorkerMetrics" if self.metrics else "off",
+            "enqueue": self.enqueue,
         }

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
-from . import _job_input, _sql_jobs
+from . import _copy_jobs, _job_input, _sql_jobs
 from ._catalog._jobs import CLEANUP_TASKS
 from ._identifiers import resolve_schema
 from ._plugins import Plugins
@@ -52,11 +52,23 @@ class JobOperations:
     def add_jobs(self, jobs: Sequence[tuple[Task, JobSpec | None]]) -> Operation[list[Job]]:
         return self._bulk(self._scheduling.add_jobs(jobs))
 
+    def add_job_ids(self, jobs: Sequence[tuple[Task, JobSpec | None]]) -> Operation[list[int]]:
+        return self._bulk_ids(self._scheduling.add_jobs(jobs))
+
+    def copy_jobs(self, jobs: Sequence[tuple[Task, JobSpec | None]]) -> Operation[list[int]]:
+        return self._copy(self._scheduling.add_jobs(jobs), "copy_jobs")
+
     def add_raw_job(self, identifier: str, payload: Any, spec: JobSpec | None) -> Operation[Job]:
         return self._single(self._scheduling.add_raw_job(identifier, payload, spec))
 
     def add_raw_jobs(self, jobs: Sequence[RawJobSpec]) -> Operation[list[Job]]:
         return self._bulk(self._scheduling.add_raw_jobs(jobs))
+
+    def add_raw_job_ids(self, jobs: Sequence[RawJobSpec]) -> Operation[list[int]]:
+        return self._bulk_ids(self._scheduling.add_raw_jobs(jobs))
+
+    def copy_raw_jobs(self, jobs: Sequence[RawJobSpec]) -> Operation[list[int]]:
+        return self._copy(self._scheduling.add_raw_jobs(jobs), "copy_raw_jobs")
 
     def add_batch_job(self, items: Sequence[BatchTask], spec: JobSpec | None) -> Operation[Job]:
         return self._single(self._scheduling.add_batch_job(items, spec))
@@ -86,6 +98,23 @@ class JobOperations:
             return lambda connection: []
         return self._on_schema(
             lambda connection: _sql_jobs.add_jobs(connection, self.schema, jobs, preserve_run_at)
+        )
+
+    def _bulk_ids(self, bulk: BulkAdd) -> Operation[list[int]]:
+        jobs, preserve_run_at = bulk.jobs, bulk.preserve_run_at
+        if not jobs:
+            return lambda connection: []
+        return self._on_schema(
+            lambda connection: _sql_jobs.add_job_ids(connection, self.schema, jobs, preserve_run_at)
+        )
+
+    def _copy(self, bulk: BulkAdd, method: str) -> Operation[list[int]]:
+        jobs = bulk.jobs
+        _job_input.unkeyed_jobs(jobs, method)
+        if not jobs:
+            return lambda connection: []
+        return self._on_schema(
+            lambda connection: _copy_jobs.copy_jobs(connection, self.schema, jobs)
         )
 
     def remove_job(self, job_key: str) -> Operation[Job | None]:

@@ -12,7 +12,7 @@ import math
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Literal, Self, TypeVar, overload
 
 from sqlalchemy import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from . import migrations
 from ._catalog import catalog_for
 from ._catalog._jobs import CLEANUP_TASKS
+from ._job_input import return_jobs_flag
 from ._operations import JobOperations, Operation
 from ._plugins import Plugins
 from ._poolers import Pooler, asyncpg_engine_connect_args, check_pooler
@@ -166,11 +167,33 @@ class WorkerUtils:
         errors as :meth:`JobHelpers.add_job`."""
         return await self._add(self._operations.add_job(task, spec))
 
-    async def add_jobs(self, jobs: Sequence[tuple[Task, JobSpec | None]]) -> list[Job]:
+    @overload
+    async def add_jobs(
+        self, jobs: Sequence[tuple[Task, JobSpec | None]], *, return_jobs: Literal[True] = True
+    ) -> list[Job]: ...
+    @overload
+    async def add_jobs(
+        self, jobs: Sequence[tuple[Task, JobSpec | None]], *, return_jobs: Literal[False]
+    ) -> list[int]: ...
+    @overload
+    async def add_jobs(
+        self, jobs: Sequence[tuple[Task, JobSpec | None]], *, return_jobs: bool
+    ) -> list[Job] | list[int]: ...
+    async def add_jobs(
+        self, jobs: Sequence[tuple[Task, JobSpec | None]], *, return_jobs: bool = True
+    ) -> list[Job] | list[int]:
         """Add jobs of one task type in one round trip, auto-committed: they have committed
-        when this returns; one job per pair, at its index. Matching, rules and errors as
-        :meth:`JobHelpers.add_jobs`."""
-        return await self._add(self._operations.add_jobs(jobs))
+        when this returns; one job per pair, at its index (its id with
+        ``return_jobs=False``). Matching, rules and errors as :meth:`JobHelpers.add_jobs`."""
+        if return_jobs_flag(return_jobs):
+            return await self._add(self._operations.add_jobs(jobs))
+        return await self._add(self._operations.add_job_ids(jobs))
+
+    async def copy_jobs(self, jobs: Sequence[tuple[Task, JobSpec | None]]) -> list[int]:
+        """Add unkeyed jobs of one task type with ``COPY`` in a transaction of its own,
+        committed on return; return their ids in order. Rules and errors as
+        :meth:`JobHelpers.copy_jobs`."""
+        return await self._run(self._operations.copy_jobs(jobs))
 
     async def add_raw_job(
         self, identifier: str, payload: Any = None, spec: JobSpec | None = None
@@ -179,11 +202,33 @@ class WorkerUtils:
         has committed when this returns; errors as :meth:`JobHelpers.add_raw_job`."""
         return await self._add(self._operations.add_raw_job(identifier, payload, spec))
 
-    async def add_raw_jobs(self, jobs: Sequence[RawJobSpec]) -> list[Job]:
+    @overload
+    async def add_raw_jobs(
+        self, jobs: Sequence[RawJobSpec], *, return_jobs: Literal[True] = True
+    ) -> list[Job]: ...
+    @overload
+    async def add_raw_jobs(
+        self, jobs: Sequence[RawJobSpec], *, return_jobs: Literal[False]
+    ) -> list[int]: ...
+    @overload
+    async def add_raw_jobs(
+        self, jobs: Sequence[RawJobSpec], *, return_jobs: bool
+    ) -> list[Job] | list[int]: ...
+    async def add_raw_jobs(
+        self, jobs: Sequence[RawJobSpec], *, return_jobs: bool = True
+    ) -> list[Job] | list[int]:
         """Add jobs of any task identifiers in one round trip, auto-committed: they have
-        committed when this returns; one job per spec, at its index. Matching and errors as
-        :meth:`JobHelpers.add_raw_jobs`."""
-        return await self._add(self._operations.add_raw_jobs(jobs))
+        committed when this returns; one job per spec, at its index (its id with
+        ``return_jobs=False``). Matching and errors as :meth:`JobHelpers.add_raw_jobs`."""
+        if return_jobs_flag(return_jobs):
+            return await self._add(self._operations.add_raw_jobs(jobs))
+        return await self._add(self._operations.add_raw_job_ids(jobs))
+
+    async def copy_raw_jobs(self, jobs: Sequence[RawJobSpec]) -> list[int]:
+        """Add unkeyed jobs of any task identifiers with ``COPY`` in a transaction of its
+        own, committed on return; return their ids in order. Rules and errors as
+        :meth:`JobHelpers.copy_raw_jobs`."""
+        return await self._run(self._operations.copy_raw_jobs(jobs))
 
     async def add_batch_job(self, items: Sequence[BatchTask], spec: JobSpec | None = None) -> Job:
         """Add one batch job holding ``items`` (appended to a pending keyed batch),
