@@ -68,18 +68,35 @@ def compare(config: BenchConfig) -> int:
     ):
         workdir = Path(tmp)
         sides: list[Side] = []
-        if "ours" in config.sides or config.plugins:
-            ours = PythonSide(config.event_loop, metrics=config.metrics)
+        if "ours" in config.sides or config.variants:
+            ours = PythonSide(config.event_loop, metrics=config.metrics, enqueue=config.enqueue)
             machine.update(ours.describe())
             sides.append(ours)
+        # The variants enqueue as ours does, so that they differ from it in one thing only.
         for plugins in config.plugins:
-            sides.append(PythonSide(config.event_loop, metrics=config.metrics, plugins=plugins))
-        if "node" in config.sides and not config.plugins:
+            sides.append(
+                PythonSide(
+                    config.event_loop,
+                    metrics=config.metrics,
+                    plugins=plugins,
+                    enqueue=config.enqueue,
+                )
+            )
+        if config.asynchronous_release_commit:
+            sides.append(
+                PythonSide(
+                    config.event_loop,
+                    metrics=config.metrics,
+                    asynchronous_commit=True,
+                    enqueue=config.enqueue,
+                )
+            )
+        if "node" in config.sides and not config.variants:
             log(f"preparing Node graphile-worker in {config.node_install_dir} ...")
             node = NodeSide(config.node_install_dir, workdir)
             machine.update(node.describe())
             sides.append(node)
-        if "pgqueuer" in config.sides and not config.plugins:
+        if "pgqueuer" in config.sides and not config.variants:
             limit = config.concurrency if config.pgqueuer_limit is None else config.pgqueuer_limit
             pgqueuer = PgQueuerSide(config.event_loop, concurrency_limit=limit)
             machine.update(pgqueuer.describe())
@@ -102,7 +119,7 @@ def compare(config: BenchConfig) -> int:
         modes=config.modes,
         latency_samples=config.latency_samples,
     )
-    if config.plugins:
+    if config.variants:
         return _report_variants(config, machine, metrics, comparison)
     ours_values = comparison.values.get("ours", {})
     node_values = comparison.values.get("node", {})
@@ -134,7 +151,8 @@ def compare(config: BenchConfig) -> int:
 def _report_variants(
     config: BenchConfig, machine: dict[str, Any], metrics: list[Metric], comparison: Comparison
 ) -> int:
-    """Print and write a ``--plugins`` run: our worker without plugins and with each set."""
+    """Print and write a run of variants (``--plugins``, ``--asynchronous-release-commit``):
+    our worker as it is and each variant."""
     values = comparison.values
     print(format_variants(metrics, values))
     if config.markdown:
@@ -147,7 +165,11 @@ def _report_variants(
         if isinstance(value, Failure)
     ]
     document = {
-        "config": {**_config_json(config), "plugins": list(config.plugins)},
+        "config": {
+            **_config_json(config),
+            "plugins": list(config.plugins),
+            "asynchronous_release_commit": config.asynchronous_release_commit,
+        },
         "machine": machine,
         "rows": variant_rows(metrics, values),
         "ratio_note": VARIANT_NOTE,

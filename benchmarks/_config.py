@@ -10,7 +10,7 @@ from pathlib import Path
 from sqlalchemy_graphile.errors import ConfigurationError
 
 from ._database import server_url
-from ._modes import MODES
+from ._modes import ENQUEUE_METHODS, MODES
 from ._node import default_install_dir
 from ._pgqueuer import pgqueuer_installed
 from ._plugins import PLUGIN_SETS
@@ -45,6 +45,10 @@ class BenchConfig:
     soak_mode: str = "unbatched"
     metrics: bool = False
     plugins: tuple[str, ...] = ()
+    #: How our side adds the enqueue run's jobs (:data:`ENQUEUE_METHODS`).
+    enqueue: str = "jobs"
+    #: Also run our worker with ``asynchronous_release_commit=True``, instead of Node.
+    asynchronous_release_commit: bool = False
     #: pgqueuer's ``concurrency_limit`` on its entrypoint; ``None``: ``concurrency``.
     pgqueuer_limit: int | None = None
 
@@ -70,16 +74,26 @@ class BenchConfig:
         server_url(self.database_url)  # a bad URL is refused here, before any connection
         if self.timeout <= 0:
             raise ConfigurationError("--timeout must be positive")
+        _distinct_choices("--enqueue", (self.enqueue,), ENQUEUE_METHODS)
         if self.plugins:
             _distinct_choices("--plugins", self.plugins, PLUGIN_SETS)
             if self.soak is not None:
                 raise ConfigurationError("--plugins measures the comparison run, not the soak")
+        if self.asynchronous_release_commit and self.soak is not None:
+            raise ConfigurationError(
+                "--asynchronous-release-commit measures the comparison run, not the soak"
+            )
         if self.soak is not None:
             _at_least(1, soak_baseline=self.soak_baseline)
             if self.soak <= self.soak_baseline:
                 raise ConfigurationError(
                     f"--soak ({self.soak}) must be above --soak-baseline ({self.soak_baseline})"
                 )
+
+    @property
+    def variants(self) -> bool:
+        """Whether this run measures variants of our worker against it instead of peers."""
+        return bool(self.plugins) or self.asynchronous_release_commit
 
     @property
     def event_loop(self) -> str:
@@ -224,6 +238,18 @@ def build_parser() -> argparse.ArgumentParser:
         "doing nothing; tracing: the otel extra's TracingPlugin on the OpenTelemetry SDK) "
         "and report each against the run without plugins",
     )
+    parser.add_argument(
+        "--enqueue",
+        default=defaults.enqueue,
+        help="how our side adds the jobs of the enqueue run: jobs (add_jobs, returning Job "
+        "objects), ids (add_jobs with return_jobs=False) or copy (copy_jobs)",
+    )
+    parser.add_argument(
+        "--asynchronous-release-commit",
+        action="store_true",
+        help="instead of Node, run our worker again with asynchronous_release_commit=True and "
+        "report it against the run without (it never enters the comparison with Node)",
+    )
     return parser
 
 
@@ -251,6 +277,8 @@ def parse_config(argv: Sequence[str] | None = None) -> BenchConfig:
             soak_mode=args.soak_mode,
             metrics=args.metrics,
             plugins=tuple(args.plugins),
+            enqueue=args.enqueue,
+            asynchronous_release_commit=args.asynchronous_release_commit,
             pgqueuer_limit=args.pgqueuer_limit,
         )
     except ConfigurationError as error:

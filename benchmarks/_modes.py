@@ -13,6 +13,10 @@ from typing import Any
 
 MODES = ("unbatched", "batched", "batched12")
 
+#: How our side can add the jobs of the enqueue run: ``WorkerUtils.add_jobs`` returning
+#: ``Job`` objects, the same with ``return_jobs=False`` (ids), or ``WorkerUtils.copy_jobs``.
+ENQUEUE_METHODS = ("jobs", "ids", "copy")
+
 #: The batch size of each batched mode: our and Node's local queue, pgqueuer's ``batch_size``.
 BATCH_SIZES: dict[str, int] = {"batched": 500, "batched12": 12}
 

@@ -2,8 +2,10 @@
 
 ``python -m benchmarks._pyproc COMMAND ...``, one command per measurement:
 
-* ``enqueue URL N``: add N ``log_if_999`` jobs with one ``WorkerUtils.add_jobs`` call on a
-  connection opened beforehand; prints ``{"call_s": ...}``.
+* ``enqueue URL N [--method jobs|ids|copy]``: add N ``log_if_999`` jobs with one
+  ``WorkerUtils.add_jobs`` call (``ids``: with ``return_jobs=False``; ``copy``: one
+  ``WorkerUtils.copy_jobs`` call) on a connection opened beforehand; prints
+  ``{"call_s": ...}``.
 * ``once URL CONCURRENCY MODE``: run a worker until no job is runnable, then exit.
 * ``latency URL CONCURRENCY SAMPLES WARMUP MODE``: one worker (LISTEN on) and, on a
   dedicated connection, one job added at a time; each sample is the time from the start of
@@ -14,7 +16,7 @@
 With ``--metrics`` every worker counts its jobs in a
 :class:`~sqlalchemy_graphile.prometheus.WorkerMetrics`, and with ``--plugins hooks`` or
 ``--plugins tracing`` workers and adders run with those plugins (see :mod:`._plugins`), to
-measure what that costs.
+measure what that costs; ``--asynchronous-release-commit`` runs workers with that option.
 
 Like Node's ``maxPoolSize: C + 1``, every worker gets ``max_pool_size=concurrency + 1``, and
 the mode's options from :data:`benchmarks._modes.PYTHON_OPTIONS`.
@@ -29,12 +31,13 @@ import argparse
 import asyncio
 import time
 from collections.abc import Coroutine
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy_graphile import Worker
 
 from ._child import run_child
-from ._modes import MODES, PYTHON_OPTIONS
+from ._modes import ENQUEUE_METHODS, MODES, PYTHON_OPTIONS
 from ._plugins import PLUGIN_SETS, ChildPlugins
 from .tasks import Latency, LatencyProbe, LogIf999
 
@@ -57,8 +60,9 @@ def _engine(url: str) -> AsyncEngine:
     )
 
 
-async def enqueue(url: str, count: int, plugins: ChildPlugins) -> dict[str, Any]:
-    """Time one ``add_jobs`` call adding ``count`` jobs (its own transaction)."""
+async def enqueue(url: str, count: int, method: str, plugins: ChildPlugins) -> dict[str, Any]:
+    """Time one ``add_jobs`` (or ``copy_jobs``) call adding ``count`` jobs (its own
+    transaction)."""
     from sqlalchemy_graphile import WorkerUtils
 
     jobs = [(LogIf999(id=i), None) for i in range(count)]
@@ -69,7 +73,10 @@ async def enqueue(url: str, count: int, plugins: ChildPlugins) -> dict[str, Any]
         utils = WorkerUtils(engine, plugins=plugins.plugins)
         with plugins.adding():
             started = time.perf_counter()
-            added = await utils.add_jobs(jobs)
+            if method == "copy":
+                added: list[Any] = await utils.copy_jobs(jobs)
+            else:
+                added = await utils.add_jobs(jobs, return_jobs=method == "jobs")
             seconds = time.perf_counter() - started
     finally:
         await engine.dispose()
@@ -79,8 +86,16 @@ async def enqueue(url: str, count: int, plugins: ChildPlugins) -> dict[str, Any]
     return {"call_s": seconds, "jobs": len(added)}
 
 
+@dataclass(frozen=True)
+class Extras:
+    """What a child's workers run with on top of the mode's options."""
+
+    metrics: bool = False
+    asynchronous_commit: bool = False
+
+
 async def once(
-    url: str, concurrency: int, mode: str, metrics: bool, plugins: ChildPlugins
+    url: str, concurrency: int, mode: str, extras: Extras, plugins: ChildPlugins
 ) -> dict[str, Any]:
     """Run every runnable job, then return."""
     worker = Worker(
@@ -90,7 +105,7 @@ async def once(
         max_pool_size=concurrency + 1,
         handle_signals=False,
         plugins=plugins.plugins,
-        **_options(mode, metrics),
+        **_options(mode, extras),
     )
     try:
         await worker.run_once()
@@ -105,7 +120,7 @@ async def latency(
     samples: int,
     warmup: int,
     mode: str,
-    metrics: bool,
+    extras: Extras,
     plugins: ChildPlugins,
 ) -> dict[str, Any]:
     """Sample add->start latency with a worker running in this process."""
@@ -120,7 +135,7 @@ async def latency(
         handle_signals=False,
         extensions=[probe],
         plugins=plugins.plugins,
-        **_options(mode, metrics),
+        **_options(mode, extras),
     )
     engine = _engine(url)
     running = asyncio.create_task(worker.run())
@@ -160,23 +175,26 @@ async def _start_of(started: asyncio.Future[int], running: asyncio.Task[None]) -
     raise TimeoutError(f"the job did not start within {SAMPLE_TIMEOUT_S:.0f} s")
 
 
-async def serve(url: str, concurrency: int, mode: str, metrics: bool) -> dict[str, Any]:
+async def serve(url: str, concurrency: int, mode: str, extras: Extras) -> dict[str, Any]:
     """Run until a signal stops the worker gracefully."""
     worker = Worker(
         url,
         tasks=[LogIf999],
         concurrency=concurrency,
         max_pool_size=concurrency + 1,
-        **_options(mode, metrics),
+        **_options(mode, extras),
     )
     await worker.run()
     return {}
 
 
-def _options(mode: str, metrics: bool) -> dict[str, Any]:
-    """The mode's worker options, plus a :class:`WorkerMetrics` with ``--metrics``."""
+def _options(mode: str, extras: Extras) -> dict[str, Any]:
+    """The mode's worker options, plus a :class:`WorkerMetrics` with ``--metrics`` and
+    ``asynchronous_release_commit`` with ``--asynchronous-release-commit``."""
     options = dict(PYTHON_OPTIONS[mode])
-    if metrics:
+    if extras.asynchronous_commit:
+        options["asynchronous_release_commit"] = True
+    if extras.metrics:
         from prometheus_client import CollectorRegistry
 
         from sqlalchemy_graphile.prometheus import WorkerMetrics
@@ -189,11 +207,17 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks._pyproc")
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     parser.add_argument("--metrics", action="store_true", help="count jobs in WorkerMetrics")
+    parser.add_argument(
+        "--asynchronous-release-commit",
+        action="store_true",
+        help="run workers with asynchronous_release_commit=True",
+    )
     parser.add_argument("--plugins", choices=PLUGIN_SETS, help="run with these plugins")
     commands = parser.add_subparsers(dest="command", required=True)
     command = commands.add_parser("enqueue")
     command.add_argument("url")
     command.add_argument("count", type=int)
+    command.add_argument("--method", choices=ENQUEUE_METHODS, default="jobs")
     for name in ("once", "serve"):
         command = commands.add_parser(name)
         command.add_argument("url")
@@ -210,15 +234,16 @@ def _parser() -> argparse.ArgumentParser:
 
 def _coroutine(args: argparse.Namespace) -> Coroutine[Any, Any, dict[str, Any]]:
     plugins = ChildPlugins(args.plugins)
+    extras = Extras(args.metrics, args.asynchronous_release_commit)
     if args.command == "enqueue":
-        return enqueue(args.url, args.count, plugins)
+        return enqueue(args.url, args.count, args.method, plugins)
     if args.command == "once":
-        return once(args.url, args.concurrency, args.mode, args.metrics, plugins)
+        return once(args.url, args.concurrency, args.mode, extras, plugins)
     if args.command == "latency":
         return latency(
-            args.url, args.concurrency, args.samples, args.warmup, args.mode, args.metrics, plugins
+            args.url, args.concurrency, args.samples, args.warmup, args.mode, extras, plugins
         )
-    return serve(args.url, args.concurrency, args.mode, args.metrics)
+    return serve(args.url, args.concurrency, args.mode, extras)
 
 
 def main(argv: list[str] | None = None) -> None:

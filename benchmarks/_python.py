@@ -33,12 +33,26 @@ class PythonSide:
     modes = MODES
     measures_latency = True
 
-    def __init__(self, loop: str, *, metrics: bool = False, plugins: str | None = None) -> None:
+    def __init__(
+        self,
+        loop: str,
+        *,
+        metrics: bool = False,
+        plugins: str | None = None,
+        enqueue: str = "jobs",
+        asynchronous_commit: bool = False,
+    ) -> None:
         self.loop = loop
         self.metrics = metrics
+        #: How the enqueue run adds its jobs (see :data:`benchmarks._modes.ENQUEUE_METHODS`).
+        self.enqueue = enqueue
         #: ``None``, or the plugin set (``hooks``, ``tracing``) the children run with.
         self.plugins = plugins
+        #: Whether the children run with ``asynchronous_release_commit=True``.
+        self.asynchronous_commit = asynchronous_commit
         self.name = "ours" if plugins is None else f"ours+{plugins}"
+        if asynchronous_commit:
+            self.name += "+async-commit"
         self.cwd = REPO_ROOT
         self.env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
 
@@ -46,6 +60,8 @@ class PythonSide:
         flags = ["--loop", self.loop, *(["--metrics"] if self.metrics else [])]
         if self.plugins is not None:
             flags += ["--plugins", self.plugins]
+        if self.asynchronous_commit:
+            flags.append("--asynchronous-release-commit")
         return [sys.executable, "-m", "benchmarks._pyproc", *flags, *map(str, args)]
 
     def jobs_left(self, url: str) -> tuple[int, int]:
@@ -62,8 +78,9 @@ class PythonSide:
             raise MeasurementError(f"installing the schema failed: {error}") from error
 
     def enqueue_command(self, url: str, count: int) -> list[str]:
-        """Add ``count`` jobs with one ``WorkerUtils.add_jobs`` call."""
-        return self._command("enqueue", url, count)
+        """Add ``count`` jobs with one ``WorkerUtils.add_jobs`` (or ``copy_jobs``) call."""
+        method = [] if self.enqueue == "jobs" else ["--method", self.enqueue]
+        return self._command("enqueue", url, count, *method)
 
     def once_command(self, url: str, concurrency: int, mode: str) -> list[str]:
         """Run ``Worker.run_once()`` until the queue is empty."""
@@ -88,4 +105,5 @@ class PythonSide:
             "sqlalchemy-graphile": __version__,
             "event_loop": self.loop,
             "metrics": "WorkerMetrics" if self.metrics else "off",
+            "enqueue": self.enqueue,
         }

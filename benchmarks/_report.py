@@ -248,7 +248,7 @@ def json_document(
 
 VARIANT_NOTE = (
     "vs ours = with/without for rates (jobs/s), without/with for times (ms) and memory (MiB): "
-    "1.00x means no cost, below 1x the plugins cost that much."
+    "1.00x means no difference, below 1x the variant costs that much, above 1x it is faster."
 )
 
 

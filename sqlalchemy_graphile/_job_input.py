@@ -188,6 +188,28 @@ def bulk_preserve_run_at(jobs: Sequence[NewJob]) -> bool:
     return JobKeyMode.PRESERVE_RUN_AT in modes
 
 
+def return_jobs_flag(value: object) -> bool:
+    """The ``return_jobs`` argument of the bulk adds: ``True`` or ``False``, else
+    :class:`InvalidJobSpecError` (a truthy string must not pick the wrong return type)."""
+    if not isinstance(value, bool):
+        raise InvalidJobSpecError(f"return_jobs must be True or False, not {value!r}")
+    return value
+
+
+def unkeyed_jobs(jobs: Sequence[NewJob], method: str) -> None:
+    """Refuse, with :class:`InvalidJobSpecError`, what a ``COPY`` of ``jobs`` cannot do as
+    ``add_jobs`` would: anything :func:`bulk_preserve_run_at` refuses, and any job key (a
+    key may have to update or retire the job that holds it, which only the SQL function
+    does)."""
+    bulk_preserve_run_at(jobs)
+    for job in jobs:
+        if job.spec.job_key is not None:
+            raise InvalidJobSpecError(
+                f"{method}() adds jobs without a job_key only (got {job.spec.job_key!r}); "
+                "add keyed jobs with add_jobs() or add_raw_jobs()"
+            )
+
+
 def job_key(key: object) -> str:
     """A job key for :meth:`remove_job`: a ``str`` of 1..512 characters PostgreSQL can store."""
     if not isinstance(key, str):

@@ -19,23 +19,54 @@ The rules, given the rows with their task identifier and queue name resolved:
   Jobs whose values are identical may be paired with either of their rows: the rows differ
   only in id and are interchangeable.
 
+When the rows come back in input order, as our own function body returns them, each row is
+checked against the job at its index (key, or every stored value above) and the pairing is
+that order, with no index built; one row out of place sends the whole call down the content
+pairing.
+
 Pure: no I/O, no database; :func:`pair_rows` raises :class:`GraphileWorkerError` when the
 rows cannot be matched to the jobs (a row left over, or an unkeyed job without its row).
+Rows are :class:`~sqlalchemy_graphile.Job` objects or anything else with the attributes
+of :class:`StoredRow`.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from datetime import datetime
+from typing import Protocol, TypeVar
 
 from ._job_input import NewJob
 from .errors import GraphileWorkerError
-from .job import Job
 
 #: What ``add_jobs`` stores when a spec leaves ``max_attempts`` or ``priority`` unset.
 DEFAULT_MAX_ATTEMPTS = 25
 DEFAULT_PRIORITY = 0
+
+
+class StoredRow(Protocol):
+    """What pairing reads of a returned row (a :class:`~sqlalchemy_graphile.Job` has it all)."""
+
+    @property
+    def task_identifier(self) -> str: ...
+    @property
+    def queue_name(self) -> str | None: ...
+    @property
+    def payload_json(self) -> str: ...
+    @property
+    def priority(self) -> int: ...
+    @property
+    def run_at(self) -> datetime: ...
+    @property
+    def max_attempts(self) -> int: ...
+    @property
+    def key(self) -> str | None: ...
+    @property
+    def flags(self) -> Mapping[str, bool] | None: ...
+
+
+R = TypeVar("R", bound=StoredRow)
 
 # The values an unkeyed row shares with the job that made it; run_at is kept apart because a
 # job without one gets the database's clock.
@@ -55,7 +86,7 @@ def _job_content(job: NewJob) -> _Content:
     )
 
 
-def _row_content(row: Job) -> _Content:
+def _row_content(row: StoredRow) -> _Content:
     flags = frozenset(row.flags) if row.flags else None
     return (
         row.task_identifier,
@@ -67,13 +98,51 @@ def _row_content(row: Job) -> _Content:
     )
 
 
-def pair_rows(jobs: Sequence[NewJob], rows: Sequence[Job]) -> list[Job | None]:
+def pair_rows(jobs: Sequence[NewJob], rows: Sequence[R]) -> list[R | None]:
     """The row for each of ``jobs``, at the job's index (``None``: a keyed job got no row).
 
     ``rows`` are what one ``add_jobs`` call returned for ``jobs``, in any order. Raises
     :class:`GraphileWorkerError` when they do not belong to ``jobs``.
     """
-    by_key: dict[str, Job] = {}
+    if in_input_order(jobs, rows):
+        return list(rows)
+    return _pair_by_content(jobs, rows)
+
+
+def in_input_order(jobs: Sequence[NewJob], rows: Sequence[StoredRow]) -> bool:
+    """Whether ``rows[i]`` is the row of ``jobs[i]`` for every ``i``: one row per job, a
+    keyed job's row carries its key, an unkeyed job's row holds its values (``run_at`` too
+    when the job gave one). Stops at the first row that does not fit."""
+    if len(rows) != len(jobs):
+        return False
+    for job, row in zip(jobs, rows, strict=True):
+        spec = job.spec
+        if spec.job_key is not None:
+            if row.key != spec.job_key:
+                return False
+            continue
+        if (
+            row.key is not None
+            or row.payload_json != job.payload_json
+            or row.task_identifier != job.identifier
+            or row.queue_name != spec.queue_name
+            or row.priority != (DEFAULT_PRIORITY if spec.priority is None else spec.priority)
+            or row.max_attempts
+            != (DEFAULT_MAX_ATTEMPTS if spec.max_attempts is None else spec.max_attempts)
+            or (spec.run_at is not None and row.run_at != spec.run_at)
+        ):
+            return False
+        flags = row.flags
+        if spec.flags:
+            if flags is None or flags.keys() != set(spec.flags):
+                return False
+        elif flags:
+            return False
+    return True
+
+
+def _pair_by_content(jobs: Sequence[NewJob], rows: Sequence[R]) -> list[R | None]:
+    by_key: dict[str, R] = {}
     # Unkeyed rows by their content with run_at, and by their content alone.
     exact: defaultdict[Hashable, list[int]] = defaultdict(list)
     loose: defaultdict[Hashable, list[int]] = defaultdict(list)
@@ -87,7 +156,7 @@ def pair_rows(jobs: Sequence[NewJob], rows: Sequence[Job]) -> list[Job | None]:
             exact[(content, row.run_at)].append(index)
             loose[content].append(index)
 
-    paired: list[Job | None] = [None] * len(jobs)
+    paired: list[R | None] = [None] * len(jobs)
     used_keys: set[str] = set()
     taken: set[int] = set()
     # Jobs that name their run_at first: a job without one can take any run_at, so it must

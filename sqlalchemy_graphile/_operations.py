@@ -25,14 +25,14 @@ from typing import Any, Generic, NoReturn, TypeVar
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
-from . import _job_input, _sql_jobs
+from . import _copy_jobs, _job_input, _sql_jobs
 from ._catalog import catalog_for
 from ._catalog._jobs import CLEANUP_TASKS, JobStatements
 from ._identifiers import resolve_schema
 from ._plugins import Plugins
 from ._scheduling import BulkAdd, JobScheduling
 from ._schema_missing import schema_not_installed
-from ._sql_jobs import Routine, adding_job, adding_jobs
+from ._sql_jobs import Routine, adding_job, adding_job_ids, adding_jobs
 from .errors import ConfigurationError
 from .job import Job
 from .job_spec import JobSpec, RawJobSpec
@@ -100,11 +100,23 @@ class JobOperations:
     def add_jobs(self, jobs: Sequence[tuple[Task, JobSpec | None]]) -> JobAdd[list[Job]]:
         return self._bulk(self._scheduling.add_jobs(jobs))
 
+    def add_job_ids(self, jobs: Sequence[tuple[Task, JobSpec | None]]) -> JobAdd[list[int]]:
+        return self._bulk_ids(self._scheduling.add_jobs(jobs))
+
+    def copy_jobs(self, jobs: Sequence[tuple[Task, JobSpec | None]]) -> Operation[list[int]]:
+        return self._copy(self._scheduling.add_jobs(jobs), "copy_jobs")
+
     def add_raw_job(self, identifier: str, payload: Any, spec: JobSpec | None) -> JobAdd[Job]:
         return self._single(self._scheduling.add_raw_job(identifier, payload, spec))
 
     def add_raw_jobs(self, jobs: Sequence[RawJobSpec]) -> JobAdd[list[Job]]:
         return self._bulk(self._scheduling.add_raw_jobs(jobs))
+
+    def add_raw_job_ids(self, jobs: Sequence[RawJobSpec]) -> JobAdd[list[int]]:
+        return self._bulk_ids(self._scheduling.add_raw_jobs(jobs))
+
+    def copy_raw_jobs(self, jobs: Sequence[RawJobSpec]) -> Operation[list[int]]:
+        return self._copy(self._scheduling.add_raw_jobs(jobs), "copy_raw_jobs")
 
     def add_batch_job(self, items: Sequence[BatchTask], spec: JobSpec | None) -> JobAdd[Job]:
         return self._single(self._scheduling.add_batch_job(items, spec))
@@ -127,11 +139,27 @@ class JobOperations:
 
     def _bulk(self, bulk: BulkAdd) -> JobAdd[list[Job]]:
         jobs, preserve_run_at = bulk.jobs, bulk.preserve_run_at
-        keyed = any(job.spec.job_key is not None for job in jobs)
         return JobAdd(
             self.schema,
             lambda statements: adding_jobs(statements, jobs, preserve_run_at),
-            keyed and len(jobs) > 1,
+            _may_write_again(jobs),
+        )
+
+    def _bulk_ids(self, bulk: BulkAdd) -> JobAdd[list[int]]:
+        jobs, preserve_run_at = bulk.jobs, bulk.preserve_run_at
+        return JobAdd(
+            self.schema,
+            lambda statements: adding_job_ids(statements, jobs, preserve_run_at),
+            _may_write_again(jobs),
+        )
+
+    def _copy(self, bulk: BulkAdd, method: str) -> Operation[list[int]]:
+        jobs = bulk.jobs
+        _job_input.unkeyed_jobs(jobs, method)
+        if not jobs:
+            return lambda connection: []
+        return self._on_schema(
+            lambda connection: _copy_jobs.copy_jobs(connection, self.schema, jobs)
         )
 
     def remove_job(self, job_key: str) -> Operation[Job | None]:
@@ -195,6 +223,12 @@ class JobOperations:
         return self._on_schema(
             lambda connection: _sql_jobs.cleanup(connection, self.schema, names, keep)
         )
+
+
+def _may_write_again(jobs: Sequence[_job_input.NewJob]) -> bool:
+    """Whether a bulk add of ``jobs`` may write after its first statement: when a keyed job
+    has to be added again while the others are already written."""
+    return len(jobs) > 1 and any(job.spec.job_key is not None for job in jobs)
 
 
 def _cleanup_names(tasks: Iterable[str]) -> frozenset[str]:

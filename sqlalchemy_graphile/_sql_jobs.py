@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from ._catalog import catalog_for
 from ._catalog._columns import (
@@ -40,7 +40,7 @@ from ._catalog._jobs import CLEANUP_TASKS, JobStatements
 from ._catalog._statement import Statement
 from ._catalog._worker import id_list
 from ._job_input import DEFAULT_SPEC, NewJob
-from ._job_pairing import pair_rows
+from ._job_pairing import StoredRow, pair_rows
 from .errors import GraphileWorkerError
 from .job import Job
 from .job_spec import JobKeyMode, JobSpec
@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Connection
 
 T = TypeVar("T")
+R = TypeVar("R", bound=StoredRow)
 
 #: How many times one add is re-run, in the same transaction, when its key was taken by a
 #: job that got locked in the middle of the call (the database then returns no row).
@@ -84,12 +85,54 @@ def _statements(schema: str) -> JobStatements:
 # --- rows to Job ---------------------------------------------------------------------------
 
 
+class _StoredValues(NamedTuple):
+    """The id of a returned row and the values pairing compares: what a bulk add that
+    returns ids reads instead of building a :class:`Job`."""
+
+    id: int
+    task_identifier: str
+    queue_name: str | None
+    payload_json: str
+    priority: int
+    run_at: datetime
+    max_attempts: int
+    key: str | None
+    flags: dict[str, bool] | None
+
+
+def _stored_values(row: Row, identifier: str, queue_name: str | None) -> _StoredValues:
+    flags_json = row[15]
+    return _StoredValues(
+        row[ID],
+        identifier,
+        queue_name,
+        row[3],
+        row[4],
+        row[5],
+        row[7],
+        row[KEY],
+        None if flags_json is None else json.loads(flags_json),
+    )
+
+
 def _to_jobs(
     statements: JobStatements,
     rows: Sequence[Row],
     known: Sequence[tuple[str | None, str | None] | None] | None = None,
 ) -> Routine[list[Job]]:
-    """Build :class:`Job` objects, with names from the joins, else from ``known``.
+    """Build :class:`Job` objects, with names from the joins, else from ``known``
+    (see :func:`_named`)."""
+    return (yield from _named(statements, rows, known, job_from_row))
+
+
+def _named(
+    statements: JobStatements,
+    rows: Sequence[Row],
+    known: Sequence[tuple[str | None, str | None] | None] | None,
+    build: Callable[[Row, str, str | None], R],
+) -> Routine[list[R]]:
+    """``build(row, task identifier, queue name)`` for each row, with names from the joins,
+    else from ``known``.
 
     A task or queue row created during the statement (by the SQL function itself, or by a
     transaction that committed while the statement waited) is not visible to the statement's
@@ -117,14 +160,14 @@ def _to_jobs(
     ]
     tasks = yield from _lookup(statements.task_names, missing_tasks)
     queues = yield from _lookup(statements.queue_names, missing_queues)
-    jobs = []
+    built = []
     for row, identifier, queue_name in zip(rows, identifiers, queue_names, strict=True):
         if identifier is None:
             identifier = _name(tasks, row[TASK_ID], row[ID], "task")
         if queue_name is None and row[QUEUE_ID] is not None:
             queue_name = _name(queues, row[QUEUE_ID], row[ID], "queue")
-        jobs.append(job_from_row(row, identifier, queue_name))
-    return jobs
+        built.append(build(row, identifier, queue_name))
+    return built
 
 
 def _name(names: dict[int, str], name_id: int, job_id: int, what: str) -> str:
@@ -241,9 +284,34 @@ def adding_jobs(
     locked in the middle of the call come back without a row; they alone are added again, in
     the same transaction (see :func:`adding_job`).
     """
-    results: list[Job | None] = [None] * len(jobs)
+    return (
+        yield from _adding_in_bulk(
+            statements, statements.add_jobs, jobs, preserve_run_at, job_from_row
+        )
+    )
+
+
+def adding_job_ids(
+    statements: JobStatements, jobs: Sequence[NewJob], preserve_run_at: bool
+) -> Routine[list[int]]:
+    """:func:`adding_jobs`, returning the id of the job for ``jobs[i]`` at index ``i`` and
+    building no :class:`Job`: the same call of the SQL function, pairing and retries, with
+    only the columns pairing reads (``JobStatements.add_job_ids``)."""
+    rows = yield from _adding_in_bulk(
+        statements, statements.add_job_ids, jobs, preserve_run_at, _stored_values
+    )
+    return [row.id for row in rows]
+
+
+def _adding_in_bulk(
+    statements: JobStatements,
+    statement: Statement,
+    jobs: Sequence[NewJob],
+    preserve_run_at: bool,
+    build: Callable[[Row, str, str | None], R],
+) -> Routine[list[R]]:
+    results: list[R | None] = [None] * len(jobs)
     pending = list(range(len(jobs)))
-    statement = statements.add_jobs
     for _ in range(MAX_ADD_ATTEMPTS):
         if not pending:
             break
@@ -251,13 +319,13 @@ def adding_jobs(
         specs = "[" + ",".join(_spec_json(job) for job in batch) + "]"
         rows = yield statement, {"specs": specs, "preserve_run_at": preserve_run_at}
         known = _names_of_new_rows(batch, rows)
-        paired = pair_rows(batch, (yield from _to_jobs(statements, rows, known)))
-        for i, job in zip(pending, paired, strict=True):
-            results[i] = job
-        pending = [i for i, job in zip(pending, paired, strict=True) if job is None]
+        paired = pair_rows(batch, (yield from _named(statements, rows, known, build)))
+        for i, row in zip(pending, paired, strict=True):
+            results[i] = row
+        pending = [i for i, row in zip(pending, paired, strict=True) if row is None]
     if pending:
         raise _contention(jobs[pending[0]].spec.job_key)
-    return [job for job in results if job is not None]
+    return [row for row in results if row is not None]
 
 
 def _names_of_new_rows(
@@ -269,7 +337,7 @@ def _names_of_new_rows(
     and queues that existed before the statement; a keyed row holds its job's names; and
     when exactly one task (or queue) id is still unnamed while exactly one name sent is
     unaccounted for, that is its name. Whatever is left (several names new at once) is read
-    by :func:`_to_jobs` with one more statement.
+    by :func:`_named` with one more statement.
     """
     by_key = {job.spec.job_key: job for job in jobs if job.spec.job_key is not None}
     tasks: dict[int, str] = {}

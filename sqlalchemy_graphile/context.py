@@ -63,7 +63,7 @@ class WorkerContext:
       (under ``run_jobs``, in the test's transaction instead).
     """
 
-    __slots__ = ("_adder", "_extensions", "abort_signal", "job", "logger", "worker_id")
+    __slots__ = ("_adder", "_extensions", "_job", "_logger", "abort_signal", "worker_id")
 
     def __init__(
         self,
@@ -75,12 +75,22 @@ class WorkerContext:
         abort_signal: asyncio.Event,
         adder: JobAdder,
     ) -> None:
-        self.job = job
+        self._job = job
         self.worker_id = worker_id
-        self.logger = logger
+        self._logger = logger
         self.abort_signal = abort_signal
         self._extensions = extensions
         self._adder = adder
+
+    @property
+    def job(self) -> Job:
+        """The :class:`Job` row as fetched (``attempts`` counts this attempt)."""
+        return self._job
+
+    @property
+    def logger(self) -> logging.LoggerAdapter[logging.Logger]:
+        """A logger whose records carry the task, job id and attempt."""
+        return self._logger
 
     def get_ext(self, ext_type: type[T]) -> T | None:
         """The extension registered with this type (or a subclass of it), else ``None``.

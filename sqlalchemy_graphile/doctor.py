@@ -38,7 +38,8 @@ from typing import Any, Literal
 
 import asyncpg
 
-from . import _health_sql as sql
+from ._catalog import Statement, catalog_for
+from ._catalog._health import HealthStatements
 from ._identifiers import resolve_schema
 from ._notify_check import notifications_arrive
 from .errors import ConfigurationError, SchemaError
@@ -46,6 +47,7 @@ from .migrations import _ledger
 from .migrations._ddl import SCHEMA_REVISION
 from .migrations._recovery_ddl import RECOVERY_REVISION
 from .worker._connect import resolve_database
+from .worker._schema_check import read_ledger
 
 Status = Literal["ok", "warning", "error", "skipped"]
 #: The application name of the doctor's connections.
@@ -149,19 +151,20 @@ async def diagnose(
     async def connect() -> asyncpg.Connection:
         return await asyncpg.connect(**kwargs)
 
+    sql = catalog_for(schema).health
     connection = await connect()
     try:
         checks: list[tuple[str, Callable[[], Awaitable[Finding]]]] = [
-            ("schema", lambda: _schema(connection, schema)),
+            ("schema", lambda: _schema(connection, sql)),
             ("listen", lambda: _listen(connection, connect, limits)),
             (
                 "connections",
-                lambda: _connections(connection, workers, max_pool_size, app_connections),
+                lambda: _connections(connection, sql, workers, max_pool_size, app_connections),
             ),
-            ("transactions", lambda: _transactions(connection, limits)),
-            ("jobs_table", lambda: _jobs_table(connection, schema, limits)),
-            ("stale_jobs", lambda: _stale_jobs(connection, schema, limits)),
-            ("clock", lambda: _clock(connection, now, limits)),
+            ("transactions", lambda: _transactions(connection, sql, limits)),
+            ("jobs_table", lambda: _jobs_table(connection, sql, limits)),
+            ("stale_jobs", lambda: _stale_jobs(connection, sql, limits)),
+            ("clock", lambda: _clock(connection, sql, now, limits)),
         ]
         findings: list[Finding] = []
         for name, check in checks:
@@ -188,12 +191,25 @@ async def diagnose(
 # -- the checks -----------------------------------------------------------------------
 
 
-async def _schema(connection: asyncpg.Connection, schema: str) -> Finding:
-    probe = await connection.fetchrow(_ledger.probe_sql(schema))
-    assert probe is not None
-    statement = _ledger.latest_sql(schema, probe)
-    latest = None if statement is None else await connection.fetchrow(statement)
-    state = _ledger.ledger_state(probe, latest)
+async def _fetch(
+    connection: asyncpg.Connection, statement: Statement, **values: Any
+) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await connection.fetch(
+        statement.numbered, *statement.arguments(values)
+    )
+    return rows
+
+
+async def _fetchrow(
+    connection: asyncpg.Connection, statement: Statement, **values: Any
+) -> asyncpg.Record | None:
+    rows = await _fetch(connection, statement, **values)
+    return rows[0] if rows else None
+
+
+async def _schema(connection: asyncpg.Connection, sql: HealthStatements) -> Finding:
+    schema = sql.schema
+    state = await read_ledger(connection, schema)
     details: dict[str, Any] = {
         "schema": schema,
         "revision": state.latest,
@@ -204,7 +220,7 @@ async def _schema(connection: asyncpg.Connection, schema: str) -> Finding:
         _ledger.check_compatible(state, schema)
     except SchemaError as error:
         return Finding("schema", "error", str(error).split(": run ", 1)[0], _schema_fix(error))
-    features = await connection.fetchrow(sql.SCHEMA_FEATURES_SQL, schema)
+    features = await _fetchrow(connection, sql.schema_features)
     assert features is not None
     details["locking_add_jobs"] = bool(features["locking_add_jobs"])
     details["worker_recovery_table"] = bool(features["has_workers_table"])
@@ -294,9 +310,13 @@ async def _listen(
 
 
 async def _connections(
-    connection: asyncpg.Connection, workers: int, max_pool_size: int, app_connections: int
+    connection: asyncpg.Connection,
+    sql: HealthStatements,
+    workers: int,
+    max_pool_size: int,
+    app_connections: int,
 ) -> Finding:
-    row = await connection.fetchrow(sql.CONNECTIONS_SQL)
+    row = await _fetchrow(connection, sql.connections)
     assert row is not None
     usable = row["max_connections"] - row["reserved"]
     needed = workers * (max_pool_size + 1) + app_connections
@@ -325,14 +345,19 @@ async def _connections(
     return Finding("connections", "ok", figures, details=details)
 
 
-async def _transactions(connection: asyncpg.Connection, limits: Limits) -> Finding:
+async def _transactions(
+    connection: asyncpg.Connection, sql: HealthStatements, limits: Limits
+) -> Finding:
     sessions = [
         dict(row)
-        for row in await connection.fetch(
-            sql.LONG_TRANSACTIONS_SQL, limits.long_transaction, limits.idle_in_transaction
+        for row in await _fetch(
+            connection,
+            sql.long_transactions,
+            transaction_seconds=limits.long_transaction,
+            idle_seconds=limits.idle_in_transaction,
         )
     ]
-    prepared = [dict(row) for row in await connection.fetch(sql.PREPARED_TRANSACTIONS_SQL)]
+    prepared = [dict(row) for row in await _fetch(connection, sql.prepared_transactions)]
     details = {"sessions": sessions, "prepared_transactions": prepared}
     if not sessions and not prepared:
         return Finding(
@@ -366,8 +391,11 @@ def _describe_session(session: Mapping[str, Any]) -> str:
     )
 
 
-async def _jobs_table(connection: asyncpg.Connection, schema: str, limits: Limits) -> Finding:
-    row = await connection.fetchrow(sql.JOBS_TABLE_SQL, schema)
+async def _jobs_table(
+    connection: asyncpg.Connection, sql: HealthStatements, limits: Limits
+) -> Finding:
+    schema = sql.schema
+    row = await _fetchrow(connection, sql.jobs_table)
     if row is None:
         return Finding("jobs_table", "skipped", "no statistics for the jobs table yet")
     live, dead = row["live"], row["dead"]
@@ -399,10 +427,12 @@ async def _jobs_table(connection: asyncpg.Connection, schema: str, limits: Limit
     return Finding("jobs_table", "ok", figures, details=details)
 
 
-async def _stale_jobs(connection: asyncpg.Connection, schema: str, limits: Limits) -> Finding:
+async def _stale_jobs(
+    connection: asyncpg.Connection, sql: HealthStatements, limits: Limits
+) -> Finding:
     rows = [
         dict(row)
-        for row in await connection.fetch(sql.stale_identifiers_sql(schema), limits.stale_job_age)
+        for row in await _fetch(connection, sql.stale_identifiers, seconds=limits.stale_job_age)
     ]
     details = {"identifiers": rows, "age": limits.stale_job_age}
     if not rows:
@@ -430,9 +460,11 @@ async def _stale_jobs(connection: asyncpg.Connection, schema: str, limits: Limit
     )
 
 
-async def _clock(connection: asyncpg.Connection, now: Clock, limits: Limits) -> Finding:
+async def _clock(
+    connection: asyncpg.Connection, sql: HealthStatements, now: Clock, limits: Limits
+) -> Finding:
     before = now()
-    database = await connection.fetchval(sql.CLOCK_SQL)
+    database = await connection.fetchval(sql.clock.numbered)
     after = now()
     round_trip = (after - before).total_seconds()
     midpoint = before + (after - before) / 2

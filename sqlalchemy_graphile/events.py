@@ -369,14 +369,24 @@ class WorkerEvents:
 
     def off(self, name: str, callback: Callable[[Any], Any]) -> None:
         """Remove a callback added with :meth:`on` (no error if it is not subscribed)."""
-        callbacks = self._callbacks.get(name, [])
-        if callback in callbacks:
+        callbacks = self._callbacks.get(name)
+        if callbacks is not None and callback in callbacks:
             callbacks.remove(callback)
+            if not callbacks:
+                del self._callbacks[name]
 
-    def listening(self, name: str) -> bool:
-        """Whether any callback would receive an event called ``name`` (so that the worker
-        need not build events nobody reads)."""
-        return bool(self._any) or bool(self._callbacks.get(name))
+    def listening(self, *names: str) -> bool:
+        """Whether any callback would receive an event called one of ``names`` (so that the
+        worker need not build events nobody reads). Cheap enough to ask for every job."""
+        if self._any:
+            return True
+        callbacks = self._callbacks
+        if not callbacks:
+            return False
+        for name in names:  # noqa: SIM110 (a loop is faster than any() for one or two names)
+            if name in callbacks:
+                return True
+        return False
 
     def emit(self, event: WorkerEvent) -> None:
         """Deliver ``event`` to its subscribers. Used by the worker's components; never

@@ -9,29 +9,24 @@ instead; both run the same code.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Literal, Self, TypeVar, overload
 
-from sqlalchemy import URL, text
+from sqlalchemy import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from . import migrations
 from ._asyncpg_adds import add_on_engine, runs_on_asyncpg
+from ._catalog import catalog_for
 from ._catalog._jobs import CLEANUP_TASKS
+from ._job_input import return_jobs_flag
 from ._operations import JobAdd, JobOperations, Operation
 from ._plugins import Plugins
 from ._poolers import Pooler, asyncpg_engine_connect_args, check_pooler
-from ._recovery import (
-    DEFAULT_RESILIENT_FLAGS,
-    Execute,
-    RegisteredWorker,
-    SweepResult,
-    SweepSettings,
-    list_registered_workers,
-    sweep_stale_workers,
-)
+from ._recovery import DEFAULT_RESILIENT_FLAGS, RegisteredWorker, SweepResult, SweepSettings
+from ._store._sqlalchemy_recovery import SqlAlchemyRecoveryStore
 from ._urls import async_url, database_url_from_env
 from .errors import ConfigurationError
 from .events import WorkerEvents
@@ -180,11 +175,33 @@ class WorkerUtils:
         errors as :meth:`JobHelpers.add_job`."""
         return await self._add(self._operations.add_job(task, spec))
 
-    async def add_jobs(self, jobs: Sequence[tuple[Task, JobSpec | None]]) -> list[Job]:
+    @overload
+    async def add_jobs(
+        self, jobs: Sequence[tuple[Task, JobSpec | None]], *, return_jobs: Literal[True] = True
+    ) -> list[Job]: ...
+    @overload
+    async def add_jobs(
+        self, jobs: Sequence[tuple[Task, JobSpec | None]], *, return_jobs: Literal[False]
+    ) -> list[int]: ...
+    @overload
+    async def add_jobs(
+        self, jobs: Sequence[tuple[Task, JobSpec | None]], *, return_jobs: bool
+    ) -> list[Job] | list[int]: ...
+    async def add_jobs(
+        self, jobs: Sequence[tuple[Task, JobSpec | None]], *, return_jobs: bool = True
+    ) -> list[Job] | list[int]:
         """Add jobs of one task type in one round trip, auto-committed: they have committed
-        when this returns; one job per pair, at its index. Matching, rules and errors as
-        :meth:`JobHelpers.add_jobs`."""
-        return await self._add(self._operations.add_jobs(jobs))
+        when this returns; one job per pair, at its index (its id with
+        ``return_jobs=False``). Matching, rules and errors as :meth:`JobHelpers.add_jobs`."""
+        if return_jobs_flag(return_jobs):
+            return await self._add(self._operations.add_jobs(jobs))
+        return await self._add(self._operations.add_job_ids(jobs))
+
+    async def copy_jobs(self, jobs: Sequence[tuple[Task, JobSpec | None]]) -> list[int]:
+        """Add unkeyed jobs of one task type with ``COPY`` in a transaction of its own,
+        committed on return; return their ids in order. Rules and errors as
+        :meth:`JobHelpers.copy_jobs`."""
+        return await self._run(self._operations.copy_jobs(jobs))
 
     async def add_raw_job(
         self, identifier: str, payload: Any = None, spec: JobSpec | None = None
@@ -193,11 +210,33 @@ class WorkerUtils:
         has committed when this returns; errors as :meth:`JobHelpers.add_raw_job`."""
         return await self._add(self._operations.add_raw_job(identifier, payload, spec))
 
-    async def add_raw_jobs(self, jobs: Sequence[RawJobSpec]) -> list[Job]:
+    @overload
+    async def add_raw_jobs(
+        self, jobs: Sequence[RawJobSpec], *, return_jobs: Literal[True] = True
+    ) -> list[Job]: ...
+    @overload
+    async def add_raw_jobs(
+        self, jobs: Sequence[RawJobSpec], *, return_jobs: Literal[False]
+    ) -> list[int]: ...
+    @overload
+    async def add_raw_jobs(
+        self, jobs: Sequence[RawJobSpec], *, return_jobs: bool
+    ) -> list[Job] | list[int]: ...
+    async def add_raw_jobs(
+        self, jobs: Sequence[RawJobSpec], *, return_jobs: bool = True
+    ) -> list[Job] | list[int]:
         """Add jobs of any task identifiers in one round trip, auto-committed: they have
-        committed when this returns; one job per spec, at its index. Matching and errors as
-        :meth:`JobHelpers.add_raw_jobs`."""
-        return await self._add(self._operations.add_raw_jobs(jobs))
+        committed when this returns; one job per spec, at its index (its id with
+        ``return_jobs=False``). Matching and errors as :meth:`JobHelpers.add_raw_jobs`."""
+        if return_jobs_flag(return_jobs):
+            return await self._add(self._operations.add_raw_jobs(jobs))
+        return await self._add(self._operations.add_raw_job_ids(jobs))
+
+    async def copy_raw_jobs(self, jobs: Sequence[RawJobSpec]) -> list[int]:
+        """Add unkeyed jobs of any task identifiers with ``COPY`` in a transaction of its
+        own, committed on return; return their ids in order. Rules and errors as
+        :meth:`JobHelpers.copy_raw_jobs`."""
+        return await self._run(self._operations.copy_raw_jobs(jobs))
 
     async def add_batch_job(self, items: Sequence[BatchTask], spec: JobSpec | None = None) -> Job:
         """Add one batch job holding ``items`` (appended to a pending keyed batch),
@@ -314,11 +353,8 @@ class WorkerUtils:
             resilient_multiplier=_multiplier(resilient_threshold_multiplier),
             recover_unregistered=bool(recover_unregistered_locks),
         )
-        schema = self.schema
         async with self._engine.begin() as connection:
-            return await sweep_stale_workers(
-                _sqlalchemy_execute(connection), schema, settings, dry_run=dry_run
-            )
+            return await self._recovery(connection).sweep(settings, dry_run=dry_run)
 
     async def list_workers(self) -> list[RegisteredWorker]:
         """Every worker registered in ``_private_workers``, oldest first, with its heartbeat
@@ -326,15 +362,10 @@ class WorkerUtils:
         Reads in a transaction of its own; a schema without revision 20 raises the
         database's error."""
         async with self._engine.begin() as connection:
-            return await list_registered_workers(_sqlalchemy_execute(connection), self.schema)
+            return await self._recovery(connection).list_workers()
 
-
-def _sqlalchemy_execute(connection: AsyncConnection) -> Execute:
-    async def execute(statement: str, params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
-        result = await connection.execute(text(statement), dict(params))
-        return [tuple(row) for row in result.all()]
-
-    return execute
+    def _recovery(self, connection: AsyncConnection) -> SqlAlchemyRecoveryStore:
+        return SqlAlchemyRecoveryStore(connection, catalog_for(self.schema))
 
 
 def _seconds(name: str, value: object, *, positive: bool) -> float:

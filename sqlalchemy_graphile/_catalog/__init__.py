@@ -16,8 +16,14 @@ from __future__ import annotations
 from functools import cache, cached_property
 
 from .._identifiers import SchemaName, schema_name
+from ._cron import CronStatements
+from ._dashboard import DashboardStatements
+from ._health import HealthStatements
+from ._inspect import InspectStatements
 from ._jobs import JobStatements
+from ._ledger import LedgerStatements
 from ._reads import ReadStatements
+from ._recovery import RecoveryStatements
 from ._statement import Statement
 from ._worker import WorkerStatements
 
@@ -50,6 +56,37 @@ class Catalog:
     def reads(self) -> ReadStatements:
         """Read-only statements of the testing helpers."""
         return ReadStatements(self.schema)
+
+    @cached_property
+    def cron(self) -> CronStatements:
+        """The cron scheduler: known items, adding a minute's jobs."""
+        return CronStatements(self.schema)
+
+    @cached_property
+    def recovery(self) -> RecoveryStatements:
+        """Crash recovery: the worker registry, heartbeats, the sweep."""
+        return RecoveryStatements(self.schema)
+
+    @cached_property
+    def ledger(self) -> LedgerStatements:
+        """The ``migrations`` ledger: which revision the schema is at."""
+        return LedgerStatements(self.schema)
+
+    @cached_property
+    def health(self) -> HealthStatements:
+        """Read-only checks: queue counts, the doctor's checks, unhandled jobs."""
+        return HealthStatements(self.schema)
+
+    @cached_property
+    def dashboard(self) -> DashboardStatements:
+        """The dashboard's reads: job lists by filter shape, one job, counts, queues, cron
+        items, lock holders and heartbeats."""
+        return DashboardStatements(self.schema)
+
+    @cached_property
+    def inspect(self) -> InspectStatements:
+        """The command line's reads (``list``, ``queues``, ``workers``)."""
+        return InspectStatements(self.schema)
 
 
 @cache

@@ -3,13 +3,15 @@
 Every statement that returns jobs selects :data:`JOB_COLUMNS` from a row set aliased
 ``jobs``, first and in this order; statements that also name the task and the queue add
 :data:`NAME_COLUMNS` right after (see :data:`NAME_JOINS`). The mapping reads by position,
-so it works on asyncpg records and SQLAlchemy rows alike.
+so it works on asyncpg records and SQLAlchemy rows alike; a statement that reads more than a
+job adds its own columns after these and builds a subclass of :class:`Job` that holds them
+(``job_from_row(row, ..., job_type=JobDetail, state=...)``).
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar, overload
 
 from ..job import Job
 
@@ -31,6 +33,12 @@ NAME_JOINS = (
 
 #: Positions in a row of :data:`JOB_COLUMNS` followed by :data:`NAME_COLUMNS`.
 ID, QUEUE_ID, TASK_ID, KEY, REVISION, TASK_IDENTIFIER, QUEUE_NAME = 0, 1, 2, 11, 14, 16, 17
+#: Position of the payload's JSON text in a row of :data:`JOB_COLUMNS`.
+PAYLOAD = 3
+
+
+#: A :class:`Job` or a subclass of it that holds more columns.
+JobT = TypeVar("JobT", bound=Job)
 
 
 class Row(Protocol):
@@ -39,10 +47,28 @@ class Row(Protocol):
     def __getitem__(self, index: int, /) -> Any: ...
 
 
-def job_from_row(row: Row, task_identifier: str, queue_name: str | None) -> Job:
-    """The :class:`Job` of a row that starts with :data:`JOB_COLUMNS`, with its names."""
+@overload
+def job_from_row(row: Row, task_identifier: str, queue_name: str | None) -> Job: ...
+
+
+@overload
+def job_from_row(
+    row: Row, task_identifier: str, queue_name: str | None, *, job_type: type[JobT], **extra: Any
+) -> JobT: ...
+
+
+def job_from_row(
+    row: Row,
+    task_identifier: str,
+    queue_name: str | None,
+    *,
+    job_type: type[Job] = Job,
+    **extra: Any,
+) -> Job:
+    """The :class:`Job` of a row that starts with :data:`JOB_COLUMNS`, with its names; with
+    ``job_type``, that subclass of :class:`Job`, given ``extra`` for its own fields."""
     flags = row[15]
-    return Job(
+    return job_type(
         id=row[0],
         task_identifier=task_identifier,
         queue_name=queue_name,
@@ -59,4 +85,5 @@ def job_from_row(row: Row, task_identifier: str, queue_name: str | None) -> Job:
         locked_by=row[13],
         revision=row[14],
         flags=None if flags is None else json.loads(flags),
+        **extra,
     )

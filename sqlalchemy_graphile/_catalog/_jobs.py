@@ -20,6 +20,27 @@ from ._statement import Statement
 #: The cleanup tasks, in the order they always run.
 CLEANUP_TASKS = ("DELETE_PERMAFAILED_JOBS", "GC_TASK_IDENTIFIERS", "GC_JOB_QUEUES")
 
+#: The columns ``copy_jobs`` writes, in order; the others take their defaults.
+COPY_COLUMNS = (
+    "id",
+    "job_queue_id",
+    "task_id",
+    "payload",
+    "priority",
+    "run_at",
+    "max_attempts",
+    "flags",
+)
+
+#: What a bulk add that returns ids selects instead of :data:`JOB_COLUMNS`: the columns
+#: pairing reads, at their positions, and null for the others, which the server then
+#: neither formats nor sends.
+PAIRING_COLUMNS = (
+    "jobs.id, jobs.job_queue_id, jobs.task_id, cast(jobs.payload as text) as payload,"
+    " jobs.priority, jobs.run_at, null, jobs.max_attempts, null, null, null, jobs.key,"
+    " null, null, null, cast(jobs.flags as text) as flags"
+)
+
 
 class JobStatements:
     """The add and admin statements of one schema (see the module docstring)."""
@@ -28,12 +49,14 @@ class JobStatements:
         self.schema = schema
         self._s = schema.quoted
 
-    def _returning_jobs(self, source: str, *, by_id: bool = False) -> str:
-        """Select the job columns and names of the rows of ``source`` (a set-returning
+    def _returning_jobs(
+        self, source: str, *, by_id: bool = False, columns: str = JOB_COLUMNS
+    ) -> str:
+        """Select the job ``columns`` and names of the rows of ``source`` (a set-returning
         function call), ordered by id when ``by_id``."""
         order = " order by jobs.id" if by_id else ""
         return (
-            f"select {JOB_COLUMNS}, {NAME_COLUMNS} from {source} as jobs"
+            f"select {columns}, {NAME_COLUMNS} from {source} as jobs"
             f"{NAME_JOINS.format(s=self._s)}{order}"
         )
 
@@ -76,6 +99,14 @@ class JobStatements:
         input order) with the ``add_jobs`` function; ``preserve_run_at`` keeps the
         ``run_at`` of a job whose key is taken. The rows come back in an order only our
         own function body promises: pair them with the specs by content."""
+        return self._add_jobs(JOB_COLUMNS)
+
+    @cached_property
+    def add_job_ids(self) -> Statement:
+        """:attr:`add_jobs`, selecting :data:`PAIRING_COLUMNS` only."""
+        return self._add_jobs(PAIRING_COLUMNS)
+
+    def _add_jobs(self, columns: str) -> Statement:
         s = self._s
         return Statement(
             self._returning_jobs(
@@ -87,10 +118,77 @@ class JobStatements:
                 " with ordinality as spec (identifier, payload, queue_name, run_at,"
                 " max_attempts, job_key, priority, flags, position)"
                 " order by spec.position),"
-                " cast(:preserve_run_at as boolean))"
+                " cast(:preserve_run_at as boolean))",
+                columns=columns,
             ),
             {"specs": "json", "preserve_run_at": "boolean"},
         )
+
+    # -- adding with COPY -----------------------------------------------------------------
+
+    @cached_property
+    def copy_register_names(self) -> Statement:
+        """Register the task ``identifiers`` and ``queue_names`` (JSON arrays of text) not
+        known yet, as ``add_jobs`` does, and return the id of each name as (is_queue, id,
+        name) rows: the ones inserted here, then the ones the statement's snapshot sees. A
+        name another transaction inserted while this one waited is in neither (the insert
+        skipped it, the snapshot is older): run the statement again, and it sees it."""
+        s = self._s
+        return Statement(
+            "with wanted_tasks as ("
+            " select distinct name from json_array_elements_text(cast(:identifiers as json))"
+            " as name),"
+            " new_tasks as ("
+            f" insert into {s}._private_tasks (identifier)"
+            " select wanted.name from wanted_tasks as wanted"
+            f" where not exists (select 1 from {s}._private_tasks as tasks"
+            " where tasks.identifier = wanted.name)"
+            " on conflict do nothing returning id, identifier),"
+            " wanted_queues as ("
+            " select distinct name from json_array_elements_text(cast(:queue_names as json))"
+            " as name),"
+            " new_queues as ("
+            f" insert into {s}._private_job_queues (queue_name)"
+            " select wanted.name from wanted_queues as wanted"
+            f" where not exists (select 1 from {s}._private_job_queues as job_queues"
+            " where job_queues.queue_name = wanted.name)"
+            " on conflict do nothing returning id, queue_name)"
+            " select false as is_queue, id, identifier as name from new_tasks"
+            " union all"
+            " select false, tasks.id, tasks.identifier"
+            f" from {s}._private_tasks as tasks"
+            " join wanted_tasks as wanted on wanted.name = tasks.identifier"
+            " union all"
+            " select true, id, queue_name from new_queues"
+            " union all"
+            " select true, job_queues.id, job_queues.queue_name"
+            f" from {s}._private_job_queues as job_queues"
+            " join wanted_queues as wanted on wanted.name = job_queues.queue_name",
+            {"identifiers": "json", "queue_names": "json"},
+        )
+
+    @cached_property
+    def copy_prepare(self) -> Statement:
+        """The transaction's ``now()`` (``run_at`` of the jobs without one), the
+        notification ``add_jobs`` sends (``count``: the number of jobs), and ``count`` ids
+        from the jobs table's identity sequence."""
+        return Statement(
+            "select now(),"
+            " pg_notify('jobs:insert',"
+            """ '{"r":' || random()::text || ',"count":' || cast(:count as integer)::text"""
+            " || '}'),"
+            " array(select nextval(sequence.name)"
+            " from (select cast(pg_get_serial_sequence("
+            f"'{self._s}._private_jobs', 'id') as regclass) as name) as sequence,"
+            " generate_series(1, cast(:count as integer)))",
+            {"count": "integer"},
+        )
+
+    @cached_property
+    def copy_into_jobs(self) -> Statement:
+        """``COPY`` of :data:`COPY_COLUMNS` into the jobs table, from the client."""
+        columns = ", ".join(COPY_COLUMNS)
+        return Statement(f"copy {self._s}._private_jobs ({columns}) from stdin")
 
     # -- administering ------------------------------------------------------------------
 

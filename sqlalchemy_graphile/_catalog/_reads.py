@@ -53,3 +53,11 @@ class ReadStatements:
             f" join {self._s}._private_tasks as tasks on tasks.id = jobs.task_id"
             " group by tasks.identifier"
         )
+
+    @cached_property
+    def latest_run_at(self) -> Statement:
+        """The latest ``run_at`` of any job, or the transaction's ``now()`` if that is
+        later: the time at which every job is due (``run_jobs(run_scheduled=True)``)."""
+        return Statement(
+            f"select greatest(now(), max(jobs.run_at)) from {self._s}._private_jobs as jobs"
+        )

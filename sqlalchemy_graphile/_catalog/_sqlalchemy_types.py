@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, DateTime, Integer, Interval, Text, bindparam
+from sqlalchemy import BigInteger, Boolean, DateTime, Double, Integer, Interval, Text, bindparam
 from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.types import ARRAY
 
@@ -15,6 +15,7 @@ _TYPES: Mapping[str, Any] = {
     "json": Text(),
     "integer": Integer(),
     "bigint": BigInteger(),
+    "float8": Double(),
     "boolean": Boolean(),
     "timestamptz": DateTime(timezone=True),
     "interval": Interval(),

@@ -36,6 +36,7 @@ SQL_TYPES = frozenset(
         "json",
         "integer",
         "bigint",
+        "float8",
         "boolean",
         "timestamptz",
         "text[]",

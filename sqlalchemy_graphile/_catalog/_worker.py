@@ -319,7 +319,7 @@ def _reset_locked(schema: SchemaName, app_time: bool) -> Statement:
     )
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=256, typed=True)  # typed: a batch size of True is no 1
 def _fetch(schema: SchemaName, batch_size: int, with_flags: bool, app_time: bool) -> Statement:
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise ValueError(f"batch size must be a positive int, not {batch_size!r}")

@@ -1,10 +1,12 @@
-"""The ``ctx.add_job`` family of a worker's tasks, on the worker's job store.
+"""The ``ctx.add_job`` family of a running task, on the job store that runs it.
 
 A job a task adds goes through the same steps as one added with :class:`WorkerUtils`: its
 arguments are validated (typed errors, before any SQL), the ``before_job_schedule`` hooks of
-the worker's plugins see it, and the add logic of :mod:`sqlalchemy_graphile._sql_jobs` runs
-it; only the connection differs: one of the worker's own pool, so in-task adds need no
-second pool and no SQLAlchemy.
+the plugins see it, and the add logic of :mod:`sqlalchemy_graphile._sql_jobs` runs it; only
+the connection differs. In a worker it is one of the worker's own pool
+(:class:`~sqlalchemy_graphile._store._asyncpg.AsyncpgJobStore`), so in-task adds need no
+second pool and no SQLAlchemy; under ``run_jobs`` it is the test's connection
+(:class:`~sqlalchemy_graphile._store._sqlalchemy.SqlAlchemyJobStore`).
 """
 
 from __future__ import annotations
@@ -27,10 +29,11 @@ class StoreAdder:
     """A :class:`~sqlalchemy_graphile.context.JobAdder` on ``store`` (whose schema is
     ``schema``), adding through the hooks of ``plugins``.
 
-    Each call is a transaction of its own on the store, committed when it returns, whatever
-    becomes of the running job. Errors: as :class:`WorkerUtils`' add methods
-    (:class:`SchemaNotInstalledError` when the schema is gone; other database errors as the
-    store's driver raises them).
+    Each call runs in the store's transaction: on the worker's asyncpg store, one of its
+    own, committed when the call returns whatever becomes of the running job; on a
+    SQLAlchemy store, the transaction open on its connection. Errors: as
+    :class:`WorkerUtils`' add methods (:class:`SchemaNotInstalledError` when the schema is
+    gone; other database errors as the store's driver raises them).
     """
 
     __slots__ = ("_scheduling", "_schema", "_store")

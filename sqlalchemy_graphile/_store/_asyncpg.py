@@ -24,12 +24,13 @@ from typing import Any, TypeVar
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from .._catalog import Catalog, Statement
-from .._catalog._worker import flag_list, id_list, recorded_ids
+from .._catalog import Catalog
+from .._catalog._worker import recorded_ids
 from .._job_input import NewJob
 from .._sql_jobs import Query, Routine, adding_job, adding_jobs
 from ..job import Job
-from ._types import Failure, FetchedJob, TaskIds, fetched_job
+from ._calls import Call, Calls, read_fetched, read_jobs, read_release_and_fetch, read_task_ids
+from ._types import Failure, FetchedJob, TaskIds
 
 T = TypeVar("T")
 
@@ -59,6 +60,7 @@ class AsyncpgJobStore:
             catalog.worker_asynchronous_commit if asynchronous_release_commit else catalog.worker
         )
         self._pool_id = pool_id
+        self._calls = Calls(self._statements, pool_id)
 
     @property
     def pool_id(self) -> str:
@@ -74,10 +76,12 @@ class AsyncpgJobStore:
         """The statements of the store's schema."""
         return self._catalog
 
-    async def _value(self, statement: Statement, **values: Any) -> Any:
+    async def _value(self, call: Call) -> Any:
+        statement, values = call
         return await self._pool.fetchval(statement.numbered, *statement.arguments(values))
 
-    async def _rows(self, statement: Statement, **values: Any) -> list[asyncpg.Record]:
+    async def _rows(self, call: Call) -> list[asyncpg.Record]:
+        statement, values = call
         rows: list[asyncpg.Record] = await self._pool.fetch(
             statement.numbered, *statement.arguments(values)
         )
@@ -86,14 +90,14 @@ class AsyncpgJobStore:
     # -- tasks --------------------------------------------------------------------------
 
     async def task_ids(self, identifiers: Sequence[str], *, register: bool = True) -> TaskIds:
-        names = list(identifiers)
-        statements = self._statements
+        calls = self._calls
         async with self._pool.acquire() as connection:
             if register:
-                await connection.execute(statements.register_tasks.numbered, names)
-            rows = await connection.fetch(statements.task_ids.numbered, names)
-        by_id = {row[0]: row[1] for row in rows}
-        return TaskIds(id_list(sorted(by_id)), by_id)
+                statement, values = calls.register_tasks(identifiers)
+                await connection.execute(statement.numbered, *statement.arguments(values))
+            statement, values = calls.task_ids(identifiers)
+            rows = await connection.fetch(statement.numbered, *statement.arguments(values))
+        return read_task_ids(rows)
 
     # -- fetching -----------------------------------------------------------------------
 
@@ -105,56 +109,23 @@ class AsyncpgJobStore:
         forbidden_flags: Sequence[str] | None = None,
         now: datetime | None = None,
     ) -> list[FetchedJob]:
-        with_flags = bool(forbidden_flags)
-        statement = self._statements.fetch(
-            batch_size, with_flags=with_flags, app_time=now is not None
-        )
-        values: dict[str, Any] = {"pool_id": self._pool_id, "task_ids": tasks.ids}
-        if with_flags:
-            values["forbidden_flags"] = list(forbidden_flags or ())
-        if now is not None:
-            values["now"] = now
-        arguments = statement.arguments(values)
+        call = self._calls.fetch(tasks, batch_size, forbidden_flags, now)
         if batch_size == 1:
-            rows = await self._pool.fetch(statement.numbered, *arguments)
+            rows = await self._rows(call)
         else:
-            rows = await fetch_without_jit(self._pool, statement.numbered, *arguments)
-        names = tasks.identifier_by_id
-        return [fetched_job(row, names[row[2]], row[16]) for row in rows]
+            statement, values = call
+            rows = await fetch_without_jit(
+                self._pool, statement.numbered, *statement.arguments(values)
+            )
+        return read_fetched(rows, tasks)
 
     # -- outcomes -----------------------------------------------------------------------
 
     async def complete(self, jobs: Sequence[FetchedJob]) -> set[int]:
-        statements = self._statements
-        queued = any(job.queue_id is not None for job in jobs)
-        statement = statements.complete_queued_jobs if queued else statements.complete_jobs
-        ids = id_list(job.id for job in jobs)
-        return recorded_ids(await self._value(statement, job_ids=ids, pool_id=self._pool_id))
+        return recorded_ids(await self._value(self._calls.complete(jobs)))
 
     async def fail(self, failures: Sequence[Failure]) -> set[int]:
-        statements = self._statements
-        if len(failures) == 1:
-            failure = failures[0]
-            queued = failure.job.queue_id is not None
-            statement = statements.fail_queued_job if queued else statements.fail_job
-            text = await self._value(
-                statement,
-                job_id=failure.job.id,
-                pool_id=self._pool_id,
-                message=failure.message,
-                payload=failure.replacement_payload,
-                permanent=failure.permanent,
-            )
-        else:
-            text = await self._value(
-                statements.fail_jobs,
-                job_ids=id_list(f.job.id for f in failures),
-                messages=[f.message for f in failures],
-                payloads=[f.replacement_payload for f in failures],
-                permanents=flag_list(f.permanent for f in failures),
-                pool_id=self._pool_id,
-            )
-        return recorded_ids(text)
+        return recorded_ids(await self._value(self._calls.fail(failures)))
 
     async def release_and_fetch(
         self,
@@ -164,54 +135,23 @@ class AsyncpgJobStore:
         forbidden_flags: Sequence[str] | None = None,
         now: datetime | None = None,
     ) -> tuple[bool, FetchedJob | None]:
-        with_flags = bool(forbidden_flags)
-        failed = isinstance(release, Failure)
-        statement = self._statements.release_and_fetch(
-            failed=failed, with_flags=with_flags, app_time=now is not None
-        )
-        values: dict[str, Any] = {
-            "pool_id": self._pool_id,
-            "task_ids": tasks.ids,
-            "job_id": release.id,
-        }
-        if isinstance(release, Failure):
-            values["message"] = release.message
-            values["payload"] = release.replacement_payload
-            values["permanent"] = release.permanent
-        if with_flags:
-            values["forbidden_flags"] = list(forbidden_flags or ())
-        if now is not None:
-            values["now"] = now
+        statement, values = self._calls.release_and_fetch(release, tasks, forbidden_flags, now)
         row = await self._pool.fetchrow(statement.numbered, *statement.arguments(values))
-        recorded = row is not None and row[17] is not None
-        if row is None or row[0] is None:
-            return recorded, None
-        return recorded, fetched_job(row, tasks.identifier_by_id[row[2]], row[16])
+        return read_release_and_fetch(row, tasks)
 
     async def fail_held(self, job_ids: Sequence[int], message: str) -> list[int]:
-        rows = await self._rows(
-            self._statements.fail_jobs_with_message,
-            job_ids=id_list(job_ids),
-            message=message,
-            pool_id=self._pool_id,
-        )
-        return [row[0] for row in rows]
+        return [row[0] for row in await self._rows(self._calls.fail_held(job_ids, message))]
 
     async def give_back(self, job_ids: Sequence[int]) -> int:
-        count = await self._value(
-            self._statements.return_jobs, job_ids=id_list(job_ids), pool_id=self._pool_id
-        )
-        return int(count)
+        return int(await self._value(self._calls.give_back(job_ids)))
 
     # -- reading and maintenance -------------------------------------------------------
 
     async def jobs(self, job_ids: Sequence[int]) -> list[FetchedJob]:
-        rows = await self._rows(self._statements.jobs_by_id, job_ids=id_list(job_ids))
-        return [fetched_job(row, row[16], row[17]) for row in rows]
+        return read_jobs(await self._rows(self._calls.jobs(job_ids)))
 
     async def reset_stale_locks(self, now: datetime | None = None) -> None:
-        statement = self._statements.reset_locked(app_time=now is not None)
-        values = {} if now is None else {"now": now}
+        statement, values = self._calls.reset_stale_locks(now)
         await self._pool.execute(statement.numbered, *statement.arguments(values))
 
     # -- adding -------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Read-only commands: ``list``, ``show``, ``stats``, ``queues`` and ``workers``.
 
-They read the ``jobs`` view and the private tables through :mod:`sqlalchemy_graphile.models`
-in one read-only transaction of their own, and never lock anything.
+They run the query catalog's statements (its ``inspect`` section, and the dashboard's for one
+job and the counts) in one read-only transaction of their own, and never lock anything. Jobs
+are read with the catalog's job columns and built by its one row mapping.
 """
 
 from __future__ import annotations
@@ -9,19 +10,20 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, func, select, true
-from sqlalchemy import text as sql_text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from .. import models
-from .._identifiers import DEFAULT_SCHEMA
-from .._recovery import RegisteredWorker, list_registered_workers, recovery_statements
+from .._catalog import Catalog, catalog_for
+from .._catalog._columns import QUEUE_NAME, TASK_IDENTIFIER, Row, job_from_row
+from .._catalog._job_filters import JobFilterShape
+from .._catalog._job_states import JOB_STATES
+from .._recovery import RegisteredWorker
+from .._store._sqlalchemy_recovery import SqlAlchemyRecoveryStore
 from ..errors import ConfigurationError
-from ..worker._unhandled import Unhandled, unhandled_rows, unhandled_sql
+from ..worker._unhandled import Unhandled, unhandled_rows
 from ._common import CLI_APPLICATION_NAME, database_url, emit, open_engine, schema_name, table
 
 _SHOWN_COLUMNS = (
@@ -39,29 +41,35 @@ _SHOWN_COLUMNS = (
     "revision",
     "flags",
 )
-_COUNTED_STATES = ("ready", "scheduled", "locked", "failed")
 
 
 @asynccontextmanager
 async def _reading(args: argparse.Namespace) -> AsyncIterator[AsyncConnection]:
-    schema = schema_name(args)
-    async with open_engine(database_url(args), CLI_APPLICATION_NAME) as engine:
-        translated = engine.execution_options(schema_translate_map={DEFAULT_SCHEMA: schema})
-        async with translated.connect() as connection:
-            await connection.exec_driver_sql("set transaction read only")
-            yield connection
+    engine_opened = open_engine(database_url(args), CLI_APPLICATION_NAME)
+    async with engine_opened as engine, engine.connect() as connection:
+        await connection.exec_driver_sql("set transaction read only")
+        yield connection
+
+
+def _catalog(args: argparse.Namespace) -> Catalog:
+    return catalog_for(schema_name(args))
+
+
+def _job(row: Row, state: str) -> dict[str, Any]:
+    """A row of job columns and names as the ``jobs`` view shows it (its columns in its
+    order, no payload), with its ``state``."""
+    job = job_from_row(row, row[TASK_IDENTIFIER], row[QUEUE_NAME])
+    shown = {f.name: getattr(job, f.name) for f in dataclasses.fields(job)}
+    del shown["payload_json"]
+    return {"id": job.id, "queue_name": job.queue_name, **shown, "state": state}
 
 
 async def _registered(connection: AsyncConnection, schema: str) -> dict[str, RegisteredWorker]:
     """The registered workers by id; none on a schema without revision 20."""
-
-    async def execute(statement: str, params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
-        return [tuple(row) for row in (await connection.execute(sql_text(statement), dict(params)))]
-
-    (available,) = (await execute(recovery_statements(schema).available, {}))[0]
-    if not available:
+    store = SqlAlchemyRecoveryStore(connection, catalog_for(schema))
+    if not await store.available():
         return {}
-    return {worker.id: worker for worker in await list_registered_workers(execute, schema)}
+    return {worker.id: worker for worker in await store.list_workers()}
 
 
 def _id_summary(ids: Sequence[int], shown: int = 10) -> str | None:
@@ -74,61 +82,34 @@ def _id_summary(ids: Sequence[int], shown: int = 10) -> str | None:
 async def _unhandled(connection: AsyncConnection, args: argparse.Namespace) -> list[Unhandled]:
     """The tasks whose ready jobs no worker seems to handle (the statement a worker's check
     runs, with no identifier left out)."""
-    statement = unhandled_sql(schema_name(args))
-    result = await connection.exec_driver_sql(statement, ([], args.unhandled_after))
+    statement = catalog_for(schema_name(args)).health.unhandled
+    values = {"handled": [], "min_wait": float(args.unhandled_after)}
+    result = await connection.execute(statement.clause, values)
     return unhandled_rows(result.all())
-
-
-def _state_filter(
-    state: str, now: ColumnElement[Any], unhandled: Sequence[str] = ()
-) -> ColumnElement[bool]:
-    job = models.JobView
-    unlocked = job.locked_at.is_(None)
-    if state == "ready":
-        return and_(unlocked, job.attempts < job.max_attempts, job.run_at <= now)
-    if state == "unhandled":
-        ready = _state_filter("ready", now)
-        return and_(ready, job.task_identifier.in_(unhandled)) if unhandled else false()
-    if state == "scheduled":
-        return and_(unlocked, job.attempts < job.max_attempts, job.run_at > now)
-    if state == "locked":
-        return job.locked_at.is_not(None)
-    if state == "failed":
-        return and_(unlocked, job.attempts >= job.max_attempts)
-    return true()
-
-
-def _state_of(row: Any, now: Any, unhandled: Collection[str] = ()) -> str:
-    if row.locked_at is not None:
-        return "locked"
-    if row.attempts >= row.max_attempts:
-        return "failed"
-    if row.run_at > now:
-        return "scheduled"
-    return "unhandled" if row.task_identifier in unhandled else "ready"
 
 
 async def list_jobs(args: argparse.Namespace) -> int:
     """``list``: jobs in run order (priority, run_at, id), filtered by state, task and queue.
     Ready jobs of tasks no worker seems to handle show as ``unhandled``."""
-    job = models.JobView
-    view = job.__table__
+    unhandled_only = args.state == "unhandled"
+    shape = JobFilterShape(
+        "ready" if unhandled_only else args.state,
+        task=args.identifier is not None,
+        queue=args.queue is not None,
+    )
+    statement = _catalog(args).inspect.jobs(shape, unhandled_only=unhandled_only)
     async with _reading(args) as connection:
         unhandled = [entry.identifier for entry in await _unhandled(connection, args)]
-        query = select(view, func.now().label("db_now")).where(
-            _state_filter(args.state, func.now(), unhandled)
-        )
+        params: dict[str, Any] = {"limit": args.limit, "offset": args.offset}
         if args.identifier is not None:
-            query = query.where(job.task_identifier == args.identifier)
+            params["task"] = args.identifier
         if args.queue is not None:
-            query = query.where(job.queue_name == args.queue)
-        query = query.order_by(job.priority, job.run_at, job.id)
-        rows = (await connection.execute(query.limit(args.limit).offset(args.offset))).all()
+            params["queue"] = args.queue
+        if unhandled_only:
+            params["unhandled"] = unhandled
+        rows = (await connection.execute(statement.clause, params)).all()
     jobs = [
-        {
-            **{c.name: getattr(r, c.name) for c in view.columns},
-            "state": _state_of(r, r.db_now, unhandled),
-        }
+        _job(r, "unhandled" if r.state == "ready" and r[TASK_IDENTIFIER] in unhandled else r.state)
         for r in rows
     ]
     headers = ["id", "task", "queue", "state", "pri", "run_at", "attempts", "key", "last_error"]
@@ -160,28 +141,18 @@ def _shorten(text: str | None, limit: int = 60) -> str | None:
 
 async def show(args: argparse.Namespace) -> int:
     """``show ID``: every column of one job, its payload and state included."""
-    private = models.PrivateJob
-    query = (
-        select(
-            private.__table__,
-            models.TaskIdentifier.identifier.label("task_identifier"),
-            models.JobQueue.queue_name,
-            func.now().label("db_now"),
-        )
-        .join(models.TaskIdentifier, models.TaskIdentifier.id == private.task_id)
-        .outerjoin(models.JobQueue, models.JobQueue.id == private.job_queue_id)
-        .where(private.id == args.job_id)
-    )
+    statement = _catalog(args).dashboard.job
     async with _reading(args) as connection:
-        row = (await connection.execute(query)).one_or_none()
+        row = (await connection.execute(statement.clause, {"job_id": args.job_id})).one_or_none()
     if row is None:
         raise ConfigurationError(f"there is no job with id {args.job_id}")
+    found = job_from_row(row, row[TASK_IDENTIFIER], row[QUEUE_NAME])
     job = {
-        "id": row.id,
-        "task_identifier": row.task_identifier,
-        "queue_name": row.queue_name,
-        "state": _state_of(row, row.db_now),
-        **{c: getattr(row, c) for c in _SHOWN_COLUMNS},
+        "id": found.id,
+        "task_identifier": found.task_identifier,
+        "queue_name": found.queue_name,
+        "state": row.state,
+        **{c: getattr(found, c) for c in _SHOWN_COLUMNS},
     }
 
     def text() -> str:
@@ -198,22 +169,21 @@ async def show(args: argparse.Namespace) -> int:
 
 async def stats(args: argparse.Namespace) -> int:
     """``stats``: job counts by state, overall and per queue."""
-    job = models.JobView
-    now = func.now()
-    counts = [
-        func.count().filter(_state_filter(state, now)).label(state) for state in _COUNTED_STATES
-    ]
-    totals_query = select(func.count().label("total"), *counts)
-    per_queue_query = (
-        select(job.queue_name, func.count().label("total"), *counts)
-        .where(job.queue_name.is_not(None))
-        .group_by(job.queue_name)
-        .order_by(job.queue_name)
-    )
+    statement = _catalog(args).dashboard.overview
     async with _reading(args) as connection:
-        totals = (await connection.execute(totals_query.select_from(job))).one()._asdict()
-        per_queue = [r._asdict() for r in (await connection.execute(per_queue_query)).all()]
+        counted = (await connection.execute(statement.clause)).all()
         unhandled = await _unhandled(connection, args)
+    totals: dict[str, int] = {"total": 0, **dict.fromkeys(JOB_STATES, 0)}
+    per_queue = []
+    for row in counted:
+        counts = {state: int(getattr(row, state)) for state in JOB_STATES}
+        if row.task_grouped and row.queue_grouped:
+            totals = {"total": sum(counts.values()), **counts}
+        elif row.task_grouped and row.queue_name is not None:
+            per_queue.append(
+                {"queue_name": row.queue_name, "total": sum(counts.values()), **counts}
+            )
+    per_queue.sort(key=lambda queue: str(queue["queue_name"]))
     totals["unhandled"] = sum(entry.ready for entry in unhandled)
     result = {
         "jobs": totals,
@@ -226,7 +196,7 @@ async def stats(args: argparse.Namespace) -> int:
         if per_queue:
             lines += [
                 "",
-                table(["queue", "total", *_COUNTED_STATES], [list(q.values()) for q in per_queue]),
+                table(["queue", "total", *JOB_STATES], [list(q.values()) for q in per_queue]),
             ]
         if unhandled:
             lines += [
@@ -246,20 +216,10 @@ async def stats(args: argparse.Namespace) -> int:
 
 async def queues(args: argparse.Namespace) -> int:
     """``queues``: every named queue with its lock and how many jobs it holds."""
-    queue, private = models.JobQueue, models.PrivateJob
-    query = (
-        select(
-            queue.queue_name,
-            queue.locked_by,
-            queue.locked_at,
-            func.count(private.id).label("jobs"),
-        )
-        .outerjoin(private, private.job_queue_id == queue.id)
-        .group_by(queue.id)
-        .order_by(queue.queue_name)
-    )
+    statement = _catalog(args).inspect.queues
     async with _reading(args) as connection:
-        rows = [r._asdict() for r in (await connection.execute(query)).all()]
+        result = await connection.execute(statement.clause)
+        rows = [r._asdict() for r in result.all()]
 
     def text() -> str:
         if not rows:
@@ -278,27 +238,14 @@ async def workers(args: argparse.Namespace) -> int:
     every other lock owner, with host, pid, heartbeat age, the ids of the jobs it holds,
     its queue locks and its oldest lock. Owners that are not registered (Graphile Worker
     0.17 pools, dead workers whose row was deleted) show ``registered: false``."""
-    private, queue = models.PrivateJob, models.JobQueue
-    jobs = (
-        select(
-            private.locked_by.label("worker_id"),
-            func.count().label("locked_jobs"),
-            func.array_agg(private.id).label("job_ids"),
-            func.min(private.locked_at).label("oldest_lock"),
-        )
-        .where(private.locked_by.is_not(None))
-        .group_by(private.locked_by)
-    )
-    queues_ = (
-        select(queue.locked_by.label("worker_id"), func.count().label("locked_queues"))
-        .where(queue.locked_by.is_not(None))
-        .group_by(queue.locked_by)
-    )
     schema = schema_name(args)
+    statements = catalog_for(schema).inspect
     async with _reading(args) as connection:
-        held = {r.worker_id: r for r in (await connection.execute(jobs)).all()}
+        jobs = await connection.execute(statements.job_lock_owners.clause)
+        held = {r.worker_id: r for r in jobs.all()}
         queue_locks = {
-            r.worker_id: r.locked_queues for r in (await connection.execute(queues_)).all()
+            r.worker_id: r.locked_queues
+            for r in (await connection.execute(statements.queue_lock_owners.clause)).all()
         }
         registered = await _registered(connection, schema)
     rows = []

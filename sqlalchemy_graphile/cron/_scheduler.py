@@ -24,20 +24,17 @@ at most 60 s.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
-import asyncpg
-
 from .._aio import wait_event
+from .._backoff import Backoff
+from .._store._cron import CronStore
 from ..events import CronEvent, CronJob, WorkerEvents
 from ..job_spec import JobSpec
-from ..worker._retry import Backoff
 from ._clock import Clock, SystemClock
 from ._items import CronItem
-from ._sql import CronStatements
 
 logger = logging.getLogger("sqlalchemy_graphile.cron")
 
@@ -52,24 +49,22 @@ _PAST_THE_MINUTE = 0.001
 
 
 class CronScheduler:
-    """Schedules ``items`` on ``pool`` between :meth:`start` and :meth:`stop`.
+    """Schedules ``items`` through ``store`` between :meth:`start` and :meth:`stop`.
 
-    Every statement runs on its own connection from ``pool``, outside any transaction of
+    Every call to the store is atomic and its own transaction, outside any transaction of
     the caller. Events go to ``events`` with ``pool_id``.
     """
 
     def __init__(
         self,
         *,
-        pool: asyncpg.Pool,
-        schema: str,
+        store: CronStore,
         items: Sequence[CronItem],
         events: WorkerEvents,
         pool_id: str,
         clock: Clock | None = None,
     ) -> None:
-        self._pool = pool
-        self._statements = CronStatements(schema)
+        self._store = store
         self._items = tuple(items)
         self._events = events
         self._pool_id = pool_id
@@ -105,15 +100,14 @@ class CronScheduler:
         start = self._now()
         self._emit("cron:starting", start=start)
         identifiers = [item.key for item in self._items]
-        rows = await self._pool.fetch(self._statements.select_known, identifiers)
-        known = {row["identifier"]: row for row in rows}
+        known = await self._store.known_crontabs(identifiers)
         new = [identifier for identifier in identifiers if identifier not in known]
         if new:
-            await self._pool.execute(self._statements.insert_known, new, start)
+            await self._store.remember(new, start)
         candidates = [
-            (item, row["last_execution"] or row["known_since"])
+            (item, crontab.not_before)
             for item in self._items
-            if (row := known.get(item.key)) is not None
+            if (crontab := known.get(item.key)) is not None
         ]
         await self._backfill(start, candidates)
         self._emit("cron:started", start=start)
@@ -196,9 +190,7 @@ class CronScheduler:
     async def _schedule(self, jobs: tuple[CronJob, ...], tick: datetime) -> list[int]:
         if not jobs:
             return []
-        specs = json.dumps([_spec_json(job) for job in jobs], ensure_ascii=False, allow_nan=False)
-        rows = await self._pool.fetch(self._statements.schedule, specs, tick)
-        return [int(row[0]) for row in rows]
+        return await self._store.schedule(jobs, tick)
 
     def _jobs(
         self, items: Iterable[CronItem], tick: datetime, backfilled: bool
@@ -255,20 +247,6 @@ class CronScheduler:
                 jobs=jobs,
             )
         )
-
-
-def _spec_json(job: CronJob) -> dict[str, object]:
-    spec = job.spec
-    return {
-        "identifier": job.identifier,
-        "task": job.task,
-        "payload": job.payload,
-        "queue_name": spec.queue_name,
-        "max_attempts": spec.max_attempts,
-        "job_key": spec.job_key,
-        "job_key_mode": spec.job_key_mode.value if spec.job_key_mode is not None else None,
-        "priority": spec.priority,
-    }
 
 
 def _floor_minute(when: datetime) -> datetime:

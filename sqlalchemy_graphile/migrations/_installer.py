@@ -2,8 +2,9 @@
 
 The same code serves the Alembic revision (on Alembic's connection and transaction),
 :meth:`WorkerUtils.migrate` and the command line's schema commands. Each function joins the
-transaction already open on the connection and never commits. The ledger statements and the
-compatibility decision live in :mod:`._ledger`, which the worker uses without SQLAlchemy.
+transaction already open on the connection and never commits. The ledger statements are the
+query catalog's and the compatibility decision lives in :mod:`._ledger`; the worker uses
+both without SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 
 from sqlalchemy import Connection, text
 
+from .._catalog import catalog_for
 from .._identifiers import quote_identifier, validate_schema_name
 from ..errors import SchemaError
 from . import _ddl, _ledger, _recovery_ddl
@@ -26,9 +28,10 @@ def read_ledger(connection: Connection, schema: str) -> LedgerState:
     """Read the ledger of ``schema`` (no locks, no writes) in the connection's transaction,
     with the statements the worker's start-up check uses. Raises
     :class:`InvalidIdentifierError` for an unsafe schema name; database errors propagate."""
-    probe = connection.exec_driver_sql(_ledger.probe_sql(schema)).one()
-    statement = _ledger.latest_sql(schema, probe)
-    latest = None if statement is None else connection.exec_driver_sql(statement).one()
+    statements = catalog_for(schema).ledger
+    probe = connection.execute(statements.probe.clause).one()
+    statement = statements.latest_after(probe)
+    latest = None if statement is None else connection.execute(statement.clause).one()
     return _ledger.ledger_state(probe, latest)
 
 

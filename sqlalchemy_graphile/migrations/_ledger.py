@@ -1,31 +1,24 @@
-"""The ``migrations`` ledger: how it is read and what a worker makes of it.
+"""The ``migrations`` ledger: what its rows say and what a worker makes of that.
 
-This module imports neither SQLAlchemy nor Alembic, so that the worker's start-up check
-(on asyncpg) and :func:`~sqlalchemy_graphile.migrations.read_ledger` (on a SQLAlchemy
-``Connection``) share one pair of statements and one decision function without a worker
-paying for SQLAlchemy's import. The statements take no parameters: the schema name is
-validated and quoted into them, so any driver runs them as they are.
+The worker's start-up check and the doctor (on asyncpg) and
+:func:`~sqlalchemy_graphile.migrations.read_ledger` (on a SQLAlchemy ``Connection``) run the
+query catalog's ledger statements (:mod:`sqlalchemy_graphile._catalog._ledger`) and share
+:func:`ledger_state` and :func:`check_compatible`. This module imports neither SQLAlchemy
+nor Alembic, so a worker does not pay for their import.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Protocol
 
-from .._identifiers import quote_identifier
+from .._catalog._columns import Row
 from .._schema_missing import not_installed
 from ..errors import SchemaTooNewError, SchemaTooOldError
 from ._ddl import SCHEMA_REVISION
 from ._recovery_ddl import RECOVERY_REVISION
 
 logger = logging.getLogger("sqlalchemy_graphile.migrations")
-
-
-class Row(Protocol):
-    """A result row read by position: a SQLAlchemy ``Row`` or an asyncpg ``Record``."""
-
-    def __getitem__(self, index: int, /) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -38,34 +31,9 @@ class LedgerState:
     latest_breaking: int | None = None
 
 
-def probe_sql(schema: str) -> str:
-    """The statement that tells whether the ledger of ``schema`` exists and has the
-    ``breaking`` column: one row ``(has_ledger, has_breaking)``. Raises
-    :class:`InvalidIdentifierError` for an unsafe schema name."""
-    ledger = _literal(f"{quote_identifier(schema)}.migrations")
-    return (
-        f"select to_regclass({ledger}) is not null as has_ledger,"
-        f" exists(select 1 from pg_attribute where attrelid = to_regclass({ledger})"
-        " and attname = 'breaking' and not attisdropped) as has_breaking"
-    )
-
-
-def latest_sql(schema: str, probe: Row) -> str | None:
-    """The statement to run after :func:`probe_sql` returned the row ``probe``: one row
-    ``(latest, latest_breaking)``, or ``(latest,)`` for a ledger from before the
-    ``breaking`` column (Graphile Worker older than 0.16). ``None`` when there is no ledger."""
-    has_ledger, has_breaking = probe[0], probe[1]
-    if not has_ledger:
-        return None
-    ledger = f"{quote_identifier(schema)}.migrations"
-    if not has_breaking:
-        return f"select max(id) from {ledger}"
-    return f"select max(id), max(id) filter (where breaking) from {ledger}"
-
-
 def ledger_state(probe: Row, latest: Row | None) -> LedgerState:
-    """The :class:`LedgerState` from the row of :func:`probe_sql` and the row of
-    :func:`latest_sql` (``None`` when that had no statement to run)."""
+    """The :class:`LedgerState` from the row of the ledger's ``probe`` statement and the
+    row of the statement ``latest_after(probe)`` picked (``None`` when it picked none)."""
     if not probe[0] or latest is None:
         return LedgerState(exists=False)
     if not probe[1]:
@@ -106,7 +74,3 @@ def check_compatible(state: LedgerState, schema: str) -> None:
             state.latest,
             RECOVERY_REVISION,
         )
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from .._health_sql import JOB_STATES, queue_counts_sql
+from .._catalog import catalog_for
+from .._catalog._health import JOB_STATES, HealthStatements
 from .._identifiers import resolve_schema
 from ..errors import ConfigurationError
 
@@ -74,8 +75,8 @@ class QueueCollector:
                 "QueueCollector needs a synchronous SQLAlchemy Engine (create_engine(...)), "
                 f"not {type(engine).__name__}: Prometheus collects synchronously"
             )
-        sql = queue_counts_sql(resolve_schema(schema), by_queue=by_queue)
-        self._setup(_engine_reader(engine, sql, _timeout(timeout)), namespace)
+        statements = catalog_for(resolve_schema(schema)).health
+        self._setup(_engine_reader(engine, statements, by_queue, _timeout(timeout)), namespace)
 
     @classmethod
     def on_worker_pool(
@@ -93,8 +94,9 @@ class QueueCollector:
         ``metrics_port`` server). A scrape from the loop's own thread would block it, so it
         is refused (the scrape shows ``_queue_scrape_success 0``)."""
         collector = cls.__new__(cls)
-        sql = queue_counts_sql(resolve_schema(schema), by_queue=by_queue)
-        collector._setup(_pool_reader(pool, loop, sql, _timeout(timeout)), namespace)
+        statements = catalog_for(resolve_schema(schema)).health
+        reader = _pool_reader(pool, loop, statements, by_queue, _timeout(timeout))
+        collector._setup(reader, namespace)
         return collector
 
     def _setup(self, read: Callable[[], _Rows], namespace: str) -> None:
@@ -152,16 +154,17 @@ def _timeout(value: object) -> float:
     return float(value)
 
 
-def _engine_reader(engine: Engine, sql: str, timeout: float) -> Callable[[], _Rows]:
-    from sqlalchemy import text
-
-    set_timeout = text("select set_config('statement_timeout', :ms, true)")
-    statement = text(sql)
+def _engine_reader(
+    engine: Engine, statements: HealthStatements, by_queue: bool, timeout: float
+) -> Callable[[], _Rows]:
+    set_timeout = statements.statement_timeout.clause
+    counts = statements.queue_counts(by_queue=by_queue).clause
+    milliseconds = str(int(timeout * 1000))
 
     def read() -> _Rows:
         with engine.connect() as connection:
-            connection.execute(set_timeout, {"ms": str(int(timeout * 1000))})
-            rows = connection.execute(statement).all()
+            connection.execute(set_timeout, {"milliseconds": milliseconds})
+            rows = connection.execute(counts).all()
             connection.rollback()
         return [tuple(row) for row in rows]
 
@@ -169,14 +172,20 @@ def _engine_reader(engine: Engine, sql: str, timeout: float) -> Callable[[], _Ro
 
 
 def _pool_reader(
-    pool: asyncpg.Pool, loop: asyncio.AbstractEventLoop, sql: str, timeout: float
+    pool: asyncpg.Pool,
+    loop: asyncio.AbstractEventLoop,
+    statements: HealthStatements,
+    by_queue: bool,
+    timeout: float,
 ) -> Callable[[], _Rows]:
+    set_timeout = statements.statement_timeout.numbered
+    counts = statements.queue_counts(by_queue=by_queue).numbered
+    milliseconds = str(int(timeout * 1000))
+
     async def fetch() -> _Rows:
         async with pool.acquire() as connection, connection.transaction(readonly=True):
-            await connection.execute(
-                "select set_config('statement_timeout', $1, true)", str(int(timeout * 1000))
-            )
-            return [tuple(row) for row in await connection.fetch(sql)]
+            await connection.execute(set_timeout, milliseconds)
+            return [tuple(row) for row in await connection.fetch(counts)]
 
     def read() -> _Rows:
         if _on_loop_thread(loop):

@@ -57,6 +57,23 @@ def run_on(
     raise _not_a_target(target, helper)
 
 
+async def connection_of(
+    target: SyncTarget | AsyncTarget, helper: str
+) -> Connection | AsyncConnection:
+    """The connection ``target`` works on, its transaction begun if none was open (a
+    session's ``connection()``). Raises :class:`ConfigurationError` for anything else,
+    naming ``helper``."""
+    if isinstance(target, scoped_session | async_scoped_session):
+        target = target()
+    if isinstance(target, Session):
+        return target.connection()
+    if isinstance(target, AsyncSession):
+        return await target.connection()
+    if isinstance(target, Connection | AsyncConnection):
+        return target
+    raise _not_a_target(target, helper)
+
+
 def _not_a_target(target: object, helper: str) -> ConfigurationError:
     return ConfigurationError(
         f"{helper}() works through a Session, AsyncSession, Connection or AsyncConnection, "

@@ -18,32 +18,32 @@ session.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import secrets
 import time
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar, cast, overload
+from typing import Any, Literal, TypeVar, overload
 
 from sqlalchemy import Connection
 
+from .._catalog import catalog_for
 from .._identifiers import resolve_schema
-from .._operations import JobOperations, Operation
 from .._plugins import Plugins
-from .._store import FetchedJob
+from .._store import Failure, FetchedJob
+from .._store._adder import StoreAdder
+from .._store._sqlalchemy import SqlAlchemyJobStore
 from ..context import extension_map
 from ..errors import ConfigurationError, GraphileWorkerError, SchemaNotInstalledError
 from ..hooks import WorkerPlugin
 from ..job import Job
-from ..job_spec import JobSpec, RawJobSpec
 from ..log_format import job_fields
-from ..tasks import AnyTaskType, BatchTask, Task
+from ..tasks import AnyTaskType
 from ..worker._options import task_map
 from ..worker._runner import Outcome, TaskRunner, is_final, log_outcome
-from . import _run_sql, _sql
-from ._connections import AsyncTarget, SyncTarget, is_async, run_on
+from . import _sql
+from ._connections import AsyncTarget, SyncTarget, connection_of, is_async
 
 R = TypeVar("R")
 
@@ -114,49 +114,6 @@ class _Plan:
     pool_id: str
 
 
-class _Database:
-    """The test's session or connection, as the loop uses it: :meth:`call` runs work on
-    its connection (through ``run_sync`` when it is async)."""
-
-    def __init__(self, target: SyncTarget | AsyncTarget) -> None:
-        self._target = target
-
-    async def call(self, work: Callable[[Connection], R]) -> R:
-        result = run_on(self._target, work, "run_jobs")
-        if inspect.iscoroutine(result):
-            return cast(R, await result)
-        return cast(R, result)
-
-
-class _TransactionAdder:
-    """The ``ctx.add_job`` family of a task run by :func:`run_jobs`: each add joins the
-    test's transaction (a worker's would commit at once)."""
-
-    def __init__(self, database: _Database, schema: str, plugins: Plugins) -> None:
-        self._database = database
-        self._operations = JobOperations(schema, plugins)
-
-    async def _add(self, operation: Operation[R]) -> R:
-        return await self._database.call(operation)
-
-    async def add_job(self, task: Task, spec: JobSpec | None = None) -> Job:
-        return await self._add(self._operations.add_job(task, spec))
-
-    async def add_jobs(self, jobs: Sequence[tuple[Task, JobSpec | None]]) -> list[Job]:
-        return await self._add(self._operations.add_jobs(jobs))
-
-    async def add_raw_job(
-        self, identifier: str, payload: Any = None, spec: JobSpec | None = None
-    ) -> Job:
-        return await self._add(self._operations.add_raw_job(identifier, payload, spec))
-
-    async def add_raw_jobs(self, jobs: Sequence[RawJobSpec]) -> list[Job]:
-        return await self._add(self._operations.add_raw_jobs(jobs))
-
-    async def add_batch_job(self, items: Sequence[BatchTask], spec: JobSpec | None = None) -> Job:
-        return await self._add(self._operations.add_batch_job(items, spec))
-
-
 def _check(
     tasks: object,
     extensions: object,
@@ -207,25 +164,20 @@ def _plugins(plugins: object) -> Plugins:
         raise ConfigurationError(f"run_jobs() {error}") from None
 
 
-def _fetcher(plan: _Plan) -> Callable[[Connection], FetchedJob | None]:
-    """The work that locks the next runnable job, as a worker of ``plan.tasks`` would."""
-
-    def fetch(connection: Connection) -> FetchedJob | None:
-        # Looked up before every fetch: a task may have added the first job of a task.
-        ids = _run_sql.task_ids(connection, plan.schema, list(plan.tasks))
-        if not ids:
-            return None
-        now = _run_sql.latest_run_at(connection, plan.schema) if plan.run_scheduled else None
-        return _run_sql.fetch(
-            connection,
-            plan.schema,
-            plan.pool_id,
-            ids,
-            now=now,
-            forbidden_flags=plan.forbidden_flags,
-        )
-
-    return fetch
+async def _fetch(store: SqlAlchemyJobStore, plan: _Plan) -> FetchedJob | None:
+    """Lock the next runnable job, as a worker of ``plan.tasks`` would; ``None`` if none is
+    runnable."""
+    # Looked up before every fetch: a task may have added the first job of a task. Only
+    # read: registering identifiers would write rows other transactions wait on.
+    tasks = await store.task_ids(list(plan.tasks), register=False)
+    if not tasks.identifier_by_id:
+        return None
+    now = None
+    if plan.run_scheduled:
+        latest_run_at = store.catalog.reads.latest_run_at.clause
+        now = await store.run(lambda connection: connection.execute(latest_run_at).scalar_one())
+    fetched = await store.fetch(tasks, 1, forbidden_flags=plan.forbidden_flags, now=now)
+    return fetched[0] if fetched else None
 
 
 def _schema_checker(plan: _Plan) -> Callable[[Connection], None]:
@@ -242,23 +194,19 @@ def _schema_checker(plan: _Plan) -> Callable[[Connection], None]:
     return check
 
 
-def _releaser(plan: _Plan, fetched: FetchedJob, outcome: Outcome) -> Callable[[Connection], int]:
-    """The work that records ``outcome``, as a worker's releaser does."""
-
-    def release(connection: Connection) -> int:
-        if outcome.succeeded:
-            return _run_sql.complete(connection, plan.schema, plan.pool_id, fetched)
-        return _run_sql.fail(
-            connection,
-            plan.schema,
-            plan.pool_id,
+async def _release(store: SqlAlchemyJobStore, fetched: FetchedJob, outcome: Outcome) -> bool:
+    """Record ``outcome`` as a worker's releaser does; whether it was recorded."""
+    if outcome.succeeded:
+        recorded = await store.complete([fetched])
+    else:
+        failure = Failure(
             fetched,
-            message=outcome.message or "the job failed",
-            replacement_payload=outcome.replacement_payload,
-            permanent=outcome.permanent,
+            outcome.message or "the job failed",
+            outcome.replacement_payload,
+            outcome.permanent,
         )
-
-    return release
+        recorded = await store.fail([failure])
+    return fetched.id in recorded
 
 
 def _job_run(job: Job, outcome: Outcome, millis: float) -> RanJob:
@@ -269,29 +217,30 @@ def _job_run(job: Job, outcome: Outcome, millis: float) -> RanJob:
     return RanJob(job, status, outcome.error, outcome.message or "the job failed")
 
 
-async def _run(database: _Database, plan: _Plan) -> list[RanJob]:
+async def _run(session: SyncTarget | AsyncTarget, plan: _Plan) -> list[RanJob]:
     """Fetch, run and release jobs until none is runnable or ``plan.limit`` ran."""
     runs: list[RanJob] = []
-    fetch = _fetcher(plan)
-    await database.call(_schema_checker(plan))
+    connection = await connection_of(session, "run_jobs")
+    store = SqlAlchemyJobStore(connection, catalog_for(plan.schema), plan.pool_id)
+    await store.run(_schema_checker(plan))
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="run_jobs") as executor:
         runner = TaskRunner(
             plan.tasks,
             extensions=plan.extensions,
             pool_id=plan.pool_id,
             abort_signal=asyncio.Event(),
-            adder=_TransactionAdder(database, plan.schema, plan.plugins),
+            adder=StoreAdder(store, plan.schema, plan.plugins),
             executor=executor,
             plugins=plan.plugins if plan.plugins.runs else None,
         )
         while plan.limit is None or len(runs) < plan.limit:
-            fetched = await database.call(fetch)
+            fetched = await _fetch(store, plan)
             if fetched is None:
                 break
             started = time.perf_counter()
             outcome = await runner.run(fetched)
             millis = (time.perf_counter() - started) * 1000
-            if not await database.call(_releaser(plan, fetched, outcome)):
+            if not await _release(store, fetched, outcome):
                 logger.warning(
                     "the outcome of job %s (%s) was not recorded: the job is no longer "
                     "locked by run_jobs (did the task change its own row?)",
@@ -402,7 +351,7 @@ def run_jobs(
         tasks, extensions, schema, limit, run_scheduled, raise_on_failure, forbidden_flags, plugins
     )
     asynchronous = is_async(session, "run_jobs")
-    work = _run(_Database(session), plan)
+    work = _run(session, plan)
     if asynchronous:
         return work
     return _run_on_private_loop(work)

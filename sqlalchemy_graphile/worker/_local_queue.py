@@ -40,12 +40,13 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from .._backoff import Backoff
 from .._store import FetchedJob, JobStore
 from ..events import LocalQueueEvent, LocalQueueMode, WorkerEvents
 from ._fetch import DirectJobSource
 from ._observer import LatencyObserver
 from ._options import RefetchDelay
-from ._retry import FETCH_ERROR_BACKOFF, Backoff, transient_backoff, with_retries
+from ._retry import FETCH_ERROR_BACKOFF, transient_backoff, with_retries
 from ._task_ids import TaskIdentifiers
 
 logger = logging.getLogger("sqlalchemy_graphile.worker")
@@ -282,7 +283,7 @@ class LocalQueue:
         if self._fetch_failures:
             self._fetch_failures = 0
             logger.warning("fetching jobs works again")
-        self._emit("localQueue:getJobs:complete", jobs=tuple(f.job for f in jobs))
+        self._emit_jobs("localQueue:getJobs:complete", jobs)
         count = len(jobs)
         full = self._last_full = count >= self._size
         self._hand_out(jobs)
@@ -313,7 +314,7 @@ class LocalQueue:
             logger.debug("fetching the next batch early failed: %s", error)
         finally:
             self._refilling = False
-        self._emit("localQueue:getJobs:complete", jobs=tuple(f.job for f in jobs))
+        self._emit_jobs("localQueue:getJobs:complete", jobs)
         self._last_full = len(jobs) >= self._size
         self._hand_out(jobs)
         if self.mode == RELEASED:
@@ -417,7 +418,7 @@ class LocalQueue:
             self._give_back(jobs)
 
     def _give_back(self, jobs: list[FetchedJob]) -> None:
-        self._emit("localQueue:returnJobs", jobs=tuple(f.job for f in jobs))
+        self._emit_jobs("localQueue:returnJobs", jobs)
         self._spawn(self._return_jobs([f.id for f in jobs]))
 
     async def _return_jobs(self, job_ids: list[int]) -> None:
@@ -452,3 +453,9 @@ class LocalQueue:
 
     def _emit(self, name: str, **fields: Any) -> None:
         self._events.emit(LocalQueueEvent(name=name, pool_id=self._pool_id, **fields))
+
+    def _emit_jobs(self, name: str, jobs: list[FetchedJob]) -> None:
+        """Emit ``name`` with ``jobs``; their :class:`Job` objects are built only for a
+        listener."""
+        if self._events.listening(name):
+            self._emit(name, jobs=tuple(f.job for f in jobs))

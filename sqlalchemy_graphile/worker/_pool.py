@@ -209,7 +209,9 @@ class WorkerPool:
                 releaser=self._releaser,
                 runner=self._runner,
                 events=self._events,
-                forbidden_flags=self._forbidden_flags,
+                forbidden_flags=(
+                    None if self._options.forbidden_flags is None else self._forbidden_flags
+                ),
                 health=self._health,
                 chain=self._chain,
             )

@@ -5,15 +5,15 @@ starts, refreshes it every ``heartbeat_interval`` seconds, and deregisters when 
 stops cleanly. A heartbeat that cannot be written is reported (``worker:heartbeat:error``,
 a warning) and tried again soon; it never stops the worker or its jobs.
 
-:class:`RecoverySweeper` runs :func:`sqlalchemy_graphile._recovery.sweep_stale_workers`
-every ``sweep_interval`` seconds (the first time after a random part of it, so that workers
-started together do not sweep together), each in a transaction of its own on one of the
-pool's connections, and reports what it recovered (``worker:recovered``, one
-``job:recovered`` per job, and the plugins' ``on_job_recovery`` hooks with each job as it
-is read after the sweep committed).
+:class:`RecoverySweeper` runs the recovery sweep every ``sweep_interval`` seconds (the
+first time after a random part of it, so that workers started together do not sweep
+together), each in a transaction of its own, and reports what it recovered
+(``worker:recovered``, one ``job:recovered`` per job, and the plugins' ``on_job_recovery``
+hooks with each job as it is read after the sweep committed).
 
-Both need the revision-20 registry; :func:`recovery_available` tells whether the schema has
-it.
+Both run their statements through a
+:class:`~sqlalchemy_graphile._store._recovery.RecoveryStore` and need the revision-20
+registry (``RecoveryStore.available()`` tells whether the schema has it).
 """
 
 from __future__ import annotations
@@ -21,25 +21,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
-from functools import cache
-from typing import Any
-
-import asyncpg
+from datetime import UTC, datetime
 
 from .._aio import wait_event
-from .._catalog import catalog_for
 from .._plugins import Plugins
-from .._recovery import (
-    Execute,
-    SweepResult,
-    SweepSettings,
-    numbered,
-    recovery_statements,
-    sweep_stale_workers,
-)
-from .._store._asyncpg import AsyncpgJobStore
+from .._recovery import SweepResult, SweepSettings
+from .._store._recovery import RecoveryStore
 from ..events import HeartbeatEvent, JobRecoveredEvent, RecoveryEvent, WorkerEvents
 from ..hooks import JobRecovery
 
@@ -51,32 +38,8 @@ HEARTBEAT_RETRY_MAX = 5.0
 #: How long after another worker's heartbeat goes stale the sweep runs, in seconds.
 STALE_MARGIN = 0.25
 
-#: The parameters of :attr:`RecoveryStatements.next_stale`, in order.
-NEXT_STALE_PARAMS = ("threshold", "worker_id")
-
 #: When this process loaded the worker (the ``process_started_at`` of its heartbeats).
 PROCESS_STARTED_AT = datetime.now(UTC)
-
-
-@cache
-def _numbered(statement: str, names: tuple[str, ...]) -> str:
-    return numbered(statement, names)
-
-
-def asyncpg_execute(connection: Any) -> Execute:
-    """An :data:`Execute` on an asyncpg connection (or pool, one statement per checkout)."""
-
-    async def execute(statement: str, params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
-        names = tuple(params)
-        rows = await connection.fetch(_numbered(statement, names), *params.values())
-        return [tuple(row) for row in rows]
-
-    return execute
-
-
-async def recovery_available(pool: asyncpg.Pool, schema: str) -> bool:
-    """Whether ``schema`` has the revision-20 registry (``_private_workers``)."""
-    return bool(await pool.fetchval(recovery_statements(schema).available))
 
 
 class Heartbeat:
@@ -86,15 +49,13 @@ class Heartbeat:
     def __init__(
         self,
         *,
-        pool: asyncpg.Pool,
-        schema: str,
+        store: RecoveryStore,
         events: WorkerEvents,
         pool_id: str,
         interval: float,
         metadata: str,
     ) -> None:
-        self._pool = pool
-        self._statements = recovery_statements(schema)
+        self._store = store
         self._events = events
         self._pool_id = pool_id
         self._interval = interval
@@ -120,9 +81,7 @@ class Heartbeat:
         if not deregister:
             return
         try:
-            await self._pool.execute(
-                _numbered(self._statements.deregister, ("worker_id",)), self._pool_id
-            )
+            await self._store.deregister(self._pool_id)
         except Exception as error:
             logger.warning(
                 "worker %s: could not deregister from _private_workers (%s); the recovery "
@@ -146,9 +105,8 @@ class Heartbeat:
         return min(self._interval, HEARTBEAT_RETRY_MAX, 0.25 * 2.0 ** min(self._failures, 10))
 
     async def _beat(self, metadata: str | None) -> bool:
-        statement = _numbered(self._statements.heartbeat, ("worker_id", "metadata"))
         try:
-            await self._pool.execute(statement, self._pool_id, metadata)
+            await self._store.heartbeat(self._pool_id, metadata)
         except Exception as error:
             self._failures += 1
             if self._failures == 1 or self._failures % 10 == 0:
@@ -187,16 +145,14 @@ class RecoverySweeper:
     def __init__(
         self,
         *,
-        pool: asyncpg.Pool,
-        schema: str,
+        store: RecoveryStore,
         events: WorkerEvents,
         pool_id: str,
         interval: float,
         settings: SweepSettings,
         plugins: Plugins | None = None,
     ) -> None:
-        self._pool = pool
-        self._schema = schema
+        self._store = store
         self._plugins = plugins
         self._events = events
         self._pool_id = pool_id
@@ -218,9 +174,7 @@ class RecoverySweeper:
     async def sweep_now(self) -> SweepResult:
         """Sweep now, with events and recovery hooks. Errors propagate (a hook's are
         reported, never raised)."""
-        result = await sweep_stale_workers(
-            asyncpg_execute(self._pool), self._schema, self._settings
-        )
+        result = await self._store.sweep(self._settings)
         self._report(result)
         if self._plugins is not None and result.jobs:
             await self._call_hooks(self._plugins, result)
@@ -230,24 +184,18 @@ class RecoverySweeper:
         """``on_job_recovery`` with each recovered job as it is now (still unlocked, unless
         a worker took it meanwhile)."""
         owners = {job.id: job.locked_by for job in result.jobs}
-        store = AsyncpgJobStore(self._pool, catalog_for(self._schema), self._pool_id)
-        for fetched in await store.jobs(list(owners)):
-            job = fetched.job
+        for job in await self._store.jobs(list(owners)):
             recovery = JobRecovery(job, self._pool_id, owners[job.id])
             await plugins.job_recovered(recovery)
 
     async def _next_stale(self) -> float | None:
         """Seconds until another registered worker would go stale without a heartbeat
         (``None``: none registered, or the query failed; the interval applies)."""
-        statement = _numbered(recovery_statements(self._schema).next_stale, NEXT_STALE_PARAMS)
         try:
-            seconds = await self._pool.fetchval(
-                statement, timedelta(seconds=self._settings.threshold), self._pool_id
-            )
+            return await self._store.next_stale(self._settings.threshold, self._pool_id)
         except Exception as error:
             logger.debug("worker %s: reading heartbeat ages failed: %s", self._pool_id, error)
             return None
-        return None if seconds is None else float(seconds)
 
     async def _delay(self, delay: float) -> float:
         """``delay``, or less if another worker goes stale sooner: the sweep then runs just

@@ -16,30 +16,16 @@ import errno
 import math
 import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TypeVar
 
 import asyncpg
+
+from .._backoff import Backoff
 
 T = TypeVar("T")
 
 #: The most tries :func:`with_retries` makes.
 MAX_TRIES = 100
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Exponential backoff: ``min(min_delay * multiplier**k, max_delay) * (0.5 + U)``
-    seconds before try ``k + 2``, with ``U`` uniform in [0, 1)."""
-
-    min_delay: float
-    max_delay: float
-    multiplier: float = 1.5
-
-    def delay(self, previous_attempts: int, uniform: float | None = None) -> float:
-        u = random.random() if uniform is None else uniform
-        exponent = min(previous_attempts, 200)  # far past max_delay; avoids overflow
-        return min(self.min_delay * self.multiplier**exponent, self.max_delay) * (0.5 + u)
 
 
 _CONFLICT = Backoff(0.05, 5.0)

@@ -2,10 +2,10 @@
 
 No database access happens here: the slot loop gives the outcome to its releaser.
 
-* A :class:`Task` payload is validated straight from the stored JSON text
-  (``model_validate_json``), less the ``_trace`` key that carries a trace context; ``run``
-  is awaited on the event loop when it is ``async def`` and called in the worker's thread
-  pool otherwise.
+* A :class:`Task` payload is validated straight from the stored JSON text (by the
+  model's ``__pydantic_validator__``, as ``model_validate_json`` does), less the ``_trace``
+  key that carries a trace context; ``run`` is awaited on the event loop when it is
+  ``async def`` and called in the worker's thread pool otherwise.
 * A :class:`BatchTask` payload must be a JSON array. Its items are cut out of the stored
   text as they are, validated one by one, and run together by ``run_batch``; failed items
   are kept with their original JSON text, so a retry sees exactly what was stored.
@@ -25,7 +25,7 @@ import inspect
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
@@ -123,7 +123,13 @@ def describe_error(error: BaseException) -> str:
 
 
 class TaskRunner:
-    """Runs jobs for the task types of one worker."""
+    """Runs jobs for the task types of one worker.
+
+    A job's cost here is kept to what its task needs: the payload is validated from the
+    stored text, the context's ``job`` and ``logger`` are built only if the task reads them,
+    and what a task type needs (its validator, whether it is a batch task, whether it is
+    ``async def``) is looked up once per type.
+    """
 
     def __init__(
         self,
@@ -143,15 +149,17 @@ class TaskRunner:
         self._abort_signal = abort_signal
         self._adder = adder
         self._executor = executor
+        self._kinds: dict[type, _TaskKind] = {}
+        #: ``await run(fetched)`` runs ``fetched``'s task (between the plugins' run hooks,
+        #: if any) and returns the outcome. Exceptions from task code become failures;
+        #: cancellation propagates.
+        self.run: Callable[[FetchedJob], Awaitable[Outcome]] = (
+            self._run if plugins is None else self._run_hooked
+        )
 
-    async def run(self, fetched: FetchedJob) -> Outcome:
-        """Run ``fetched``'s task (between the plugins' run hooks, if any) and return the
-        outcome. Exceptions from task code become failures; cancellation propagates."""
-        if self._plugins is None:
-            return await self._run(fetched)
-        return await self._run_hooked(fetched, self._plugins)
-
-    async def _run_hooked(self, fetched: FetchedJob, plugins: Plugins) -> Outcome:
+    async def _run_hooked(self, fetched: FetchedJob) -> Outcome:
+        plugins = self._plugins
+        assert plugins is not None
         job = fetched.job
         run = JobRun(job, self._pool_id)
         await plugins.before_run(run)
@@ -179,39 +187,32 @@ class TaskRunner:
         return outcome
 
     async def _run(self, fetched: FetchedJob) -> Outcome:
-        job = fetched.job
-        task_type = self._tasks.get(job.task_identifier)
+        task_type = self._tasks.get(fetched.task_identifier)
         if task_type is None:
-            return failure(InvalidTaskError(f"unsupported task {job.task_identifier!r}"))
-        ctx = self._context(job)
-        if is_batch_task(task_type):
-            return await self._run_batch(task_type, job, ctx)  # type: ignore[arg-type]
+            return failure(InvalidTaskError(f"unsupported task {fetched.task_identifier!r}"))
+        kind = self._kinds.get(task_type)
+        if kind is None:
+            kind = self._kinds[task_type] = _TaskKind.of(task_type)
+        ctx = _JobContext(fetched, self._pool_id, self._extensions, self._abort_signal, self._adder)
+        if kind.is_batch:
+            return await self._run_batch(task_type, kind, fetched, ctx)  # type: ignore[arg-type]
         try:
-            task = task_type.model_validate_json(without_trace(job.payload_json))
+            task = kind.validate_json(without_trace(fetched.payload_json))
         except ValidationError as error:
-            what = f"the payload of job {job.id}"
+            what = f"the payload of job {fetched.id}"
             return failure(_payload_error(what, task_type, error), permanent=True)
         try:
-            await self._call(task.run, ctx)  # type: ignore[union-attr]
+            if kind.is_async:
+                await task.run(ctx)
+            else:
+                await self._call_in_thread(task.run, ctx)
         except Exception as error:
             return failure(error)
         return SUCCESS
 
-    def _context(self, job: Job) -> WorkerContext:
-        return WorkerContext(
-            job=job,
-            worker_id=self._pool_id,
-            extensions=self._extensions,
-            logger=JobLogger(task_logger, job_fields(job)),
-            abort_signal=self._abort_signal,
-            adder=self._adder,
-        )
-
-    async def _call(self, function: Callable[..., Any], *args: Any) -> Any:
-        """Await ``function(*args)`` if it is a coroutine function, else run it in the
-        thread pool (with the caller's context variables)."""
-        if inspect.iscoroutinefunction(function):
-            return await function(*args)
+    async def _call_in_thread(self, function: Callable[..., Any], *args: Any) -> Any:
+        """Run ``function(*args)`` in the thread pool (with the caller's context variables),
+        and await what it returns if that is awaitable."""
         loop = asyncio.get_running_loop()
         context = contextvars.copy_context()
         result = await loop.run_in_executor(self._executor, context.run, function, *args)
@@ -219,13 +220,15 @@ class TaskRunner:
             result = await result
         return result
 
-    async def _run_batch(self, task_type: type[BatchTask], job: Job, ctx: WorkerContext) -> Outcome:
+    async def _run_batch(
+        self, task_type: type[BatchTask], kind: _TaskKind, fetched: FetchedJob, ctx: WorkerContext
+    ) -> Outcome:
         try:
-            raw_items = split_json_array(job.payload_json)
+            raw_items = split_json_array(fetched.payload_json)
         except ValueError as error:
             return failure(
                 PayloadValidationError(
-                    f"the payload of batch job {job.id} must be a JSON array of "
+                    f"the payload of batch job {fetched.id} must be a JSON array of "
                     f"{task_type.__qualname__} items, not {error}"
                 ),
                 permanent=True,
@@ -233,12 +236,15 @@ class TaskRunner:
         items = []
         for index, raw in enumerate(raw_items):
             try:
-                items.append(task_type.model_validate_json(without_trace(raw)))
+                items.append(kind.validate_json(without_trace(raw)))
             except ValidationError as error:
-                what = f"item {index} of the payload of batch job {job.id}"
+                what = f"item {index} of the payload of batch job {fetched.id}"
                 return failure(_payload_error(what, task_type, error), permanent=True)
         try:
-            result = await self._call(task_type.run_batch, items, ctx)
+            if kind.is_async:
+                result = await task_type.run_batch(items, ctx)  # type: ignore[misc]
+            else:
+                result = await self._call_in_thread(task_type.run_batch, items, ctx)
         except Exception as error:
             return failure(error)
         try:
@@ -250,6 +256,61 @@ class TaskRunner:
         errors = tuple(failed[i] for i in sorted(failed))
         replacement = "[" + ",".join(raw_items[i] for i in sorted(failed)) + "]"
         return failure(BatchJobError(errors), replacement_payload=replacement, batch_errors=errors)
+
+
+class _JobContext(WorkerContext):
+    """The context of a job the worker runs: :attr:`job` and :attr:`logger` are built the
+    first time the task reads them, so a task that does not pays nothing for them."""
+
+    __slots__ = ("_fetched",)
+
+    def __init__(
+        self,
+        fetched: FetchedJob,
+        worker_id: str,
+        extensions: Mapping[type, object],
+        abort_signal: asyncio.Event,
+        adder: JobAdder,
+    ) -> None:
+        # Not the base's __init__: it takes the job and the logger, which are built later.
+        self._fetched = fetched
+        self.worker_id = worker_id
+        self._extensions = extensions
+        self.abort_signal = abort_signal
+        self._adder = adder
+
+    @property
+    def job(self) -> Job:
+        return self._fetched.job
+
+    @property
+    def logger(self) -> logging.LoggerAdapter[logging.Logger]:
+        try:
+            return self._logger
+        except AttributeError:  # the slot is unset until the first read
+            self._logger = JobLogger(task_logger, job_fields(self._fetched.job))
+            return self._logger
+
+
+@dataclass(frozen=True, slots=True)
+class _TaskKind:
+    """What running a job of one task type needs to know about the type."""
+
+    #: Validates JSON text into an instance (or a batch item); raises ``ValidationError``.
+    validate_json: Callable[[str], Any]
+    is_batch: bool
+    #: Whether ``run`` (``run_batch``) is a coroutine function; else it runs in a thread.
+    is_async: bool
+
+    @classmethod
+    def of(cls, task_type: AnyTaskType) -> _TaskKind:
+        is_batch = is_batch_task(task_type)
+        method = task_type.run_batch if is_batch else task_type.run  # type: ignore[union-attr]
+        return cls(
+            validate_json=task_type.__pydantic_validator__.validate_json,
+            is_batch=is_batch,
+            is_async=inspect.iscoroutinefunction(method),
+        )
 
 
 def _failed_items(result: object, count: int, task_type: type[BatchTask]) -> dict[int, Any]:

@@ -67,7 +67,7 @@ class Slot:
         releaser: JobReleaser,
         runner: TaskRunner,
         events: WorkerEvents,
-        forbidden_flags: Callable[[], Awaitable[list[str] | None]],
+        forbidden_flags: Callable[[], Awaitable[list[str] | None]] | None,
         health: FetchHealth,
         chain: Chain | None = None,
     ) -> None:
@@ -131,7 +131,7 @@ class Slot:
         while self._active:
             self._again = False
             try:
-                flags = await self._forbidden_flags()
+                flags = None if self._forbidden_flags is None else await self._forbidden_flags()
                 self._emit("worker:getJob:start")
                 fetched = await self._source.get_job(flags)
             except Exception as error:
@@ -174,7 +174,6 @@ class Slot:
     async def _process(self, fetched: FetchedJob) -> FetchedJob | None:
         """Run ``fetched`` and record its outcome; return the next job when the release
         fetched one too."""
-        job = fetched.job
         self.job = fetched
         self.running = True
         self._emit_job("job:start", fetched)
@@ -212,13 +211,15 @@ class Slot:
             self._emit("worker:fatalError", error=fatal, job=fetched, job_error=outcome.error)
             logger.error(
                 "could not record the outcome of job %s (%s); this worker slot stops",
-                job.id,
-                job.task_identifier,
+                fetched.id,
+                fetched.task_identifier,
                 exc_info=fatal,
-                extra=job_fields(job),
+                extra=job_fields(fetched.job),
             )
             raise
         self.job = next_job
+        if outcome.succeeded and not self._success_observed():
+            return next_job  # reporting it would neither log nor emit anything
         if written.done():
             self._report(fetched, outcome, millis, written)
         else:  # batched: reported once the batch is written
@@ -231,11 +232,21 @@ class Slot:
         error there is left to the next fetch of the loop, which reports it)."""
         if self._chain is None or not self._active:
             return None
+        if self._forbidden_flags is None:
+            return self._chain, None
         try:
             flags = await self._forbidden_flags()
         except Exception:
             return None
         return self._chain, flags
+
+    def _success_observed(self) -> bool:
+        """Whether reporting a success would do anything: log it (info level) or emit an
+        event someone listens to. Asked when the run ends, so with batched release a
+        callback subscribed while the job's batch is being written misses that job."""
+        if logger.isEnabledFor(logging.INFO):
+            return True
+        return self._events.listening("job:success", "job:complete", "job:fenced")
 
     def _report(
         self, fetched: FetchedJob, outcome: Outcome, millis: float, written: Written
@@ -245,16 +256,17 @@ class Slot:
         or ``pool:fatalError`` reported it)."""
         if written.cancelled() or written.exception() is not None:
             return
-        job = fetched.job
         if not written.result():
             self._emit_job("job:fenced", fetched, outcome)
             return
-        log_outcome(logger, job, outcome, millis)
         if outcome.succeeded:
+            if logger.isEnabledFor(logging.INFO):  # else the Job need not be built
+                log_outcome(logger, fetched.job, outcome, millis)
             self._emit_job("job:success", fetched)
         else:
+            log_outcome(logger, fetched.job, outcome, millis)
             self._emit_job("job:error", fetched, outcome)
-            if is_final(job, outcome):
+            if is_final(fetched.job, outcome):
                 self._emit_job("job:failed", fetched, outcome)
         self._emit_job("job:complete", fetched, outcome)
 

@@ -15,7 +15,8 @@ identifier is reported when
 A worker checks once when it starts (``min_wait`` 0: a typo shows at once, also with
 ``run_once()``), then every ``unhandled_jobs_interval`` seconds with ``min_wait`` equal to
 that interval, so jobs another worker picks up within that time are never reported, and at
-most one warning is logged per interval. ``stats`` and ``list`` use the same statement.
+most one warning is logged per interval. ``stats`` and ``list`` use the same statement
+(the query catalog's ``health.unhandled``).
 
 Limits: a backlog of an identifier that some worker handles but that waits longer than the
 interval while every such worker is busy with other tasks looks the same, and is reported.
@@ -33,29 +34,9 @@ from typing import Any
 import asyncpg
 
 from .._aio import wait_event
-from .._identifiers import quote_identifier
+from .._catalog import catalog_for
 
 logger = logging.getLogger("sqlalchemy_graphile.worker")
-
-# $1: identifiers not to report (text[]); $2: the least wait of the oldest ready job, in
-# seconds. Ready jobs are read through the partial index the fetch uses (is_available).
-_UNHANDLED = """
-select tasks.identifier, count(*) as ready, min(jobs.run_at) as oldest_run_at
-  from {s}._private_jobs as jobs
-  join {s}._private_tasks as tasks on tasks.id = jobs.task_id
- where jobs.is_available
-   and jobs.run_at <= now()
-   and tasks.identifier <> all($1::text[])
-   and (jobs.job_queue_id is null or jobs.job_queue_id not in (
-         select queues.id from {s}._private_job_queues as queues
-          where queues.locked_at is not null))
-   and jobs.task_id not in (
-         select running.task_id from {s}._private_jobs as running
-          where running.locked_at is not null)
- group by tasks.identifier
-having min(jobs.run_at) <= now() - make_interval(secs => $2::float8)
- order by tasks.identifier
-"""
 
 
 @dataclass(frozen=True)
@@ -67,14 +48,9 @@ class Unhandled:
     oldest_run_at: datetime
 
 
-def unhandled_sql(schema: str) -> str:
-    """The statement (parameters ``$1`` identifiers to leave out, ``$2`` seconds); its rows
-    are read by :func:`unhandled_rows`."""
-    return _UNHANDLED.format(s=quote_identifier(schema))
-
-
 def unhandled_rows(rows: Iterable[Any]) -> list[Unhandled]:
-    """The :class:`Unhandled` entries of the statement's rows (asyncpg or SQLAlchemy)."""
+    """The :class:`Unhandled` entries of the rows of the catalog's ``health.unhandled``
+    (asyncpg or SQLAlchemy)."""
     return [Unhandled(row[0], int(row[1]), row[2]) for row in rows]
 
 
@@ -106,7 +82,7 @@ class UnhandledJobsCheck:
         pool_id: str,
     ) -> None:
         self._pool = pool
-        self._statement = unhandled_sql(schema)
+        self._statement = catalog_for(schema).health.unhandled
         self._handled = sorted(set(handled))
         self._interval = interval
         self._continuous = continuous
@@ -126,7 +102,9 @@ class UnhandledJobsCheck:
 
     async def run_once(self, min_wait: float = 0.0) -> list[Unhandled]:
         """Check now; log and return what was found. Errors propagate."""
-        rows = await self._pool.fetch(self._statement, self._handled, min_wait)
+        statement = self._statement
+        values = {"handled": self._handled, "min_wait": min_wait}
+        rows = await self._pool.fetch(statement.numbered, *statement.arguments(values))
         found = unhandled_rows(rows)
         if found:
             logger.warning(describe(found))

@@ -19,6 +19,9 @@ from .._poolers import Pooler
 from .._recovery import DEFAULT_RESILIENT_FLAGS, heartbeat_metadata
 from .._store._adder import StoreAdder
 from .._store._asyncpg import AsyncpgJobStore
+from .._store._asyncpg_cron import AsyncpgCronStore
+from .._store._asyncpg_recovery import AsyncpgRecoveryStore
+from .._store._recovery import RecoveryStore
 from ..cron._items import CronItem
 from ..cron._scheduler import CronScheduler
 from ..errors import ConfigurationError, WorkerStateError
@@ -37,7 +40,7 @@ from ._options import (
     option_fields,
 )
 from ._pool import FORCEFUL_STEP_TIMEOUT, WorkerPool
-from ._recovery import PROCESS_STARTED_AT, Heartbeat, RecoverySweeper, recovery_available
+from ._recovery import PROCESS_STARTED_AT, Heartbeat, RecoverySweeper
 from ._schema_check import check_schema
 from ._unhandled import UnhandledJobsCheck
 
@@ -382,9 +385,11 @@ class Worker:
         except _START_ERRORS as error:
             raise connection_failure(database, options.schema, error) from error
         endpoint = self._metrics_endpoint
+        catalog = catalog_for(options.schema)
+        recovery_store = AsyncpgRecoveryStore(db, catalog)
         try:
             await check_schema(db, options.schema)
-            with_recovery = await _recovery_available(db, options)
+            with_recovery = await _recovery_available(recovery_store, options)
             if endpoint is not None:
                 endpoint.start(db)
         except BaseException as error:
@@ -398,7 +403,7 @@ class Worker:
         )
         store = AsyncpgJobStore(
             db,
-            catalog_for(options.schema),
+            catalog,
             self._pool_id,
             asynchronous_release_commit=options.asynchronous_release_commit,
         )
@@ -416,8 +421,7 @@ class Worker:
         self._pool = pool
         if continuous and options.crontab:
             self._cron = CronScheduler(
-                pool=db,
-                schema=options.schema,
+                store=AsyncpgCronStore(db, catalog),
                 items=options.crontab,
                 events=self._events,
                 pool_id=pool.id,
@@ -433,7 +437,9 @@ class Worker:
                 pool_id=pool.id,
             )
         heartbeat, sweeper = (
-            _recovery_parts(db, options, self._events, pool.id, continuous, self._plugins)
+            _recovery_parts(
+                recovery_store, options, self._events, pool.id, continuous, self._plugins
+            )
             if with_recovery
             else (None, None)
         )
@@ -501,12 +507,12 @@ class Worker:
 Worker.__doc__ = f"{Worker.__doc__}\n{textwrap.indent(describe_options(), '    ')}\n"
 
 
-async def _recovery_available(db: asyncpg.Pool, options: WorkerOptions) -> bool:
+async def _recovery_available(store: RecoveryStore, options: WorkerOptions) -> bool:
     """Whether heartbeats and sweeps can run on the schema; warns when they are wanted but
     the schema lacks revision 20."""
     if options.heartbeat_interval is None and options.sweep_interval is None:
         return False
-    if await recovery_available(db, options.schema):
+    if await store.available():
         return True
     logger.warning(
         "schema %r has no worker registry (revision 20): this worker neither registers nor "
@@ -518,7 +524,7 @@ async def _recovery_available(db: asyncpg.Pool, options: WorkerOptions) -> bool:
 
 
 def _recovery_parts(
-    db: asyncpg.Pool,
+    store: RecoveryStore,
     options: WorkerOptions,
     events: WorkerEvents,
     pool_id: str,
@@ -532,8 +538,7 @@ def _recovery_parts(
         from .. import __version__
 
         heartbeat = Heartbeat(
-            pool=db,
-            schema=options.schema,
+            store=store,
             events=events,
             pool_id=pool_id,
             interval=options.heartbeat_interval,
@@ -547,8 +552,7 @@ def _recovery_parts(
     sweeper = None
     if continuous and options.sweep_interval is not None:
         sweeper = RecoverySweeper(
-            pool=db,
-            schema=options.schema,
+            store=store,
             events=events,
             pool_id=pool_id,
             interval=options.sweep_interval,

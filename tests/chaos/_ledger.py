@@ -7,6 +7,9 @@ is durable whatever happens to the worker afterwards. ``at`` is the server's
 ended). A finish may add a row to ``effects``, whose unique ``idempotency_key`` (the job id)
 shows how many distinct side effects happened however often a job ran.
 
+A test holds tasks at a named gate until it calls :func:`open_gate`: a row in ``gates``
+and a notification on ``chaos_gates``, which :func:`wait_for_gate` listens for.
+
 The checks below read the ledger and the job table back for the assertions:
 :func:`no_loss`, :func:`dupes` (starts minus one) and :func:`locked_by_dead`.
 """
@@ -46,7 +49,11 @@ create table chaos.effects (
     job_id bigint not null,
     at timestamptz not null default clock_timestamp()
 );
+create table chaos.gates (name text primary key);
 """
+
+#: The channel on which :func:`open_gate` announces a gate's name.
+GATE_CHANNEL = "chaos_gates"
 
 _RECORD = """
 insert into chaos.ledger (event, job_id, job_key, attempt, pid, tag, at)
@@ -100,6 +107,26 @@ async def record(
         await connection.close()
 
 
+async def wait_for_gate(name: str) -> None:
+    """Wait until the test opens gate ``name``, listening on a new connection of its own
+    (from before it reads ``gates``, so an opening in between is not missed)."""
+    opened = asyncio.Event()
+
+    def on_open(_connection: object, _pid: int, _channel: str, payload: object) -> None:
+        if payload == name:
+            opened.set()
+
+    connection = await asyncpg.connect(os.environ[LEDGER_URL_ENV], ssl=False)
+    try:
+        await connection.add_listener(GATE_CHANNEL, on_open)
+        if not await connection.fetchval(
+            "select exists (select from chaos.gates where name = $1)", name
+        ):
+            await opened.wait()
+    finally:
+        await connection.close()
+
+
 def record_later(**row: object) -> None:
     """Write a row in the background, trying again until the database is reachable (at
     most :data:`LATE_WRITE_DEADLINE` seconds): for tasks that end while it is down."""
@@ -122,6 +149,15 @@ async def _record_eventually(row: dict[str, object]) -> None:
 
 
 # -- reading (in the tests) ----------------------------------------------------------
+
+
+def open_gate(db: psycopg.Connection, name: str) -> None:
+    """Let the tasks waiting at gate ``name`` go on, and those that reach it later pass."""
+    db.execute(
+        "with opened as (insert into chaos.gates (name) values (%(name)s))"
+        " select pg_notify(%(channel)s, %(name)s)",
+        {"name": name, "channel": GATE_CHANNEL},
+    )
 
 
 def starts(db: psycopg.Connection) -> Counter[int]:

@@ -27,7 +27,12 @@ def _row(ctx: WorkerContext, tag: str) -> dict[str, Any]:
 
 
 class Sleep(Task):
-    """Starts, sleeps ``seconds``, finishes with one side effect (keyed by the job id).
+    """Starts, waits until the test opens its ``gate`` if it names one
+    (:func:`~tests.chaos._ledger.open_gate`), sleeps ``seconds``, finishes with one side
+    effect (keyed by the job id).
+
+    A job that must still be running when the test kills or stops its worker waits at a
+    gate the test opens afterwards, however slow the machine is.
 
     With ``finish_late`` the finish is written in the background, waiting for the database
     if it is down, and the task returns at once."""
@@ -35,10 +40,13 @@ class Sleep(Task):
     IDENTIFIER: ClassVar[str] = "chaos_sleep"
     seconds: float = 0.0
     tag: str = ""
+    gate: str = ""
     finish_late: bool = False
 
     async def run(self, ctx: WorkerContext) -> None:
         await _ledger.record("start", **_row(ctx, self.tag))
+        if self.gate:
+            await _ledger.wait_for_gate(self.gate)
         await asyncio.sleep(self.seconds)
         if self.finish_late:
             _ledger.record_later(

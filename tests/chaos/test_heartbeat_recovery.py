@@ -3,7 +3,9 @@
 
 Workers run with the fast settings: a heartbeat every second, dead after 3 s without one, a
 sweep every second. Times are read on the database clock; the ledger says what ran, how
-often and when.
+often and when. A job that must still be running when its worker is killed or stopped waits
+at a gate (``Sleep.gate``) that the test opens afterwards, so no test depends on how fast
+the machine is.
 """
 
 from __future__ import annotations
@@ -89,20 +91,25 @@ def test_heartbeat_recovery_with_a_delay_and_a_serial_queue(
     """Tests 5 and 21: SIGKILL mid-job; another worker's sweep gives the jobs back within
     heartbeat + threshold + sweep, with run_at pushed by the recovery delay, and the named
     queue the dead worker held resumes, its jobs one at a time."""
+    # The jobs hold at the gate until the victim is dead: it dies holding both and the
+    # serial queue's lock, however long the rescuer takes to start.
     plain, serial_a = chaos_db.add_jobs(
         [
-            (Sleep(seconds=3, tag="plain"), None),
-            (Sleep(seconds=1, tag="a"), JobSpec(queue_name="serial")),
+            (Sleep(seconds=1, tag="plain", gate="killed"), None),
+            (Sleep(seconds=1, tag="a", gate="killed"), JobSpec(queue_name="serial")),
         ]
     )
-    (serial_b,) = chaos_db.add_jobs([(Sleep(seconds=1, tag="b"), JobSpec(queue_name="serial"))])
+    (serial_b,) = chaos_db.add_jobs(
+        [(Sleep(seconds=1, tag="b", gate="killed"), JobSpec(queue_name="serial"))]
+    )
     victim = workers.start("victim", concurrency=2, options=REGISTERED)
     with chaos_db.connect() as db:
-        wait_for(lambda: sum(ledger.starts(db).values()) == 2, "the victim to start two jobs")
+        wait_for(lambda: ledger.starts(db) == {plain: 1, serial_a: 1}, "the victim's two jobs")
     rescuer = workers.start("rescuer", concurrency=2, options=[*SWEEPER, "--recovery-delay", "1"])
     rescuer.wait_for_log("waiting for jobs")
     dead, killed_at = kill_when_started(chaos_db, victim, 2)
     with chaos_db.connect() as db:
+        ledger.open_gate(db, "killed")
         wait_for(lambda: ledger.starts(db)[plain] == 2, "the dead worker's job to run again")
         recovered = job(db, plain)
         assert recovered is not None
@@ -139,7 +146,7 @@ def test_an_unregistered_dead_worker_waits_for_the_lock_timeout(
     """Test 4: a worker that does not register is not recovered by the heartbeat sweep; the
     four-hour stale-lock sweep (judged by the database's now()) frees its job, which runs
     again with the lost attempt counted. Other jobs are unaffected."""
-    (held,) = chaos_db.add_jobs([(Sleep(seconds=30, tag="held"), None)])
+    (held,) = chaos_db.add_jobs([(Sleep(tag="held", gate="never"), None)])
     victim = workers.start("unregistered", options=["--heartbeat-interval", "-1"])
     dead, _killed_at = kill_when_started(chaos_db, victim)
     others = chaos_db.add_jobs([(Sleep(seconds=0.1, tag=str(n)), None) for n in range(3)])
@@ -167,7 +174,7 @@ def test_recovery_edge_cases(chaos_db: ChaosDatabase, workers: Workers) -> None:
     registry row was deleted is left to the lock timeout; (c) a process restarted with the
     same name gets a new id and does not adopt the dead one's locks."""
     first, second = chaos_db.add_jobs(
-        [(Sleep(seconds=30, tag="a"), None), (Sleep(seconds=30, tag="b"), None)]
+        [(Sleep(tag="a", gate="never"), None), (Sleep(tag="b", gate="never"), None)]
     )
     victim = workers.start("edge", concurrency=2, options=REGISTERED)
     dead, _killed_at = kill_when_started(chaos_db, victim, 2)
@@ -193,7 +200,7 @@ def test_recovery_edge_cases(chaos_db: ChaosDatabase, workers: Workers) -> None:
             assert (row["attempts"], row["locked_by"], row["last_error"]) == (0, None, RECOVERED)
 
         # (b) A pruned heartbeat: the job stays with the dead id until the lock timeout.
-        (third,) = chaos_db.add_jobs([(Sleep(seconds=30, tag="c"), JobSpec(priority=-1))])
+        (third,) = chaos_db.add_jobs([(Sleep(tag="c", gate="never"), JobSpec(priority=-1))])
         pruned = workers.start("pruned", options=REGISTERED)
         gone, _ = kill_when_started(chaos_db, pruned, 3)
         db.execute("delete from graphile_worker._private_workers where id = %s", (gone,))
@@ -235,19 +242,24 @@ def test_a_job_longer_than_the_threshold(chaos_db: ChaosDatabase, workers: Worke
     """Test 23: (a) a live worker that heartbeats keeps a job longer than the threshold: it
     runs once. (b) A worker stalled by SIGSTOP loses its job: another worker runs it, and
     when the stalled one wakes up its completion is fenced."""
-    (long_job,) = chaos_db.add_jobs([(Sleep(seconds=6, tag="long"), None)])
+    # Both jobs hold at the gate until the stalled worker's job was taken over: the long
+    # job has then run longer than the threshold, and the stalled one was still running.
+    (long_job,) = chaos_db.add_jobs([(Sleep(tag="long", gate="taken"), None)])
     workers.start("live", options=REGISTERED)
     with chaos_db.connect() as db:
         wait_for(lambda: ledger.starts(db)[long_job] == 1, "the long job to start")
-        (stalled_job,) = chaos_db.add_jobs([(Sleep(seconds=2, tag="stalled"), None)])
+        (stalled_job,) = chaos_db.add_jobs([(Sleep(tag="stalled", gate="taken"), None)])
         stalled = workers.start("stalled", options=REGISTERED)
         wait_for(lambda: ledger.starts(db)[stalled_job] == 1, "the other job to start")
         stalled.signal(signal.SIGSTOP)
         workers.start("rescuer", options=SWEEPER)
         wait_for(lambda: ledger.starts(db)[stalled_job] == 2, "another worker to take the job", 20)
+        ledger.open_gate(db, "taken")
         stalled.signal(signal.SIGCONT)
         stalled.wait_for_log(f"job {stalled_job} (chaos_sleep) is no longer locked by this worker")
         wait_for(lambda: ledger.finishes(db)[long_job] == 1, "the long job to finish")
         wait_for(lambda: job(db, stalled_job) is None, "the taken job to complete")
+        long_start, long_finish = run_interval(db, long_job)
+        assert long_finish - long_start > timedelta(seconds=THRESHOLD)
         assert ledger.starts(db)[long_job] == 1  # never recovered from its live worker
         assert ledger.finishes(db)[stalled_job] == 2  # both runs ended; one was recorded

@@ -1,8 +1,7 @@
-"""A clock that cron tests move by hand, and a scheduler running on it."""
+"""A cron scheduler on the database, running on a clock the test moves by hand."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -13,7 +12,10 @@ import asyncpg
 import psycopg
 
 from sqlalchemy_graphile import CronEvent, CronItem, WorkerEvents, parse_crontab
+from sqlalchemy_graphile._catalog import catalog_for
+from sqlalchemy_graphile._store._asyncpg_cron import AsyncpgCronStore
 from sqlalchemy_graphile.cron._scheduler import CronScheduler
+from tests._fakes.cron import FakeClock
 
 from ._worker_support import EventLog
 
@@ -22,76 +24,6 @@ REFERENCE = datetime(2021, 1, 1, tzinfo=UTC)
 HOUR = timedelta(hours=1)
 MINUTE = timedelta(minutes=1)
 SECOND = timedelta(seconds=1)
-
-
-class FakeClock:
-    """A clock for the scheduler, moved by the test.
-
-    ``now()`` reads the wall clock. ``sleep()`` waits on a separate elapsed-time line that
-    only moves forward, as ``asyncio.sleep`` does: setting the wall clock back wakes no one.
-    """
-
-    def __init__(self, now: datetime) -> None:
-        self._wall = now
-        self._elapsed = timedelta(0)
-        self._sleepers: list[tuple[timedelta, asyncio.Future[None]]] = []
-        self._asleep = asyncio.Event()
-
-    def now(self) -> datetime:
-        return self._wall
-
-    async def sleep(self, seconds: float) -> None:
-        if seconds <= 0:
-            await asyncio.sleep(0)
-            return
-        entry = (
-            self._elapsed + timedelta(seconds=seconds),
-            asyncio.get_running_loop().create_future(),
-        )
-        self._sleepers.append(entry)
-        self._asleep.set()
-        try:
-            await entry[1]
-        finally:
-            if entry in self._sleepers:
-                self._sleepers.remove(entry)
-
-    async def set_time(self, when: datetime) -> None:
-        """Move the wall clock to ``when``. Forward, time passes: each timer due on the way
-        fires at its own time, and the scheduler settles before the next one. Backward, only
-        the wall clock changes."""
-        if when <= self._wall:
-            self._wall = when
-            return
-        target = self._elapsed + (when - self._wall)
-        while True:
-            due = min((deadline for deadline, _ in self._sleepers), default=None)
-            if due is None or due > target:
-                break
-            self._wall += due - self._elapsed
-            self._elapsed = due
-            self._wake()
-            await self.settled()
-        self._wall = when
-        self._elapsed = target
-
-    def jump(self, when: datetime) -> None:
-        """Set the wall clock to ``when`` without any time passing (a clock step)."""
-        self._wall = when
-
-    async def settled(self, within: float = 15.0) -> None:
-        """Wait until the scheduler sleeps again, waiting for a later time."""
-        async with asyncio.timeout(within):
-            await self._asleep.wait()
-
-    def _wake(self) -> None:
-        due = [entry for entry in self._sleepers if entry[0] <= self._elapsed]
-        if due:
-            self._asleep.clear()
-        for entry in due:
-            self._sleepers.remove(entry)
-            if not entry[1].done():
-                entry[1].set_result(None)
 
 
 @dataclass
@@ -116,8 +48,7 @@ async def running_cron(
     events.on_any(log)
     pool = await asyncpg.create_pool(db_url, min_size=1, max_size=2)
     scheduler = CronScheduler(
-        pool=pool,
-        schema="graphile_worker",
+        store=AsyncpgCronStore(pool, catalog_for("graphile_worker")),
         items=items,
         events=events,
         pool_id=pool_id,

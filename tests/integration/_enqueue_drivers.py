@@ -60,6 +60,10 @@ class Tx:
     async def remove_job(self, job_key: str) -> Job | None:
         raise NotImplementedError
 
+    async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """The helper method named ``method``, called with these arguments."""
+        raise NotImplementedError
+
     async def scalar(self, sql: str) -> Any:
         raise NotImplementedError
 
@@ -101,6 +105,9 @@ class _SyncTx(Tx):
     async def remove_job(self, job_key: str) -> Job | None:
         return await asyncio.to_thread(self.helpers.remove_job, job_key)
 
+    async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(getattr(self.helpers, method), *args, **kwargs)
+
     async def scalar(self, sql: str) -> Any:
         return self.session.execute(text(sql)).scalar()
 
@@ -140,6 +147,9 @@ class _AsyncTx(Tx):
 
     async def remove_job(self, job_key: str) -> Job | None:
         return await self.helpers.remove_job(job_key)
+
+    async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return await getattr(self.helpers, method)(*args, **kwargs)
 
     async def scalar(self, sql: str) -> Any:
         return (await self.session.execute(text(sql))).scalar()

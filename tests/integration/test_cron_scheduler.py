@@ -12,14 +12,16 @@ import psycopg
 import pytest
 
 from sqlalchemy_graphile import CronItem, CronItemOptions, JobKeyMode, WorkerEvents, parse_crontab
+from sqlalchemy_graphile._catalog import catalog_for
+from sqlalchemy_graphile._store._asyncpg_cron import AsyncpgCronStore
 from sqlalchemy_graphile.cron._scheduler import CronScheduler
+from tests._fakes.cron import FakeClock
 
 from ._cron_support import (
     HOUR,
     MINUTE,
     REFERENCE,
     SECOND,
-    FakeClock,
     cron_jobs,
     known,
     running_cron,
@@ -308,8 +310,7 @@ async def test_concurrent_statements_add_one_job_per_minute(
     pools = [await asyncpg.create_pool(db_url, min_size=1, max_size=1) for _ in range(3)]
     schedulers = [
         CronScheduler(
-            pool=pool,
-            schema="graphile_worker",
+            store=AsyncpgCronStore(pool, catalog_for("graphile_worker")),
             items=items,
             events=WorkerEvents(),
             pool_id=f"p{n}",
@@ -366,8 +367,7 @@ async def test_stop_interrupts_the_wait_and_start_up_reports_the_start(
     pool = await asyncpg.create_pool(db_url, min_size=1, max_size=1)
     clock = FakeClock(REFERENCE)
     scheduler = CronScheduler(
-        pool=pool,
-        schema="graphile_worker",
+        store=AsyncpgCronStore(pool, catalog_for("graphile_worker")),
         items=parse_crontab("0 0 * * * daily"),
         events=events,
         pool_id="p",

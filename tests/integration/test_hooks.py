@@ -21,11 +21,13 @@ from sqlalchemy_graphile import (
     BatchTask,
     ConfigurationError,
     HookErrorEvent,
+    InvalidJobSpecError,
     JobHelpers,
     JobRunOutcome,
     JobScheduleRefusedError,
     JobScheduleSkippedError,
     JobSpec,
+    JobToSchedule,
     RawJobSpec,
     Task,
     Worker,
@@ -72,7 +74,7 @@ Adders = dict[str, Callable[..., Awaitable[Any]]]
 
 @asynccontextmanager
 async def _adders(kind: str, db_url: str, plugins: Iterable[WorkerPlugin]) -> AsyncIterator[Adders]:
-    """The five add methods of one add path, as coroutine functions, committing each add."""
+    """The add methods of one add path, as coroutine functions, committing each add."""
     if kind == "JobHelpers":
         engine = create_engine(db_url.replace("postgresql://", "postgresql+psycopg://"))
 
@@ -83,7 +85,7 @@ async def _adders(kind: str, db_url: str, plugins: Iterable[WorkerPlugin]) -> As
 
             return call
 
-        yield {name: sync_call(name) for name in _METHODS}
+        yield {name: sync_call(name) for name in _METHODS + _COPY_METHODS}
         engine.dispose()
     elif kind == "AsyncJobHelpers":
         async_engine = create_async_engine(
@@ -97,11 +99,11 @@ async def _adders(kind: str, db_url: str, plugins: Iterable[WorkerPlugin]) -> As
 
             return call
 
-        yield {name: async_call(name) for name in _METHODS}
+        yield {name: async_call(name) for name in _METHODS + _COPY_METHODS}
         await async_engine.dispose()
     elif kind == "WorkerUtils":
         async with WorkerUtils(db_url, plugins=plugins) as utils:
-            yield {name: getattr(utils, name) for name in _METHODS}
+            yield {name: getattr(utils, name) for name in _METHODS + _COPY_METHODS}
     else:  # what a worker's tasks add through (ctx.add_job and friends)
         db_pool = await asyncpg.create_pool(db_url, min_size=1, max_size=1)
         store = AsyncpgJobStore(db_pool, catalog_for("graphile_worker"), "sgpool-test")
@@ -110,8 +112,11 @@ async def _adders(kind: str, db_url: str, plugins: Iterable[WorkerPlugin]) -> As
         await db_pool.close()
 
 
+#: The add methods of every path; the helpers and WorkerUtils also copy.
 _METHODS = ("add_job", "add_jobs", "add_raw_job", "add_raw_jobs", "add_batch_job")
-_KINDS = ("JobHelpers", "AsyncJobHelpers", "WorkerUtils", "WorkerContext")
+_COPY_METHODS = ("copy_jobs", "copy_raw_jobs")
+_COPYING_KINDS = ("JobHelpers", "AsyncJobHelpers", "WorkerUtils")
+_KINDS = (*_COPYING_KINDS, "WorkerContext")
 
 
 def _stored(db: psycopg.Connection) -> list[tuple[str, Any, int]]:
@@ -142,6 +147,31 @@ async def test_before_job_schedule_rewrites_every_add(
         ("raw", {"text": "four", **stamp}, 7),
         ("raw", [{"text": "five", **stamp}, 5], 7),
         ("line", [{"n": 6, **stamp}, {"n": 7, **stamp}], 7),
+    ]
+
+
+class KeyEverything(WorkerPlugin):
+    def before_job_schedule(self, job: JobToSchedule) -> JobToSchedule:
+        spec = job.spec.model_copy(update={"job_key": f"key:{job.identifier}"})
+        return JobToSchedule(job.identifier, job.payload, spec)
+
+
+@pytest.mark.parametrize("kind", _COPYING_KINDS)
+async def test_before_job_schedule_rewrites_copied_jobs(
+    kind: str, db_url: str, db: psycopg.Connection
+) -> None:
+    async with _adders(kind, db_url, [Stamp()]) as add:
+        await add["copy_jobs"]([(Note(text="one"), None)])
+        await add["copy_raw_jobs"]([RawJobSpec("raw", {"text": "two"})])
+        with pytest.raises(JobScheduleRefusedError):
+            await add["copy_raw_jobs"]([RawJobSpec("raw", {}), RawJobSpec("raw", {"refuse": 1})])
+    async with _adders(kind, db_url, [KeyEverything()]) as add:
+        with pytest.raises(InvalidJobSpecError, match="without a job_key"):
+            await add["copy_raw_jobs"]([RawJobSpec("raw", {"text": "keyed"})])
+    stamp = {"stamp": "hooked"}
+    assert _stored(db) == [
+        ("note", {"text": "one", "skip": False, "refuse": False, **stamp}, 7),
+        ("raw", {"text": "two", **stamp}, 7),
     ]
 
 

@@ -45,13 +45,15 @@ class Ping(BatchTask):
         return None
 
 
-Add = Callable[[Tx], Awaitable[Job | list[Job]]]
+Add = Callable[[Tx], Awaitable[Job | list[Job] | list[int]]]
 ADDS: dict[str, Add] = {
     "add_job": lambda tx: tx.add_job(Welcome()),
     "add_jobs": lambda tx: tx.add_jobs([(Welcome(), None), (Welcome(to="b@example.com"), None)]),
     "add_raw_job": lambda tx: tx.add_raw_job("welcome", {"to": "c@example.com"}),
     "add_raw_jobs": lambda tx: tx.add_raw_jobs([RawJobSpec("welcome", {})]),
     "add_batch_job": lambda tx: tx.add_batch_job([Ping(n=1), Ping(n=2)]),
+    "add_raw_jobs ids": lambda tx: tx.call("add_raw_jobs", [RawJobSpec("w")], return_jobs=False),
+    "copy_raw_jobs": lambda tx: tx.call("copy_raw_jobs", [RawJobSpec("welcome", {})]),
 }
 
 

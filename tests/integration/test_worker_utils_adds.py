@@ -138,9 +138,11 @@ async def test_on_asyncpg_each_add_is_one_statement_on_the_engines_asyncpg_conne
     await utils.add_raw_job("raw", {"n": 1}, JobSpec(job_key="k1", queue_name="q"))
     await utils.add_raw_jobs([RawJobSpec("raw", {"n": 2}), RawJobSpec("other", {"n": 3})])
     await utils.add_batch_job([Line(n=1)], JobSpec(job_key="lines"))
-    # Five adds, one statement each, on the asyncpg connection: no BEGIN / COMMIT, and
+    ids = await utils.add_jobs([(Email(to="d"), None), (Email(to="e"), None)], return_jobs=False)
+    assert all(isinstance(job_id, int) for job_id in ids)
+    # Six adds, one statement each, on the asyncpg connection: no BEGIN / COMMIT, and
     # nothing through SQLAlchemy's cursor.
-    assert len(adds(await logged(seen))) == 5
+    assert len(adds(await logged(seen))) == 6
     assert [s for s in seen.asyncpg if s.strip().lower() in ("begin", "commit")] == []
     assert seen.cursor == []
     # Each has committed: another connection sees all of them.
@@ -152,6 +154,8 @@ async def test_on_asyncpg_each_add_is_one_statement_on_the_engines_asyncpg_conne
         ("raw", None, '{"n":2}'),
         ("other", None, '{"n":3}'),
         ("lines", "lines", '[{"n":1}]'),
+        ("email", None, '{"to":"d"}'),
+        ("email", None, '{"to":"e"}'),
     ]
 
 

@@ -11,6 +11,7 @@ import pytest
 from benchmarks._config import RESULTS, BenchConfig, parse_config
 from benchmarks._database import DEFAULT_SERVER_URL, server_url, with_database
 from benchmarks._node import TASK_DIRECTORY, render_config, worker_options
+from benchmarks._python import PythonSide
 from sqlalchemy_graphile.errors import ConfigurationError
 
 
@@ -38,6 +39,15 @@ def test_flags_from_the_issue() -> None:
     assert config.modes == ("batched",)
     assert config.sides == ("node",)
     assert config.output_path == Path("out.json")
+
+
+def test_asynchronous_release_commit_flag_makes_a_variant_run() -> None:
+    assert parse_config([]).variants is False
+    config = parse_config(["--asynchronous-release-commit"])
+    assert config.asynchronous_release_commit is True
+    assert config.variants is True
+    with pytest.raises(SystemExit):
+        parse_config(["--asynchronous-release-commit", "--soak", "1000000"])
 
 
 def test_plugins_flag() -> None:
@@ -78,11 +88,21 @@ def test_soak_flags() -> None:
         ({"plugins": ("fast",)}, "'fast' is not one of hooks, tracing"),
         ({"plugins": ("hooks", "hooks")}, "--plugins lists a value twice"),
         ({"plugins": ("hooks",), "soak": 200_000}, "not the soak"),
+        ({"enqueue": "bulk"}, "'bulk' is not one of jobs, ids, copy"),
     ],
 )
 def test_bad_options_raise_configuration_error(fields: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         BenchConfig(**fields)  # type: ignore[arg-type]
+
+
+def test_the_enqueue_method_reaches_our_side_only_when_not_the_default() -> None:
+    assert parse_config([]).enqueue == "jobs"
+    assert parse_config(["--enqueue", "copy"]).enqueue == "copy"
+    url = "postgresql://h/d"
+    assert PythonSide("asyncio").enqueue_command(url, 3)[-3:] == ["enqueue", url, "3"]
+    copy = PythonSide("asyncio", enqueue="copy").enqueue_command(url, 3)
+    assert copy[-5:] == ["enqueue", url, "3", "--method", "copy"]
 
 
 def test_bad_flags_exit_with_usage(capsys: pytest.CaptureFixture[str]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 from datetime import UTC, datetime, timedelta
@@ -11,7 +12,7 @@ import pytest
 
 from sqlalchemy_graphile import GraphileWorkerError, JobSpec
 from sqlalchemy_graphile._job_input import NewJob, from_raw
-from sqlalchemy_graphile._job_pairing import pair_rows
+from sqlalchemy_graphile._job_pairing import in_input_order, pair_rows
 from sqlalchemy_graphile.job import Job
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -123,3 +124,86 @@ def test_an_unkeyed_job_without_its_row_is_an_error() -> None:
     job = new_job("t", {"mine": 1})
     with pytest.raises(GraphileWorkerError, match="no row was returned for the unkeyed 't' job"):
         pair_rows([job], [row_for(job, payload={"other": 1})])
+
+
+# --- the fast path: rows already in input order ----------------------------------------------
+
+
+def varied_jobs() -> list[NewJob]:
+    return [
+        new_job("a", {"i": 0}),
+        new_job("a", {"i": 1}, queue_name="q"),
+        new_job("b", job_key="k"),
+        new_job("a", {"i": 0}, flags=("f", "g")),
+        new_job("a", {"i": 0}, run_at=NOW + timedelta(minutes=1), priority=2, max_attempts=3),
+    ]
+
+
+def test_rows_in_input_order_are_taken_as_they_are() -> None:
+    jobs = varied_jobs()
+    rows = [row_for(job) for job in jobs]
+    assert in_input_order(jobs, rows)
+    paired = pair_rows(jobs, rows)
+    assert paired == rows
+    assert all(got is row for got, row in zip(paired, rows, strict=True))
+
+
+def test_every_shuffle_of_the_rows_is_still_paired_right() -> None:
+    jobs = varied_jobs()
+    rows = [row_for(job) for job in jobs]
+    for order in itertools.permutations(range(len(rows))):
+        shuffled = [rows[i] for i in order]
+        assert in_input_order(jobs, shuffled) == (list(order) == sorted(order))
+        assert pair_rows(jobs, shuffled) == rows
+
+
+@pytest.mark.parametrize(
+    ("changed", "field"),
+    [
+        ({"payload_json": '{"i":9}'}, "payload"),
+        ({"task_identifier": "other"}, "task"),
+        ({"queue_name": "other"}, "queue"),
+        ({"priority": 7}, "priority"),
+        ({"max_attempts": 9}, "max_attempts"),
+        ({"flags": {"f": True}}, "flags"),
+        ({"flags": None}, "no flags"),
+        ({"run_at": NOW}, "run_at"),
+        ({"key": "stray"}, "a key on an unkeyed row"),
+    ],
+)
+def test_a_row_in_place_with_another_value_is_not_taken_as_in_order(
+    changed: dict[str, Any], field: str
+) -> None:
+    job = new_job("a", {"i": 0}, queue_name="q", flags=("f", "g"), run_at=NOW + timedelta(1))
+    row = dataclasses.replace(row_for(job), **changed)
+    assert not in_input_order([job], [row]), field
+
+
+def test_an_untimed_job_accepts_any_run_at_in_place() -> None:
+    job = new_job("a")
+    row = row_for(job, run_at=NOW + timedelta(days=3))
+    assert in_input_order([job], [row])
+
+
+def test_a_keyed_row_in_place_is_matched_by_key_alone() -> None:
+    job = new_job("batch", [{"n": 2}], job_key="k")
+    merged = row_for(job, payload=[{"n": 1}, {"n": 2}])
+    assert in_input_order([job], [merged])
+    assert not in_input_order([job], [dataclasses.replace(merged, key="other")])
+
+
+def test_a_missing_or_extra_row_leaves_the_fast_path() -> None:
+    raced, plain = new_job("t", job_key="k"), new_job("t")
+    row = row_for(plain)
+    assert not in_input_order([raced, plain], [row])
+    assert pair_rows([raced, plain], [row]) == [None, row]
+    assert not in_input_order([plain], [row, row_for(plain)])
+
+
+def test_swapped_rows_of_one_task_are_paired_by_payload() -> None:
+    # The shape of the bug: one task, rows returned in another order than the specs.
+    jobs = [new_job("same", {"i": i}) for i in range(4)]
+    rows = [row_for(job) for job in jobs]
+    swapped = [rows[1], rows[0], rows[3], rows[2]]
+    assert not in_input_order(jobs, swapped)
+    assert pair_rows(jobs, swapped) == rows

@@ -1,5 +1,5 @@
 """Pure parts of the worker: JSON array splitting, error text, notification payloads,
-backoff and sweep delays, and the event subscriptions."""
+backoff and sweep delays, the event subscriptions, and the fetched job row."""
 
 from __future__ import annotations
 
@@ -7,14 +7,16 @@ import asyncio
 import errno
 import json
 import math
+from datetime import UTC, datetime
 
 import asyncpg
 import pytest
 
-from sqlalchemy_graphile import BatchJobError, PoolEvent, WorkerEvent, WorkerEvents
+from sqlalchemy_graphile import BatchJobError, Job, PoolEvent, WorkerEvent, WorkerEvents
+from sqlalchemy_graphile._backoff import Backoff
+from sqlalchemy_graphile._store import FetchedJob, fetched_job
 from sqlalchemy_graphile.worker._listener import parse_job_count, parse_migration
 from sqlalchemy_graphile.worker._retry import (
-    Backoff,
     first_reset_locked_delay,
     is_connection_error,
     listen_reconnect_delay,
@@ -178,6 +180,78 @@ async def test_drain_cancels_slow_callbacks() -> None:
     await asyncio.wait_for(started.wait(), 5)
     await events.drain(0.01)
     assert cancelled.is_set()
+
+
+def test_listening_follows_subscriptions() -> None:
+    events = WorkerEvents()
+    assert not events.listening("job:success", "job:complete")
+
+    def callback(_event: WorkerEvent) -> None:
+        pass
+
+    events.on("job:complete", callback)
+    assert events.listening("job:success", "job:complete")
+    assert not events.listening("job:success")
+    events.off("job:complete", callback)
+    assert not events.listening("job:complete")
+    events.on_any(callback)
+    assert events.listening("job:success")
+
+
+def test_fetched_job_builds_its_job_from_the_row_once() -> None:
+    at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    row = (
+        7,
+        3,
+        1,
+        '{"a": 1}',
+        -1,
+        at,
+        2,
+        25,
+        "Boom",
+        at,
+        at,
+        "k",
+        at,
+        "sgpool-1",
+        4,
+        '{"slow": true}',
+    )
+    fetched = fetched_job(row, "send", "q")
+    assert (fetched.id, fetched.queue_id, fetched.task_identifier, fetched.payload_json) == (
+        7,
+        3,
+        "send",
+        '{"a": 1}',
+    )
+    assert fetched.job == Job(
+        id=7,
+        task_identifier="send",
+        queue_name="q",
+        payload_json='{"a": 1}',
+        priority=-1,
+        run_at=at,
+        attempts=2,
+        max_attempts=25,
+        last_error="Boom",
+        created_at=at,
+        updated_at=at,
+        key="k",
+        locked_at=at,
+        locked_by="sgpool-1",
+        revision=4,
+        flags={"slow": True},
+    )
+    assert fetched.job is fetched.job
+    again = FetchedJob(fetched.job, 3)  # from a built Job, as an in-memory store makes them
+    assert (again.id, again.queue_id, again.task_identifier, again.payload_json) == (
+        7,
+        3,
+        "send",
+        '{"a": 1}',
+    )
+    assert again.job is fetched.job
 
 
 def test_callbacks_must_be_callable() -> None:

@@ -1,0 +1,1 @@
+"""In-memory stand-ins for the database, for unit tests of parts that take a store."""
