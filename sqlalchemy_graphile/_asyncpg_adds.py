@@ -29,8 +29,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.util import greenlet_spawn
 
+from ._catalog._statement import Call
 from ._operations import JobAdd, raise_database_error
-from ._sql_jobs import Query, Routine
+from ._sql_jobs import Routine
 from ._store._asyncpg import end_transaction, run_started_routine
 
 T = TypeVar("T")
@@ -49,7 +50,7 @@ async def add_on_engine(engine: AsyncEngine, add: JobAdd[T]) -> T:
     statement that failed."""
     routine = add.routine()
     try:
-        query = next(routine)
+        call = next(routine)
     except StopIteration as finished:
         result: T = finished.value
         return result
@@ -61,8 +62,8 @@ async def add_on_engine(engine: AsyncEngine, add: JobAdd[T]) -> T:
     try:
         try:
             if add.needs_transaction:
-                return await _in_transaction(driver, routine, query)
-            return await run_started_routine(driver, routine, query)
+                return await _in_transaction(driver, routine, call)
+            return await run_started_routine(driver, routine, call)
         except Exception as error:
             translated = _as_dbapi_error(engine.dialect, pooled, error)
             if translated is None:
@@ -79,10 +80,10 @@ async def add_on_engine(engine: AsyncEngine, add: JobAdd[T]) -> T:
         await greenlet_spawn(pooled.close)
 
 
-async def _in_transaction(driver: Any, routine: Routine[T], query: Query) -> T:
+async def _in_transaction(driver: Any, routine: Routine[T], call: Call) -> T:
     await driver.execute("begin")
     try:
-        result = await run_started_routine(driver, routine, query)
+        result = await run_started_routine(driver, routine, call)
         await driver.execute("commit")
     except BaseException as error:
         await end_transaction(driver, error)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
@@ -37,7 +37,7 @@ from ._catalog._columns import (
     job_from_row,
 )
 from ._catalog._jobs import CLEANUP_TASKS, JobStatements
-from ._catalog._statement import Statement
+from ._catalog._statement import Call, Statement
 from ._catalog._worker import id_list
 from ._job_input import DEFAULT_SPEC, NewJob
 from ._job_pairing import StoredRow, pair_rows
@@ -55,14 +55,11 @@ R = TypeVar("R", bound=StoredRow)
 #: job that got locked in the middle of the call (the database then returns no row).
 MAX_ADD_ATTEMPTS = 50
 
-#: A statement to run, with its values.
-Query = tuple[Statement, Mapping[str, Any]]
-
-#: Database logic without I/O: a generator that yields each :data:`Query`, is sent the rows
-#: the query returned, and returns its result. Run it with :func:`run_routine` (SQLAlchemy)
-#: or the asyncpg store's runner; both run every query on one connection, in one
-#: transaction.
-Routine = Generator[Query, Sequence[Row], T]
+#: Database logic without I/O: a generator that yields each :data:`Call` (a statement with
+#: its values), is sent the rows it returned, and returns its result. Run it with
+#: :func:`run_routine` (SQLAlchemy) or the asyncpg store's runner; both run every call on
+#: one connection, in one transaction.
+Routine = Generator[Call, Sequence[Row], T]
 
 
 def run_routine(connection: Connection, routine: Routine[T]) -> T:

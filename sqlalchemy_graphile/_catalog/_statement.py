@@ -93,3 +93,8 @@ class Statement:
         from ._sqlalchemy_types import bind_parameters
 
         return text(self.sql).bindparams(*bind_parameters(self.names, self.types))
+
+
+#: A statement and the values of its parameters: what a store, or a routine of several
+#: statements, hands to the driver that runs it.
+Call = tuple[Statement, Mapping[str, Any]]

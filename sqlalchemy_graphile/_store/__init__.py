@@ -12,6 +12,12 @@ Implementations:
 * :class:`~sqlalchemy_graphile._store._sqlalchemy.SqlAlchemyJobStore`: on a SQLAlchemy
   connection, joining its transaction (``run_jobs`` runs a test's jobs through it);
 * an in-memory store in the test suite, checked against both by one contract suite.
+
+Beside it, the same seam for the other parts: a ``CronStore`` for the cron scheduler
+(:mod:`._cron`, on asyncpg) and a ``RecoveryStore`` for the heartbeat and the recovery sweep
+(:mod:`._recovery`, on asyncpg for the worker and on SQLAlchemy for ``WorkerUtils``). Each
+operation of a job store is a call of :mod:`._calls` (statement, values, how its rows
+read back), so the stores differ only in how they run it.
 """
 
 from __future__ import annotations

@@ -25,11 +25,12 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from .._catalog import Catalog
+from .._catalog._statement import Call
 from .._catalog._worker import recorded_ids
 from .._job_input import NewJob
-from .._sql_jobs import Query, Routine, adding_job, adding_jobs
+from .._sql_jobs import Routine, adding_job, adding_jobs
 from ..job import Job
-from ._calls import Call, Calls, read_fetched, read_jobs, read_release_and_fetch, read_task_ids
+from ._calls import Calls, read_fetched, read_jobs, read_release_and_fetch, read_task_ids
 from ._types import Failure, FetchedJob, TaskIds
 
 T = TypeVar("T")
@@ -188,21 +189,21 @@ async def run_routine(connection: AnyConnection, routine: Routine[T]) -> T:
     ``connection``, in the transaction open on it (or statement by statement, each
     committing on its own, when none is); raises what the routine or asyncpg raises."""
     try:
-        query = next(routine)
+        call = next(routine)
     except StopIteration as finished:
         result: T = finished.value
         return result
-    return await run_started_routine(connection, routine, query)
+    return await run_started_routine(connection, routine, call)
 
 
-async def run_started_routine(connection: AnyConnection, routine: Routine[T], query: Query) -> T:
-    """Run the rest of ``routine``, whose first ``query`` it already yielded, as
+async def run_started_routine(connection: AnyConnection, routine: Routine[T], call: Call) -> T:
+    """Run the rest of ``routine``, whose first ``call`` it already yielded, as
     :func:`run_routine` does."""
     while True:
-        statement, values = query
+        statement, values = call
         rows = await connection.fetch(statement.numbered, *statement.arguments(values))
         try:
-            query = routine.send(rows)
+            call = routine.send(rows)
         except StopIteration as finished:
             result: T = finished.value
             return result

@@ -1,7 +1,8 @@
 """What each job-store operation runs and how its rows read back, for every store on a
 database: the stores only run these calls, each on its own driver.
 
-A :data:`Call` is a catalog statement with the values of its parameters. :class:`Calls`
+A :data:`~sqlalchemy_graphile._catalog._statement.Call` is a catalog statement with the
+values of its parameters. :class:`Calls`
 makes them for one set of statements and one lock owner; the ``read_*`` functions turn
 the rows a call returned into the store's values.
 """
@@ -13,12 +14,9 @@ from datetime import datetime
 from typing import Any
 
 from .._catalog._columns import QUEUE_NAME, TASK_ID, TASK_IDENTIFIER, Row
-from .._catalog._statement import Statement
+from .._catalog._statement import Call
 from .._catalog._worker import WorkerStatements, flag_list, id_list
 from ._types import Failure, FetchedJob, TaskIds, fetched_job
-
-#: A statement and the values of its parameters.
-Call = tuple[Statement, dict[str, Any]]
 
 #: Where a fetched job's queue name is in a fetch's row (right after the job columns).
 _FETCHED_QUEUE_NAME = 16

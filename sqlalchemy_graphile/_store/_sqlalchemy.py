@@ -28,10 +28,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .. import _sql_jobs
 from .._catalog import Catalog
+from .._catalog._statement import Call
 from .._catalog._worker import recorded_ids
 from .._job_input import NewJob
 from ..job import Job
-from ._calls import Call, Calls, read_fetched, read_jobs, read_release_and_fetch, read_task_ids
+from ._calls import Calls, read_fetched, read_jobs, read_release_and_fetch, read_task_ids
 from ._types import Failure, FetchedJob, TaskIds
 
 R = TypeVar("R")

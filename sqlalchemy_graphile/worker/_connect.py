@@ -3,9 +3,10 @@ turned into the keyword arguments of ``asyncpg.connect`` for the worker's own as
 and LISTEN connection.
 
 asyncpg reads the URL itself (``dsn=``, see :func:`~sqlalchemy_graphile._urls.read_url`), so a
-worker given a URL string does not import SQLAlchemy until a task adds a job. A SQLAlchemy
-``URL``, or an engine's, is rendered back to its string through SQLAlchemy's public API and
-read the same way; the engine itself is only kept for :attr:`Worker.utils`, never disposed.
+worker given a URL string does not import SQLAlchemy (its tasks' adds included; only
+:attr:`Worker.utils` does). A SQLAlchemy ``URL``, or an engine's, is rendered back to its
+string through SQLAlchemy's public API and read the same way; the engine itself is only
+kept for :attr:`Worker.utils`, never disposed.
 """
 
 from __future__ import annotations
