@@ -75,6 +75,14 @@ def _fail_set(*, message: str, payload: str, permanent: str) -> str:
     )
 
 
+#: The assignments of one failure, from ``:message``, ``:payload`` and ``:permanent``.
+_FAIL_ONE = _fail_set(
+    message="cast(:message as text)",
+    payload="cast(:payload as json)",
+    permanent="cast(:permanent as boolean)",
+)
+
+
 class WorkerStatements:
     """The lock protocol's statements for one schema (see the module docstring).
 
@@ -190,13 +198,8 @@ class WorkerStatements:
         with ``message`` and schedule its retry, or use up its attempts when ``permanent``;
         ``payload`` (JSON text or null) replaces its payload. Returns the id updated
         (:func:`recorded_ids`; none when the lock was lost)."""
-        fail_set = _fail_set(
-            message="cast(:message as text)",
-            payload="cast(:payload as json)",
-            permanent="cast(:permanent as boolean)",
-        )
         return Statement(
-            f"with j as (update {self._s}._private_jobs as jobs set {fail_set}"
+            f"with j as (update {self._s}._private_jobs as jobs set {_FAIL_ONE}"
             " where jobs.id = cast(:job_id as bigint)"
             " and jobs.locked_by = cast(:pool_id as text) returning jobs.id)"
             f"{self._recorded}",
@@ -206,13 +209,8 @@ class WorkerStatements:
     @cached_property
     def fail_queued_job(self) -> Statement:
         """As :attr:`fail_job`, and unlock the job's queue if ``pool_id`` holds it."""
-        fail_set = _fail_set(
-            message="cast(:message as text)",
-            payload="cast(:payload as json)",
-            permanent="cast(:permanent as boolean)",
-        )
         return Statement(
-            f"with j as (update {self._s}._private_jobs as jobs set {fail_set}"
+            f"with j as (update {self._s}._private_jobs as jobs set {_FAIL_ONE}"
             " where jobs.id = cast(:job_id as bigint)"
             " and jobs.locked_by = cast(:pool_id as text)"
             " returning jobs.id, jobs.job_queue_id),"
@@ -427,12 +425,7 @@ def _release_and_fetch(
     owned = "jobs.id = cast(:job_id as bigint) and jobs.locked_by = cast(:pool_id as text)"
     types = _fetch_types(with_flags=with_flags, app_time=app_time) | {"job_id": "bigint"}
     if failed:
-        fail_set = _fail_set(
-            message="cast(:message as text)",
-            payload="cast(:payload as json)",
-            permanent="cast(:permanent as boolean)",
-        )
-        release = f"update {s}._private_jobs as jobs set {fail_set} where {owned}"
+        release = f"update {s}._private_jobs as jobs set {_FAIL_ONE} where {owned}"
         types |= {"message": "text", "payload": "text", "permanent": "boolean"}
     else:
         release = f"delete from {s}._private_jobs as jobs where {owned}"
