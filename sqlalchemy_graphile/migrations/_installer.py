@@ -14,7 +14,7 @@ import logging
 from sqlalchemy import Connection, text
 
 from .._catalog import catalog_for
-from .._identifiers import quote_identifier, validate_schema_name
+from .._identifiers import schema_name
 from ..errors import SchemaError
 from . import _ddl, _ledger, _recovery_ddl
 from ._ledger import LedgerState, check_compatible
@@ -47,6 +47,7 @@ def install(connection: Connection, schema: str, *, recovery: bool = True) -> bo
     cannot adopt, :class:`SchemaError` on a server older than PostgreSQL 12 or for a ledger
     at 20 whose recovery objects are missing.
     """
+    schema = schema_name(schema)  # validated once, before any SQL runs
     installed = _install_base(connection, schema)
     added = False
     if recovery:
@@ -72,7 +73,7 @@ def install_recovery(connection: Connection, schema: str) -> bool:
     :class:`SchemaTooNewError` as :func:`check_compatible` does, and :class:`SchemaError`
     when the ledger records 20 but objects of it are missing.
     """
-    validate_schema_name(schema)  # before any SQL runs
+    schema = schema_name(schema)  # validated once, before any SQL runs
     _lock_installers(connection, schema)
     state = read_ledger(connection, schema)
     check_compatible(state, schema)
@@ -106,7 +107,7 @@ def _add_recovery(connection: Connection, schema: str, latest: int, *, log: bool
 def uninstall_recovery(connection: Connection, schema: str) -> None:
     """Remove exactly the worker-recovery objects and the ledger row 20, in the caller's
     transaction (the registry of workers is deleted with them)."""
-    validate_schema_name(schema)
+    schema = schema_name(schema)  # validated once, before any SQL runs
     _lock_installers(connection, schema)
     for statement in _recovery_ddl.uninstall_recovery_statements(schema):
         connection.exec_driver_sql(statement)
@@ -120,7 +121,7 @@ def _lock_installers(connection: Connection, schema: str) -> None:
 
 
 def _install_base(connection: Connection, schema: str) -> bool:
-    validate_schema_name(schema)  # before any SQL runs
+    schema = schema_name(schema)  # validated once, before any SQL runs
     version = int(connection.execute(text("show server_version_num")).scalar_one())
     if version < _MIN_SERVER_VERSION:
         raise SchemaError(
@@ -145,7 +146,8 @@ def uninstall(connection: Connection, schema: str) -> None:
 
     Runs in the caller's transaction. Jobs in the schema are deleted with it.
     """
-    quoted = quote_identifier(schema)
+    schema = schema_name(schema)
+    quoted = schema.quoted
     statements = _recovery_ddl.drop_recovery_objects_statements(schema)
     for statement in statements + _ddl.drop_objects_statements(schema):
         connection.exec_driver_sql(statement)
