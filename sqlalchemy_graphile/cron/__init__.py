@@ -11,21 +11,27 @@ A running worker (``run()``, not ``run_once()``) adds one job per item and match
 
 * ``_matcher``: time patterns and matching; ``_items``: :class:`CronItem`,
   :class:`CronItemOptions`; ``_parser``: crontab text;
-* ``_scheduler``: the loop, backfill and the statement that adds jobs (``_sql``);
-  ``_clock``: the clock it reads.
+* ``_scheduler``: :class:`CronScheduler`, the loop and backfill, which adds jobs through a
+  ``CronStore``; ``_clock``: the clock it reads.
+
+The worker uses this face of the package (:class:`CronScheduler`, :func:`crontab_items`),
+never its private modules; cron in turn imports nothing of the worker.
 """
 
 from __future__ import annotations
 
 from ._items import CronItem, CronItemOptions, Matcher
 from ._matcher import CronMatch, TimestampDigest
-from ._parser import parse_crontab
+from ._parser import crontab_items, parse_crontab
+from ._scheduler import CronScheduler
 
 __all__ = [
     "CronItem",
     "CronItemOptions",
     "CronMatch",
+    "CronScheduler",
     "Matcher",
     "TimestampDigest",
+    "crontab_items",
     "parse_crontab",
 ]

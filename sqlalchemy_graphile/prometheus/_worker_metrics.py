@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -15,11 +15,30 @@ from prometheus_client.process_collector import ProcessCollector
 
 from .._recovery import RecoveredJob
 from ..errors import ConfigurationError
-from ..events import JobEvent, JobRecoveredEvent, SlotEvent
+from ..events import JobEvent, JobRecoveredEvent, SlotEvent, WorkerEvents
 from ..job import Job
 
-if TYPE_CHECKING:
-    from ..worker import Worker
+
+class _Concurrency(Protocol):
+    @property
+    def concurrency(self) -> int: ...
+
+
+class MeteredWorker(Protocol):
+    """What the metrics read of a :class:`~sqlalchemy_graphile.Worker` (so that this
+    module needs nothing of the worker package)."""
+
+    @property
+    def events(self) -> WorkerEvents: ...
+    @property
+    def running(self) -> bool: ...
+    @property
+    def options(self) -> _Concurrency: ...
+    @property
+    def busy_slots(self) -> int: ...
+    @property
+    def local_queue_length(self) -> int: ...
+
 
 #: Seconds; a job may run for a millisecond or an hour.
 RUN_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
@@ -100,7 +119,7 @@ class WorkerMetrics:
         self.registry = registry
         self._by_queue = by_queue
         self._namespace = namespace
-        self._workers: list[Worker] = []
+        self._workers: list[MeteredWorker] = []
         self._series: dict[tuple[str, str], _Series] = {}
         self._running: dict[str, float] = {}
         metrics: list[Any] = []
@@ -175,7 +194,7 @@ class WorkerMetrics:
 
     # -- wiring ----------------------------------------------------------------------
 
-    def attach(self, worker: Worker) -> None:
+    def attach(self, worker: MeteredWorker) -> None:
         """Count ``worker``'s jobs and show its slots. ``Worker(metrics=...)`` calls this
         (and also reports each fetch's and release's duration, which a worker built without
         ``metrics`` cannot)."""

@@ -54,8 +54,7 @@ from .._poolers import Pooler, check_pooler
 from .._recovery import DEFAULT_RESILIENT_FLAGS, SweepSettings
 from .._validation import validation_problems
 from ..context import extension_map
-from ..cron._items import CronItem
-from ..cron._parser import crontab_items
+from ..cron import CronItem, crontab_items
 from ..errors import ConfigurationError, GraphileWorkerError
 from ..hooks import WorkerPlugin
 from ..tasks import AnyTaskType, check_task_type

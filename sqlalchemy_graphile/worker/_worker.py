@@ -22,8 +22,7 @@ from .._store._asyncpg import AsyncpgJobStore
 from .._store._asyncpg_cron import AsyncpgCronStore
 from .._store._asyncpg_recovery import AsyncpgRecoveryStore
 from .._store._recovery import RecoveryStore
-from ..cron._items import CronItem
-from ..cron._scheduler import CronScheduler
+from ..cron import CronItem, CronScheduler
 from ..errors import ConfigurationError, WorkerStateError
 from ..events import PoolEvent, SignalEvent, WorkerEvents
 from ..hooks import WorkerPlugin
