@@ -33,7 +33,10 @@ def test_children_report_output_and_peak_rss(tmp_path: Path) -> None:
     # The second child touches 64 MiB, so its peak RSS must be at least that.
     commands = [
         _python("print('{\"n\": 1}')"),
-        _python("b = bytearray(64 * 1024 * 1024); print('{\"n\": 2}')"),
+        # It holds the memory for a while: peaks are read while a child runs.
+        _python(
+            "import time; b = bytearray(64 * 1024 * 1024); time.sleep(0.2); print('{\"n\": 2}')"
+        ),
     ]
     batch = run_together(commands, env=ENV, cwd=tmp_path, logs=tmp_path / "logs", timeout=60)
     assert [last_json_line(c.stdout) for c in batch.children] == [{"n": 1}, {"n": 2}]
@@ -42,6 +45,30 @@ def test_children_report_output_and_peak_rss(tmp_path: Path) -> None:
     assert batch.seconds == max(c.seconds for c in batch.children)
     assert all(c.returncode == 0 for c in batch.children)
     assert (tmp_path / "logs" / "1.stdout").read_text().strip() == '{"n": 2}'
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc (Linux)")
+def test_a_small_child_is_not_charged_with_the_memory_of_its_parent(tmp_path: Path) -> None:
+    # wait4 would report at least this process's own peak for any child it forks.
+    ballast = bytearray(150 * 1024 * 1024)
+    ballast[::4096] = b"x" * len(ballast[::4096])
+    batch = run_together(
+        [
+            _python("pass"),
+            _python(
+                "import time; x = bytearray(60 * 1024 * 1024); x[::4096] = b'y' * len(x[::4096]);"
+                " time.sleep(0.2)"
+            ),
+        ],
+        env=ENV,
+        cwd=tmp_path,
+        logs=tmp_path / "logs",
+        timeout=30,
+    )
+    small, large = (child.peak_rss / 2**20 for child in batch.children)
+    assert small < 60
+    assert 60 <= large < 140
+    del ballast
 
 
 def test_a_failing_child_raises_with_its_stderr(tmp_path: Path) -> None:
